@@ -1,0 +1,24 @@
+"""exodf: ExoDeepFinder exocytosis detection as a library, a command line and a bioimage.io model.
+
+The library API is typed and works on numpy arrays; only :mod:`exodf.io` and :mod:`exodf.events`
+touch files. TensorFlow is imported only when a network is built or loaded.
+"""
+
+from .cluster import ClusterConfig, filter_events, labels_to_events
+from .detect import DetectConfig, Detection, Segmentation, detect_events, events_from_segmentation, segment_movie
+from .errors import ExodfError
+from .events import EventTable, read_events, write_events
+from .io import read_mask, read_movie, write_probabilities, write_tiff
+from .model import build_unet, load_network
+from .normalize import normalize_frames
+from .predict import InferenceConfig, predict_probabilities
+from .pretrained import published_weights
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ClusterConfig", "DetectConfig", "Detection", "EventTable", "ExodfError", "InferenceConfig", "Segmentation",
+    "build_unet", "detect_events", "events_from_segmentation", "filter_events", "labels_to_events", "load_network",
+    "normalize_frames", "predict_probabilities", "published_weights", "read_events", "read_mask", "read_movie",
+    "segment_movie", "write_events", "write_probabilities", "write_tiff",
+]

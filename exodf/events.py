@@ -1,0 +1,323 @@
+"""The one event-table type of exodf, and its readers and writers.
+
+Inside exodf an event is (x, y, frame): x the column and y the row in pixels, frame 0-based (it may be
+fractional: a mean-shift centroid). Only ImageJ files number frames from 1 (the ``Slice`` column).
+
+Formats
+-------
+- ImageJ Results table: ``.csv`` (comma) or ``.txt``/``.tsv`` (tab); header `` ,X,Y,Slice`` with the row
+  number column, or ``X,Y,Slice`` without. X/Y are in pixels, or in calibrated units when a pixel size is
+  given (they are divided by it on reading and multiplied on writing).
+- The original ExoDeepFinder's xml (``<objlist><object class_label x y z cluster_size/>``) and csv
+  (``tomo_idx,class_label,x,y,z``); z is the 0-based frame, ``class_label`` 1 is exocytosis.
+- ExoJ's "Exocytosis List" export is read by :mod:`exodf.exoj` when that module is present.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from .atomic import write_text_atomic
+from .errors import ExodfError
+
+__all__ = ["EventTable", "read_events", "write_events", "EVENT_FORMATS"]
+
+EVENT_FORMATS = ("imagej", "xml", "original-csv")
+
+
+def _as_float(a: object, n: int | None = None) -> np.ndarray:
+    arr = np.asarray(a, dtype=np.float64).reshape(-1)
+    if n is not None and arr.shape[0] != n:
+        raise ValueError(f"column has {arr.shape[0]} values, expected {n}")
+    return arr
+
+
+@dataclass(frozen=True)
+class EventTable:
+    """Detected or annotated events.
+
+    Attributes
+    ----------
+    x, y : ndarray of float64
+        Column and row of each event, in pixels.
+    frame : ndarray of float64
+        0-based frame of each event (fractional for cluster centroids).
+    columns : dict of str -> ndarray
+        Optional per-event values (``size`` in voxels, ``score``, measurements...), same length.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    frame: np.ndarray
+    columns: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        x = _as_float(self.x)
+        n = x.shape[0]
+        object.__setattr__(self, "x", x)
+        for name in ("y", "frame"):
+            try:
+                object.__setattr__(self, name, _as_float(getattr(self, name), n))
+            except ValueError as e:
+                raise ValueError(f"EventTable.{name}: {e}") from None
+        cols: dict[str, np.ndarray] = {}
+        for key, val in dict(self.columns).items():
+            arr = np.asarray(val).reshape(-1)
+            if arr.shape[0] != n:
+                raise ValueError(f"EventTable column {key!r} has {arr.shape[0]} values, expected {n}")
+            cols[str(key).lower()] = arr
+        object.__setattr__(self, "columns", cols)
+
+    # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def empty(cls, columns: tuple[str, ...] = ()) -> "EventTable":
+        z = np.zeros(0)
+        return cls(z, z, z, {c: z for c in columns})
+
+    @classmethod
+    def concat(cls, tables: "list[EventTable]") -> "EventTable":
+        if not tables:
+            return cls.empty()
+        keys = set(tables[0].columns)
+        for t in tables[1:]:
+            keys &= set(t.columns)
+        return cls(
+            np.concatenate([t.x for t in tables]),
+            np.concatenate([t.y for t in tables]),
+            np.concatenate([t.frame for t in tables]),
+            {k: np.concatenate([t.columns[k] for t in tables]) for k in sorted(keys)},
+        )
+
+    # -- access -------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    @property
+    def slice(self) -> np.ndarray:
+        """1-based ImageJ slice of each event (nearest frame)."""
+        return np.floor(self.frame + 0.5).astype(np.int64) + 1
+
+    def select(self, keep: np.ndarray) -> "EventTable":
+        """The events where ``keep`` (boolean mask or index array) selects them."""
+        keep = np.asarray(keep)
+        return EventTable(self.x[keep], self.y[keep], self.frame[keep],
+                          {k: v[keep] for k, v in self.columns.items()})
+
+    def sorted(self) -> "EventTable":
+        """Events ordered by frame, then y, then x."""
+        return self.select(np.lexsort((self.x, self.y, self.frame)))
+
+    def coords(self) -> np.ndarray:
+        """(N, 3) array of (frame, y, x)."""
+        return np.stack([self.frame, self.y, self.x], axis=1) if len(self) else np.zeros((0, 3))
+
+    def __eq__(self, other: object) -> bool:  # value equality (dataclass eq would compare arrays)
+        if not isinstance(other, EventTable) or len(self) != len(other):
+            return False
+        if set(self.columns) != set(other.columns):
+            return False
+        same = all(np.array_equal(getattr(self, a), getattr(other, a)) for a in ("x", "y", "frame"))
+        return same and all(np.array_equal(v, other.columns[k]) for k, v in self.columns.items())
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+# ---------------------------------------------------------------------------------------------
+# reading
+# ---------------------------------------------------------------------------------------------
+def read_events(path: str | os.PathLike[str], pixel_size: float | None = None,
+                exocytosis_label: int = 1) -> EventTable:
+    """Read an event table from any format exodf knows.
+
+    Parameters
+    ----------
+    path
+        ImageJ Results (``.csv``/``.txt``/``.tsv``), the original's ``.xml`` or ``.csv``, or an ExoJ export.
+    pixel_size
+        If the ImageJ X/Y are calibrated (e.g. µm), the size of one pixel in those units.
+    exocytosis_label
+        For the original's formats: the ``class_label`` that marks exocytosis (others are dropped).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ExodfError(f"{p}: event table not found; give the path of an existing .csv, .txt or .xml file")
+    if pixel_size is not None and not pixel_size > 0:
+        raise ExodfError(f"{p}: --pixel-size must be > 0 (got {pixel_size})")
+    raw = p.read_bytes()
+    try:
+        if p.suffix.lower() == ".xml":
+            return _read_xml(raw, p, exocytosis_label)
+        from . import exoj  # optional reader of ExoJ's UTF-16 export
+        if exoj.looks_like_exoj(raw):
+            return exoj.parse_exoj(raw, p)
+    except ImportError:
+        pass
+    text = _decode(raw, p)
+    return _read_delimited(text, p, pixel_size, exocytosis_label)
+
+
+def _decode(raw: bytes, p: Path) -> str:
+    for bom, enc in ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16")):
+        if raw.startswith(bom):
+            return raw.decode(enc)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def _read_xml(raw: bytes, p: Path, exocytosis_label: int) -> EventTable:
+    try:
+        root = ET.fromstring(raw)
+    except ET.ParseError as e:
+        raise ExodfError(f"{p}: not valid XML ({e}); expected the original's <objlist><object .../></objlist>")
+    if root.tag != "objlist":
+        raise ExodfError(f"{p}: root element is <{root.tag}>, expected <objlist> as written by ExoDeepFinder")
+    rows = []
+    for obj in root.iter("object"):
+        try:
+            if int(float(obj.get("class_label", exocytosis_label))) != exocytosis_label:
+                continue
+            rows.append((float(obj.attrib["x"]), float(obj.attrib["y"]), float(obj.attrib["z"]),
+                         float(obj.get("cluster_size", "nan"))))
+        except (KeyError, ValueError) as e:
+            raise ExodfError(f"{p}: object {ET.tostring(obj, encoding='unicode').strip()} lacks a numeric "
+                             f"x, y or z ({e}); fix or remove that line")
+    a = np.array(rows, dtype=np.float64).reshape(-1, 4)
+    cols = {} if np.isnan(a[:, 3]).all() else {"size": a[:, 3]}
+    return EventTable(a[:, 0], a[:, 1], a[:, 2], cols)
+
+
+def _find(header: list[str], *names: str) -> int | None:
+    low = [h.strip().lower() for h in header]
+    for n in names:
+        if n in low:
+            return low.index(n)
+    return None
+
+
+def _read_delimited(text: str, p: Path, pixel_size: float | None, exocytosis_label: int) -> EventTable:
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        raise ExodfError(f"{p}: the file is empty; an event table needs at least a header line X,Y,Slice")
+    delim = "\t" if lines[0].count("\t") > lines[0].count(",") else ","
+    rows = list(csv.reader(io.StringIO("\n".join(lines)), delimiter=delim))
+    header, body = [h.strip() for h in rows[0]], rows[1:]
+    while header and header[-1] == "":  # trailing delimiter
+        header.pop()
+    original = _find(header, "tomo_idx") is not None or _find(header, "class_label") is not None
+    ix = _find(header, "x")
+    iy = _find(header, "y")
+    iz = _find(header, "z") if original else _find(header, "slice", "frame", "t")
+    if ix is None or iy is None or iz is None:
+        raise ExodfError(
+            f"{p}: header {','.join(header)!r} lacks the columns X, Y and Slice (or Frame); save the ImageJ "
+            "Results table with those columns, or give the original's xml/csv")
+    ilabel = _find(header, "class_label") if original else None
+    skip = {ix, iy, iz} | ({ilabel} if ilabel is not None else set())
+    extra = [(i, h) for i, h in enumerate(header) if i not in skip and h not in ("", " ") and
+             h.lower() not in ("tomo_idx", "obj_id")]
+    vals: list[list[float]] = []
+    for lineno, r in enumerate(body, start=2):
+        if ilabel is not None and int(float(r[ilabel])) != exocytosis_label:
+            continue
+        try:
+            vals.append([float(r[ix]), float(r[iy]), float(r[iz])] + [_num(r, i) for i, _ in extra])
+        except (ValueError, IndexError):
+            raise ExodfError(f"{p}, line {lineno}: {delim.join(r)!r} has no number in X, Y or "
+                             f"{header[iz]}; fix or delete that line") from None
+    a = np.array(vals, dtype=np.float64).reshape(-1, 3 + len(extra))
+    x, y, z = a[:, 0], a[:, 1], a[:, 2]
+    if not original:
+        if pixel_size is not None:
+            x, y = x / pixel_size, y / pixel_size
+        z = z - 1.0  # ImageJ Slice is 1-based
+    cols = {h.lower(): a[:, 3 + k] for k, (_, h) in enumerate(extra) if not np.isnan(a[:, 3 + k]).all()}
+    if "cluster_size" in cols:
+        cols["size"] = cols.pop("cluster_size")
+    return EventTable(x, y, z, cols)
+
+
+def _num(r: list[str], i: int) -> float:
+    try:
+        return float(r[i])
+    except (ValueError, IndexError):
+        return math.nan
+
+
+# ---------------------------------------------------------------------------------------------
+# writing
+# ---------------------------------------------------------------------------------------------
+def _fmt(v: float) -> str:
+    if not np.isfinite(v):
+        return "NaN"
+    if float(v).is_integer() and abs(v) < 1e15:
+        return str(int(v))
+    return f"{v:.4f}".rstrip("0").rstrip(".")
+
+
+def format_imagej(table: EventTable, sep: str = ",", row_numbers: bool = True,
+                  pixel_size: float | None = None) -> str:
+    """The ImageJ Results text of ``table``: X, Y (calibrated if ``pixel_size``), Slice, extras."""
+    scale = 1.0 if pixel_size is None else float(pixel_size)
+    extra = sorted(table.columns)
+    header = ([" "] if row_numbers else []) + ["X", "Y", "Slice"] + [e.capitalize() for e in extra]
+    out = [sep.join(header)]
+    sl = table.slice
+    for i in range(len(table)):
+        row = [str(i + 1)] if row_numbers else []
+        row += [_fmt(round(table.x[i] * scale, 4)), _fmt(round(table.y[i] * scale, 4)), str(sl[i])]
+        row += [_fmt(float(table.columns[e][i])) for e in extra]
+        out.append(sep.join(row))
+    return "\n".join(out) + "\n"
+
+
+def format_xml(table: EventTable) -> str:
+    """The original's xml (class_label 1 = exocytosis, z = 0-based frame)."""
+    lines = ["<objlist>"]
+    size = table.columns.get("size")
+    for i in range(len(table)):
+        cs = f' cluster_size="{int(size[i])}"' if size is not None and np.isfinite(size[i]) else ""
+        lines.append(f'  <object class_label="1" x="{table.x[i]:.3f}" y="{table.y[i]:.3f}" '
+                     f'z="{table.frame[i]:.3f}"{cs}/>')
+    lines.append("</objlist>")
+    return "\n".join(lines) + "\n"
+
+
+def format_original_csv(table: EventTable) -> str:
+    """The original's csv: ``tomo_idx,class_label,x,y,z`` (z = 0-based frame)."""
+    out = ["tomo_idx,class_label,x,y,z"]
+    out += [f"0,1,{table.x[i]:.3f},{table.y[i]:.3f},{table.frame[i]:.3f}" for i in range(len(table))]
+    return "\n".join(out) + "\n"
+
+
+def write_events(table: EventTable, path: str | os.PathLike[str], fmt: str = "imagej",
+                 row_numbers: bool = True, pixel_size: float | None = None) -> Path:
+    """Write ``table`` atomically.
+
+    ``fmt`` is ``imagej`` (``.txt``/``.tsv`` give tab-separated, anything else comma-separated),
+    ``xml`` or ``original-csv``; a ``.xml`` path always gives xml.
+    """
+    p = Path(path)
+    if fmt not in EVENT_FORMATS:
+        raise ExodfError(f"unknown event format {fmt!r} for {p}; choose one of {', '.join(EVENT_FORMATS)}")
+    if pixel_size is not None and not pixel_size > 0:
+        raise ExodfError(f"{p}: --pixel-size must be > 0 (got {pixel_size})")
+    if p.suffix.lower() == ".xml" or fmt == "xml":
+        text = format_xml(table)
+    elif fmt == "original-csv":
+        text = format_original_csv(table)
+    else:
+        sep = "\t" if p.suffix.lower() in (".txt", ".tsv", ".xls") else ","
+        text = format_imagej(table, sep=sep, row_numbers=row_numbers, pixel_size=pixel_size)
+    write_text_atomic(p, text)
+    return p

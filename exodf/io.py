@@ -1,0 +1,272 @@
+"""Movies and masks: files <-> numpy arrays (T, Y, X).
+
+Readers memory-map the pixel data where the file layout allows it (uncompressed TIFF, contiguous
+HDF5), so a 1000-frame movie costs no RAM until frames are used.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .atomic import atomic_path
+from .errors import ExodfError
+
+__all__ = ["read_movie", "read_mask", "write_tiff", "write_probabilities", "movie_paths", "MOVIE_SUFFIXES"]
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+MOVIE_SUFFIXES = TIFF_SUFFIXES + (".h5", ".hdf5", ".ome.tif", ".ome.tiff")
+_TIME_LIKE = "TZIQ"  # axes that may carry time in a stack (ImageJ stacks often call frames "slices")
+
+
+def read_movie(path: str | os.PathLike[str], channel: int | None = None, plane: int | None = None) -> np.ndarray:
+    """Read a movie as a (T, Y, X) array.
+
+    Parameters
+    ----------
+    path
+        A multi-page TIFF, OME-TIFF or ImageJ hyperstack; a folder of one TIFF per frame (the last number
+        in each name is the frame index); or the original ExoDeepFinder's ``.h5`` (dataset ``dataset``).
+    channel
+        Which channel (0-based) of a multi-channel or RGB file to use.
+    plane
+        Which z-plane (0-based) of a file with both z-planes and time points to use.
+    """
+    p = Path(path)
+    if p.is_dir():
+        return _read_folder(p)
+    if not p.is_file():
+        raise ExodfError(f"{p}: movie not found; give a .tif/.tiff/.h5 file or a folder of per-frame TIFFs")
+    suffix = p.suffix.lower()
+    if suffix in (".h5", ".hdf5"):
+        return _read_h5(p)
+    if suffix in TIFF_SUFFIXES:
+        return _read_tiff(p, channel, plane)
+    raise ExodfError(f"{p}: unsupported movie format {p.suffix!r}; convert it to a TIFF stack (.tif) "
+                     "or give the original's .h5")
+
+
+def _read_tiff(p: Path, channel: int | None, plane: int | None) -> np.ndarray:
+    import tifffile
+
+    try:
+        tif = tifffile.TiffFile(p)
+    except Exception as e:  # tifffile raises several types for damaged files
+        raise ExodfError(f"{p}: cannot be read as TIFF ({e}); re-save it from Fiji as TIFF") from None
+    with tif:
+        series = tif.series[0]
+        axes, shape = series.axes.upper(), tuple(series.shape)
+        try:
+            data = tifffile.memmap(p, series=0) if series.dataoffset is not None else series.asarray()
+        except (ValueError, OSError):
+            data = series.asarray()
+        except Exception as e:
+            raise ExodfError(f"{p}: pixel data is damaged or truncated ({e}); re-save the movie") from None
+    return _to_tyx(np.asarray(data) if not isinstance(data, np.memmap) else data, axes, shape, p, channel, plane)
+
+
+def _pick(data: np.ndarray, axes: str, axis: str, index: int | None, p: Path, option: str,
+          what: str) -> tuple[np.ndarray, str]:
+    k = axes.index(axis)
+    n = data.shape[k]
+    if index is None:
+        raise ExodfError(f"{p}: the movie has {n} {what} (axis {axis}); exodf needs one channel of 2D+time: "
+                         f"choose one with {option} N (0..{n - 1})")
+    if not 0 <= index < n:
+        raise ExodfError(f"{p}: {option} {index} is out of range; the movie has {n} {what} (0..{n - 1})")
+    return np.take(data, index, axis=k), axes.replace(axis, "")
+
+
+def _to_tyx(data: np.ndarray, axes: str, shape: tuple[int, ...], p: Path, channel: int | None,
+            plane: int | None) -> np.ndarray:
+    """Reduce a TIFF series with tifffile's axis letters to (T, Y, X), refusing ambiguity."""
+    data = data.reshape(shape)
+    # a channel axis (C, or S: RGB samples) must be picked unless it has size 1
+    for ax, what in (("S", "colour samples (RGB)"), ("C", "channels")):
+        if ax in axes:
+            if data.shape[axes.index(ax)] > 1:
+                data, axes = _pick(data, axes, ax, channel, p, "--channel", what)
+            else:
+                data, axes = np.take(data, 0, axis=axes.index(ax)), axes.replace(ax, "")
+    if channel is not None and "C" not in axes and "S" not in axes and channel not in (0,):
+        raise ExodfError(f"{p}: --channel {channel} given, but the movie has a single channel; drop --channel")
+    # drop other singleton axes
+    keep = [i for i, a in enumerate(axes) if data.shape[i] > 1 or a in "YX"]
+    data = data.reshape([data.shape[i] for i in keep])
+    axes = "".join(axes[i] for i in keep)
+    time_axes = [a for a in axes if a in _TIME_LIKE]
+    if "T" in time_axes and "Z" in time_axes:
+        data, axes = _pick(data, axes, "Z", plane, p, "--plane", "z-planes")
+        time_axes = ["T"]
+    if len(time_axes) > 1 or any(a not in _TIME_LIKE + "YX" for a in axes):
+        raise ExodfError(f"{p}: axes {axes!r} (shape {data.shape}) are not time+Y+X; save the movie as a "
+                         "single-channel time series (Fiji: Image > Hyperstacks > Re-order / Stack to Hyperstack)")
+    if not time_axes:
+        raise ExodfError(f"{p}: this is a single 2D image (shape {data.shape}), not a movie; exodf needs a "
+                         "time series of frames (a TIFF stack or a folder of per-frame TIFFs)")
+    if axes[-2:] != "YX":
+        raise ExodfError(f"{p}: axes {axes!r}: expected Y and X last; re-save the movie from Fiji as TIFF")
+    return data
+
+
+def _read_h5(p: Path) -> np.ndarray:
+    import h5py
+
+    try:
+        f = h5py.File(p, "r")
+    except OSError as e:
+        raise ExodfError(f"{p}: cannot be opened as HDF5 ({e}); give the original's movie .h5") from None
+    with f:
+        if "dataset" not in f:
+            raise ExodfError(f"{p}: no dataset named 'dataset' (found: {', '.join(f.keys()) or 'none'}); "
+                             "the original's .h5 movies store frames x H x W under 'dataset'")
+        d = f["dataset"]
+        if d.ndim != 3:
+            raise ExodfError(f"{p}: 'dataset' has shape {d.shape}; expected frames x height x width")
+        offset = d.id.get_offset()
+        if offset is not None and d.chunks is None and d.compression is None and d.size > 0:
+            shape, dtype = d.shape, d.dtype
+        else:
+            return d[()]
+    return np.memmap(p, mode="r", dtype=dtype, shape=shape, offset=offset)
+
+
+_NUM = re.compile(r"(\d+)(?!.*\d)")
+
+
+def _read_folder(folder: Path) -> np.ndarray:
+    import tifffile
+
+    files = sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in TIFF_SUFFIXES)
+    if not files:
+        raise ExodfError(f"{folder}: the folder holds no .tif/.tiff files; give a folder of per-frame TIFFs")
+    parsed = []
+    for f in files:
+        m = _NUM.search(f.name)
+        if m is None:
+            raise ExodfError(f"{folder}: {f.name} has no frame number in its name; name frames like "
+                             "frame_0001.tif (the last number is the frame index)")
+        parsed.append((f.name[: m.start()] + "#" + f.name[m.end():].lower(), int(m.group(1)), f))
+    patterns = Counter(pat for pat, _, _ in parsed)
+    if len(patterns) > 1:
+        main = patterns.most_common(1)[0][0]
+        odd = [f.name for pat, _, f in parsed if pat != main]
+        raise ExodfError(f"{folder}: mixed file name patterns; these do not follow {main.replace('#', 'N')!r}: "
+                         f"{', '.join(odd[:10])}; move them out of the folder")
+    parsed.sort(key=lambda t: t[1])
+    idx = [i for _, i, _ in parsed]
+    dup = sorted({i for i in idx if idx.count(i) > 1})
+    if dup:
+        names = [f.name for _, i, f in parsed if i in dup]
+        raise ExodfError(f"{folder}: frame numbers repeat in {', '.join(names[:10])}; keep one file per frame")
+    gaps = [(a, b) for (_, a, _), (_, b, _) in zip(parsed, parsed[1:]) if b != a + 1]
+    if gaps:
+        byidx = {i: f.name for _, i, f in parsed}
+        desc = ", ".join(f"{byidx[a]} -> {byidx[b]}" for a, b in gaps[:10])
+        raise ExodfError(f"{folder}: frames are missing between {desc}; add the missing frames or renumber")
+    first = tifffile.imread(parsed[0][2])
+    if first.ndim != 2:
+        raise ExodfError(f"{parsed[0][2]}: each per-frame TIFF must be one 2D image, this one has shape "
+                         f"{first.shape}")
+    out = np.empty((len(parsed),) + first.shape, dtype=first.dtype)
+    out[0] = first
+    for k, (_, _, f) in enumerate(parsed[1:], start=1):
+        img = tifffile.imread(f)
+        if img.shape != first.shape:
+            raise ExodfError(f"{f}: frame shape {img.shape} differs from {parsed[0][2].name}'s {first.shape}")
+        out[k] = img
+    return out
+
+
+def movie_paths(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """Expand the command line's MOVIE arguments: files stay, a folder of movies gives its movies.
+
+    A folder whose TIFFs all follow one numbered pattern is a per-frame movie, not a folder of movies.
+    """
+    out: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            subs = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in MOVIE_SUFFIXES)
+            tiffs = [f for f in subs if f.suffix.lower() in TIFF_SUFFIXES]
+            pats = {_NUM.sub("#", f.name) for f in tiffs}
+            if tiffs and len(pats) == 1 and len(tiffs) > 1 and all(_NUM.search(f.name) for f in tiffs) \
+                    and len(tiffs) == len(subs) and _looks_2d(tiffs[0]):
+                out.append(p)
+            elif subs:
+                out.extend(subs)
+            else:
+                raise ExodfError(f"{p}: the folder holds no movie (.tif/.tiff/.h5)")
+        elif p.exists():
+            out.append(p)
+        else:
+            raise ExodfError(f"{p}: movie not found; check the path")
+    return out
+
+
+def _looks_2d(f: Path) -> bool:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(f) as t:
+            return len(t.series[0].shape) == 2 or int(np.prod(t.series[0].shape[:-2])) == 1
+    except Exception:
+        return False
+
+
+def read_mask(path: str | os.PathLike[str], shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Read a binary cell mask (any non-zero pixel is inside) as a 2D bool array."""
+    import tifffile
+
+    p = Path(path)
+    if not p.is_file():
+        raise ExodfError(f"{p}: mask not found; give a binary TIFF (non-zero inside the cell)")
+    try:
+        m = np.squeeze(tifffile.imread(p))
+    except Exception as e:
+        raise ExodfError(f"{p}: cannot be read as TIFF ({e}); save the mask from Fiji as TIFF") from None
+    if m.ndim != 2:
+        raise ExodfError(f"{p}: the mask has shape {m.shape}; it must be one 2D image")
+    if shape is not None and m.shape != tuple(shape):
+        raise ExodfError(f"{p}: the mask is {m.shape[1]}x{m.shape[0]} px but the movie is {shape[1]}x{shape[0]}"
+                         " px; draw the mask on this movie")
+    return m != 0
+
+
+def write_tiff(path: str | os.PathLike[str], data: np.ndarray, axes: str = "TYX",
+               resolution_um: float | None = None) -> Path:
+    """Write an ImageJ-compatible TIFF atomically (``axes`` in ImageJ order, e.g. TYX, TCYX)."""
+    import tifffile
+
+    p = Path(path)
+    md = {"axes": axes}
+    kw = {}
+    if resolution_um:
+        kw["resolution"] = (1.0 / resolution_um, 1.0 / resolution_um)
+        md["unit"] = "um"
+    with atomic_path(p) as tmp:
+        tifffile.imwrite(tmp, data, imagej=True, metadata=md, **kw)
+    return p
+
+
+def write_probabilities(path: str | os.PathLike[str], probabilities: np.ndarray) -> Path:
+    """Write (T, Y, X, C) class probabilities as an ImageJ hyperstack (T, C, Y, X) float32 TIFF."""
+    arr = np.ascontiguousarray(np.moveaxis(np.asarray(probabilities, dtype=np.float32), -1, 1))
+    return write_tiff(path, arr, axes="TCYX")
+
+
+def create_probability_map(path: str | os.PathLike[str], n_frames: int, height: int, width: int,
+                           n_classes: int = 3) -> np.memmap:
+    """Create an ImageJ hyperstack TIFF (T, C, Y, X) float32 at ``path`` and return it memory-mapped for writing.
+
+    Callers write to a temporary path (see :func:`exodf.atomic.atomic_path`) and move it into place when done.
+    """
+    import tifffile
+
+    return tifffile.memmap(path, shape=(n_frames, n_classes, height, width), dtype=np.float32, imagej=True,
+                           metadata={"axes": "TCYX"})

@@ -1,0 +1,113 @@
+"""File-level jobs: what one CLI command does, as a library function (read, compute, write atomically)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from .atomic import atomic_path
+from .cluster import ClusterConfig
+from .detect import DetectConfig, Detection, detect_events
+from .errors import ExodfError
+from .events import write_events
+from .io import create_probability_map, read_mask, read_movie
+from .predict import InferenceConfig
+
+__all__ = ["DetectRequest", "detect_file", "load_detector"]
+
+
+@dataclass(frozen=True)
+class DetectRequest:
+    """The options of ``exodf detect`` (see its ``--help``)."""
+
+    fmt: str = "imagej"
+    weights: Optional[Path] = None
+    model: Optional[Path] = None
+    tiling: str = "context"
+    patch_size: int = 160
+    tile: tuple[int, ...] = (48, 192, 192)
+    min_size: int = 1
+    min_score: float = 0.0
+    mask: Optional[Path] = None
+    exclude_edges: int = 0
+    pixel_size: Optional[float] = None
+    row_numbers: bool = True
+    channel: Optional[int] = None
+    plane: Optional[int] = None
+
+    def config(self) -> DetectConfig:
+        if self.tiling not in ("context", "original"):
+            raise ExodfError(f"--tiling {self.tiling!r}: choose 'context' or 'original'")
+        try:
+            return DetectConfig(
+                inference=InferenceConfig(tiling=self.tiling, tile=tuple(self.tile),  # type: ignore[arg-type]
+                                          patch=self.patch_size),
+                cluster=ClusterConfig(min_size=self.min_size, min_score=self.min_score),
+                exclude_edges=self.exclude_edges)
+        except ValueError as e:
+            raise ExodfError(f"invalid option: {e}") from None
+
+
+_NETS: dict[str, Any] = {}
+
+
+def load_detector(weights: Optional[Path]) -> Any:
+    """The network for ``weights`` (published by default), loaded once per process."""
+    from .model import load_network
+    from .pretrained import resolve_weights
+
+    path = resolve_weights(weights)
+    key = str(Path(path).resolve())
+    if key not in _NETS:
+        _NETS[key] = load_network(path)
+    return _NETS[key]
+
+
+def _progress_callback(prog: Any, label: str) -> Any:
+    if prog is None:
+        return None
+    tasks: dict[str, Any] = {}
+
+    def cb(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = prog.add_task(f"{label} {stage}", total=total)
+        prog.update(tasks[stage], completed=done, total=total)
+
+    return cb
+
+
+def detect_file(movie_path: str | os.PathLike[str], out_path: str | os.PathLike[str],
+                request: DetectRequest = DetectRequest(), probabilities: Optional[Path] = None,
+                progress: Any = None) -> tuple[int, int]:
+    """Detect the events of one movie file and write its event table (and probabilities) atomically.
+
+    Returns (number of events, number of frames).
+    """
+    config = request.config()
+    movie = read_movie(movie_path, channel=request.channel, plane=request.plane)
+    mask = read_mask(request.mask, movie.shape[1:]) if request.mask is not None else None
+    label = Path(movie_path).name
+    cb = _progress_callback(progress, label)
+    with contextlib.ExitStack() as stack:
+        prob_map = None
+        if probabilities is not None:
+            tmp = stack.enter_context(atomic_path(probabilities))
+            prob_map = create_probability_map(tmp, *movie.shape)
+        if request.model is not None:
+            from .zoo.run import detect_with_package  # bioimage.io packages through bioimageio.core
+
+            det: Detection = detect_with_package(request.model, movie, config, mask, cb, prob_map)
+        else:
+            net = load_detector(request.weights)
+            det = detect_events(movie, net, config, mask, cb, prob_map)
+        if prob_map is not None:
+            prob_map.flush()
+            del prob_map
+        write_events(det.events, out_path, fmt=request.fmt, row_numbers=request.row_numbers,
+                     pixel_size=request.pixel_size)
+    return len(det.events), int(np.asarray(movie.shape)[0])

@@ -1,0 +1,33 @@
+"""Intensity normalisation, exactly as the original ExoDeepFinder (and the rdf's ``scale_range``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["normalize_frames", "normalize_frame", "EPSILON"]
+
+EPSILON = 1e-3  # a frame with p99 - p1 <= EPSILON becomes 0
+
+
+def normalize_frame(frame: np.ndarray, lower: float = 1.0, upper: float = 99.0) -> np.ndarray:
+    """(frame - p1) / (p99 - p1) in float32, without clipping; a flat frame becomes 0."""
+    f = np.asarray(frame, dtype=np.float32)
+    p_hi = np.percentile(f, upper)
+    p_lo = np.percentile(f, lower)
+    if p_hi - p_lo > EPSILON:
+        return (f - p_lo) / (p_hi - p_lo)
+    return np.zeros(f.shape, dtype=np.float32)
+
+
+def normalize_frames(movie: np.ndarray, lower: float = 1.0, upper: float = 99.0,
+                     out: np.ndarray | None = None) -> np.ndarray:
+    """Normalise each frame of a (T, Y, X) movie independently; returns float32.
+
+    ``movie`` may be a memory map: frames are read one at a time.
+    """
+    if movie.ndim != 3:
+        raise ValueError(f"normalize_frames: expected a (T, Y, X) movie, got shape {movie.shape}")
+    res = np.empty(movie.shape, dtype=np.float32) if out is None else out
+    for t in range(movie.shape[0]):
+        res[t] = normalize_frame(movie[t], lower, upper)
+    return res
