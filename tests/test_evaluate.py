@@ -1,0 +1,177 @@
+"""The paper's matching rule on hand-made cases, and the statistics of exodf.evaluate."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from exodf.evaluate import (cohens_d, event_rate, exclude_events, match_events, mean_sd, pearson_r,
+                            score_events, summarize)
+from exodf.events import EventTable, read_events
+
+REF = Path("/work/shared/reference")  # the original's output on a simulated movie (see its README)
+
+
+def ev(*rows: tuple[float, float, float]) -> EventTable:
+    a = np.array(rows, dtype=float).reshape(-1, 3)
+    return EventTable(a[:, 0], a[:, 1], a[:, 2])
+
+
+GT = ev((50, 50, 100))
+
+
+@pytest.mark.parametrize("dt, is_tp", [(-3, False), (-2, True), (0, True), (5, True), (6, False)])
+def test_time_window_bounds(dt: int, is_tp: bool) -> None:
+    m = match_events(ev((51, 50, 100 + dt)), GT)
+    assert (m.tp, m.fp, m.fn) == ((1, 0, 0) if is_tp else (0, 1, 1))
+    assert m.pred_to_gt.tolist() == ([0] if is_tp else [-1])
+    if is_tp:
+        assert m.dt[0] == dt and m.distance[0] == pytest.approx(1.0)
+
+
+def test_time_window_is_asymmetric() -> None:
+    # a prediction 3 frames *after* the peak is TP, 3 frames *before* is not
+    assert match_events(ev((50, 50, 103)), GT).tp == 1
+    assert match_events(ev((50, 50, 97)), GT).tp == 0
+
+
+@pytest.mark.parametrize("d, is_tp", [(4.5, True), (4.51, False), (3.0, True)])
+def test_distance_bound(d: float, is_tp: bool) -> None:
+    m = match_events(ev((50 + d * 0.6, 50 + d * 0.8, 100)), GT)
+    assert m.tp == int(is_tp)
+
+
+def test_fractional_frames_compare_as_imagej_slices() -> None:
+    # 105.4 rounds to frame 105 (Δt 5, TP); 105.5 rounds to 106 (Δt 6, FP)
+    assert match_events(ev((50, 50, 105.4)), GT).tp == 1
+    assert match_events(ev((50, 50, 105.5)), GT).tp == 0
+
+
+def test_two_ground_truths_near_one_prediction_takes_the_nearest() -> None:
+    gt = ev((50, 50, 100), (53, 50, 101))
+    m = match_events(ev((52, 50, 100)), gt)
+    assert m.pred_to_gt.tolist() == [1]
+    assert m.gt_matched.tolist() == [False, True]
+    assert (m.tp, m.fp, m.fn) == (1, 0, 1)
+    assert m.distance[0] == pytest.approx(1.0)
+
+
+def test_nearest_among_qualifying_only() -> None:
+    # the spatially nearest ground truth is out of the time window: the farther one in the window wins
+    gt = ev((50, 50, 100), (53, 50, 90))
+    m = match_events(ev((52, 50, 100)), gt)
+    assert m.pred_to_gt.tolist() == [0]
+
+
+def test_many_to_one_counts_every_prediction_and_clamps_fn() -> None:
+    pred = ev((50, 50, 100), (51, 50, 102), (80, 80, 100))
+    m = match_events(pred, GT)
+    assert (m.tp, m.fp, m.fn, m.gt_hit) == (2, 1, 0, 1)
+    assert m.precision == pytest.approx(2 / 3)
+    assert m.recall == 1.0
+    assert m.f1 == pytest.approx(4 / 5)
+
+
+def test_one_to_one_allows_one_prediction_per_ground_truth() -> None:
+    pred = ev((50, 50, 100), (51, 50, 102))
+    m = match_events(pred, GT, one_to_one=True)
+    assert (m.tp, m.fp, m.fn) == (1, 1, 0)
+    assert m.pred_to_gt.tolist() == [0, -1]  # the nearer prediction keeps the ground truth
+
+
+def test_hungarian_maximises_pairs_where_greedy_would_not() -> None:
+    # prediction 0 is nearest to gt 0, but gt 0 is the only option of prediction 1
+    gt = ev((50, 50, 100), (54, 50, 100))
+    pred = ev((51, 50, 100), (47, 50, 100))
+    m = match_events(pred, gt, one_to_one=True)
+    assert m.pred_to_gt.tolist() == [1, 0]
+    assert (m.tp, m.fp, m.fn) == (2, 0, 0)
+    greedy = match_events(pred, gt)
+    assert greedy.pred_to_gt.tolist() == [0, 0] and greedy.fn == 0 and greedy.gt_hit == 1
+
+
+def test_empty_inputs() -> None:
+    e = EventTable.empty()
+    m = match_events(e, e)
+    assert (m.tp, m.fp, m.fn) == (0, 0, 0)
+    assert m.precision is None and m.recall is None and m.f1 is None
+    m = match_events(e, GT)
+    assert (m.tp, m.fp, m.fn, m.precision, m.recall, m.f1) == (0, 0, 1, None, 0.0, 0.0)
+    m = match_events(GT, e)
+    assert (m.tp, m.fp, m.fn, m.precision, m.recall, m.f1) == (0, 1, 0, 0.0, None, 0.0)
+    assert match_events(e, e, one_to_one=True).f1 is None
+
+
+def test_custom_rule_and_bad_rule() -> None:
+    assert match_events(ev((56, 50, 100)), GT, max_distance=6).tp == 1
+    assert match_events(ev((50, 50, 93)), GT, dt_min=-10).tp == 1
+    with pytest.raises(ValueError, match="dt_min"):
+        match_events(GT, GT, dt_min=3, dt_max=2)
+
+
+def test_edge_and_mask_exclusion_apply_to_both_tables() -> None:
+    gt = ev((10, 10, 5), (10, 10, 50), (90, 90, 50), (10, 10, 96))
+    pred = ev((10, 10, 5), (10, 10, 51), (90, 90, 50), (10, 10, 97))
+    mask = np.zeros((100, 100), dtype=bool)
+    mask[:50, :50] = True
+    m = score_events(pred, gt, n_frames=100, exclude_edges=10, mask=mask)
+    assert (m.n_pred, m.n_gt, m.tp, m.fp, m.fn) == (1, 1, 1, 0, 0)
+    assert len(exclude_events(gt, 100, 4)) == 3  # frame 96 is one of the last 4 frames (96..99)
+    with pytest.raises(ValueError, match="n_frames"):
+        exclude_events(gt, None, 4)
+
+
+@pytest.mark.skipif(not (REF / "original_events.xml").is_file(),
+                    reason="the reference output of the original ExoDeepFinder is not on this machine")
+def test_reference_movie_matches_the_published_figures() -> None:
+    pred = read_events(REF / "original_events.xml")
+    gt = read_events(REF / "ground_truth.csv")
+    full = score_events(pred, gt)
+    assert (full.tp, full.fp, full.fn) == (29, 38, 3)
+    m = score_events(pred, gt, n_frames=200, exclude_edges=25)
+    assert (m.tp, m.fp, m.fn) == (19, 9, 2)
+    assert round(m.precision, 2) == 0.68 and round(m.recall, 2) == 0.90 and round(m.f1, 2) == 0.78
+
+
+def test_summarize_pools_counts_and_averages_defined_scores() -> None:
+    a = match_events(ev((50, 50, 100)), GT)                     # P 1, R 1
+    b = match_events(ev((50, 50, 100), (90, 90, 9)), GT)        # P 0.5, R 1
+    c = match_events(EventTable.empty(), EventTable.empty())  # undefined: left out
+    s = summarize([a, b, c])
+    assert (s.n_movies, s.tp, s.fp, s.fn) == (3, 2, 1, 0)
+    assert s.precision == pytest.approx(2 / 3)
+    assert s.precision_mean == pytest.approx(0.75)
+    assert s.precision_sd == pytest.approx(math.sqrt(0.125))
+    assert s.recall_mean == 1.0 and s.recall_sd == 0.0
+    assert s.as_dict()["f1"] == pytest.approx(0.8)
+    assert mean_sd([None, 2.0]) == (2.0, None, 1)
+
+
+def test_event_rate() -> None:
+    r = event_rate(ev((1, 1, 1), (2, 2, 2), (3, 3, 3)), n_frames=150, area_px=10000, pixel_size_um=0.16,
+                   frame_interval_s=0.5)
+    assert r.per_frame == pytest.approx(0.02)
+    # 3 events / (10000 * 0.0256 µm²) / 75 s
+    assert r.per_um2_per_s == pytest.approx(3 / 256 / 75)
+    assert event_rate(GT, 10, 100).per_um2_per_s is None
+
+
+def test_cohens_d_known_examples() -> None:
+    before, after = [1, 2, 3, 4, 5], [2, 4, 3, 6, 7]
+    # differences 1,2,0,2,2: mean 1.4, SD sqrt(0.8)
+    assert cohens_d(before, after) == pytest.approx(1.4 / math.sqrt(0.8))
+    # unpaired: means 3 and 4.4, variances 2.5 and 4.3: pooled SD sqrt(3.4)
+    assert cohens_d(before, after, paired=False) == pytest.approx(1.4 / math.sqrt(3.4))
+    assert math.isnan(cohens_d([1, 2], [2, 3]))  # constant difference: SD 0
+    with pytest.raises(ValueError, match="equal lengths"):
+        cohens_d([1, 2], [1, 2, 3])
+
+
+def test_pearson_r() -> None:
+    assert pearson_r([1, 2, 3], [2, 4, 6]) == pytest.approx(1.0)
+    assert pearson_r([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    assert pearson_r([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(0.8)
+    assert math.isnan(pearson_r([1, 1, 1], [1, 2, 3]))
