@@ -1,0 +1,175 @@
+"""Reader of ExoJ's "Exocytosis List" export (the Fiji plugin the ExoDeepFinder paper compared against).
+
+ExoJ (Liu et al. 2024, J Cell Sci) saves its list of exocytosis events with Java's ``"unicode"`` charset:
+UTF-16 big-endian with a byte-order mark, comma-separated, CRLF line ends, and a comma after every header
+title (so the header line ends with a trailing comma; the data lines do not). Its columns (v1.84+)::
+
+    Ref, Property, Begin Frame, Duration, Peak Frame, Position (x), Position (y),
+    Max. Displacement (pixels), Tau (sec), R Square for Decay Est., dF/Sigma (MAD), Decay Function,
+    F0, Delta F, R Square Gaussian fit, Est. Size (FWHM unit)
+
+Older versions write ``End frame``, ``Est. Radius (unit)`` and ``R Square for Est. radius`` instead of
+some of these; both are read. Frames are 1-based ImageJ slices in the file and 0-based in the returned
+:class:`~exodf.events.EventTable`. The event's frame is ExoJ's ``Peak Frame`` (the fusion burst) and its
+position ``Position (x)``/``Position (y)`` (pixels). Every numeric column is kept as an extra column with a
+fixed lower-case name (see ``_CANONICAL``); the text column ``Decay Function`` (``y=a+b*exp(-x/tau)``) is
+kept as its numbers ``decay_offset`` and ``decay_amplitude``; ``Property`` (a text label) is dropped.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ExodfError
+from .events import EventTable
+
+__all__ = ["looks_like_exoj", "parse_exoj", "EXOJ_FRAME_COLUMNS"]
+
+# header title (lower case, unit in parentheses removed) -> column name in the EventTable
+_CANONICAL = {
+    "ref": "ref",
+    "begin frame": "begin_frame",
+    "end frame": "end_frame",
+    "duration": "duration",
+    "peak frame": "peak_frame",
+    "position (x)": "x",
+    "position (y)": "y",
+    "max. displacement": "max_displacement",
+    "tau": "tau",
+    "r square for decay est.": "decay_r2",
+    "df/sigma (mad)": "df_sigma",
+    "f0": "f0",
+    "delta f": "delta_f",
+    "r square gaussian fit": "gaussian_r2",
+    "r square for est. radius": "gaussian_r2",
+    "est. size": "size_fwhm",
+    "est. radius": "radius",
+}
+#: columns that hold 1-based frame numbers in the file (0-based in the table)
+EXOJ_FRAME_COLUMNS = ("begin_frame", "end_frame", "peak_frame")
+_TEXT = ("property", "decay function")
+_UNIT = re.compile(r"\s*\((?!mad\))[^)]*\)\s*$")  # "Tau (sec)" -> "tau"; keeps "dF/Sigma (MAD)"
+_DECAY = re.compile(r"^\s*y\s*=\s*(?P<a>[^*]+?)\s*\+\s*(?P<b>[^*]+?)\s*\*\s*exp\(", re.IGNORECASE)
+
+
+def _decode(raw: bytes) -> str | None:
+    if raw.startswith(b"\xfe\xff"):
+        return raw[2:].decode("utf-16-be", errors="replace")
+    if raw.startswith(b"\xff\xfe"):
+        return raw[2:].decode("utf-16-le", errors="replace")
+    if raw.startswith(b"\xef\xbb\xbf"):
+        return raw[3:].decode("utf-8", errors="replace")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _header(text: str) -> list[str]:
+    first = text.split("\n", 1)[0].rstrip("\r")
+    cells = [c.strip() for c in first.split(",")]
+    while cells and cells[-1] == "":
+        cells.pop()
+    return cells
+
+
+def _canonical(title: str) -> str:
+    low = title.strip().lower()
+    if low in _CANONICAL:
+        return _CANONICAL[low]
+    base = _UNIT.sub("", low)
+    if base in _CANONICAL:
+        return _CANONICAL[base]
+    return re.sub(r"[^0-9a-z]+", "_", low).strip("_")
+
+
+def looks_like_exoj(raw: bytes) -> bool:
+    """Whether ``raw`` (a file's bytes) is an ExoJ exocytosis list (any of its versions)."""
+    text = _decode(raw[:4096])
+    if text is None:
+        return False
+    titles = {h.lower() for h in _header(text)}
+    return {"position (x)", "position (y)"} <= titles and bool(titles & {"peak frame", "begin frame"})
+
+
+def _number(cell: str) -> float:
+    s = cell.strip()
+    if s in ("", "-"):
+        return math.nan
+    return float(s)  # Java's Double.toString: "12.0", "NaN", "Infinity", "1.0E-4" all parse
+
+
+def parse_exoj(raw: bytes, path: Path | str = "<exoj>", frame: str = "peak") -> EventTable:
+    """Parse an ExoJ export into an :class:`~exodf.events.EventTable`.
+
+    Parameters
+    ----------
+    raw
+        The file's bytes (UTF-16 with BOM as ExoJ writes it; UTF-8 re-saves are read too).
+    path
+        The file's name, for error messages.
+    frame
+        ``"peak"`` (default): the event's frame is ExoJ's Peak Frame; ``"begin"``: its Begin Frame.
+
+    Raises
+    ------
+    ExodfError
+        If the file is not an ExoJ list or a line lacks a number where one is needed.
+    """
+    p = Path(path)
+    if frame not in ("peak", "begin"):
+        raise ValueError(f"parse_exoj: frame must be 'peak' or 'begin', got {frame!r}")
+    text = _decode(raw)
+    if text is None or not looks_like_exoj(raw):
+        raise ExodfError(f"{p}: not an ExoJ exocytosis list (no 'Position (x)', 'Position (y)' and "
+                         "'Peak Frame'/'Begin Frame' header); export the list from ExoJ's results window")
+    lines = [ln.rstrip("\r") for ln in text.split("\n")]
+    titles = _header(text)
+    names = [_canonical(t) for t in titles]
+    frame_key = "peak_frame" if frame == "peak" and "peak_frame" in names else "begin_frame"
+    if frame_key not in names:
+        raise ExodfError(f"{p}: the ExoJ list has no '{frame_key.replace('_', ' ').title()}' column; "
+                         "export it again from ExoJ, or read it with frame='peak'")
+    values: dict[str, list[float]] = {n: [] for n in names if n not in ("property", "decay_function")}
+    decay: list[tuple[float, float]] = []
+    for lineno, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        cells = line.split(",")
+        while len(cells) > len(names) and cells[-1].strip() == "":
+            cells.pop()  # a trailing comma on data lines too
+        if len(cells) != len(names):
+            raise ExodfError(f"{p}, line {lineno}: {len(cells)} fields but the header has {len(names)}; "
+                             "the file is cut or was edited - export it again from ExoJ")
+        for name, title, cell in zip(names, titles, cells):
+            if name == "property":
+                continue
+            if name == "decay_function":
+                m = _DECAY.match(cell)
+                try:
+                    decay.append((float(m.group("a")), float(m.group("b"))) if m else (math.nan, math.nan))
+                except ValueError:
+                    decay.append((math.nan, math.nan))
+                continue
+            try:
+                values[name].append(_number(cell))
+            except ValueError:
+                if name in ("x", "y", frame_key):
+                    raise ExodfError(f"{p}, line {lineno}: {title!r} is {cell!r}, not a number; fix or "
+                                     "delete that line") from None
+                values[name].append(math.nan)
+    cols = {k: np.asarray(v, dtype=np.float64) for k, v in values.items()}
+    for k in EXOJ_FRAME_COLUMNS:
+        if k in cols:
+            cols[k] = cols[k] - 1.0  # 1-based ImageJ slices -> 0-based frames
+    if "decay_function" in names:
+        d = np.asarray(decay, dtype=np.float64).reshape(-1, 2)
+        cols["decay_offset"], cols["decay_amplitude"] = d[:, 0], d[:, 1]
+    x, y, fr = cols.pop("x"), cols.pop("y"), cols[frame_key]
+    if np.isnan(x).any() or np.isnan(y).any() or np.isnan(fr).any():
+        raise ExodfError(f"{p}: some events have no position or frame; export the list again from ExoJ")
+    return EventTable(x, y, fr.copy(), cols)

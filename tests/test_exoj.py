@@ -1,0 +1,110 @@
+"""ExoJ's "Exocytosis List" export: written here byte for byte as ExoJ's SaveUtils writes it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from exodf.errors import ExodfError
+from exodf.events import read_events, write_events
+from exodf.exoj import looks_like_exoj, parse_exoj
+
+TITLES = ["Ref", "Property", "Begin Frame", "Duration", "Peak Frame", "Position (x)", "Position (y)",
+          "Max. Displacement (pixels)", "Tau (sec)", "R Square for Decay Est.", "dF/Sigma (MAD)",
+          "Decay Function", "F0", "Delta F", "R Square Gaussian fit", "Est. Size (FWHM \u00b5m)"]
+# what Java's String.valueOf gives for ints and doubles (note "12.0", "NaN", "1.0E-4")
+ROWS = [
+    ["0", "Secretion", "12", "9", "14", "101", "57", "1.4142135623730951", "2.35", "0.9312", "7.25",
+     "y=412.5+1803.25*exp(-x/2.35)", "398.0", "1817.75", "0.88", "0.3012"],
+    ["3", "Secretion", "1", "6", "2", "5", "190", "0.0", "NaN", "-1.0", "4.1",
+     "y=0.0+0.0*exp(-x/0.0)", "250.5", "1.0E-4", "0.71", "0.25"],
+    ["7", "Secretion", "180", "20", "185", "44", "0", "2.0", "11.0", "0.81", "3.9",
+     "y=100.0+-5.5*exp(-x/11.0)", "1000.0", "640.0", "0.99", "0.5"],
+]
+
+
+def exoj_bytes(titles: list[str] = TITLES, rows: list[list[str]] = ROWS) -> bytes:
+    """Java: OutputStreamWriter(..., "unicode"); title+sep for every title; "\\r\\n"; rows joined by sep."""
+    text = "".join(t + "," for t in titles) + "\r\n"
+    text += "".join(",".join(r) + "\r\n" for r in rows)
+    return b"\xfe\xff" + text.encode("utf-16-be")
+
+
+def test_bytes_are_exojs_layout() -> None:
+    raw = exoj_bytes()
+    assert raw[:4] == b"\xfe\xff\x00R"  # BOM, then big-endian 'R'
+    assert raw.count("\r\n".encode("utf-16-be")) == 4
+    assert ",\r\n".encode("utf-16-be") in raw  # the header's trailing comma
+
+
+def test_parse_exoj_values() -> None:
+    raw = exoj_bytes()
+    assert looks_like_exoj(raw)
+    t = parse_exoj(raw, "list.csv")
+    assert len(t) == 3
+    np.testing.assert_array_equal(t.x, [101, 5, 44])
+    np.testing.assert_array_equal(t.y, [57, 190, 0])
+    np.testing.assert_array_equal(t.frame, [13, 1, 184])  # Peak Frame, 1-based -> 0-based
+    np.testing.assert_array_equal(t.columns["begin_frame"], [11, 0, 179])
+    np.testing.assert_array_equal(t.columns["peak_frame"], t.frame)
+    np.testing.assert_array_equal(t.columns["duration"], [9, 6, 20])
+    np.testing.assert_array_equal(t.columns["ref"], [0, 3, 7])
+    np.testing.assert_allclose(t.columns["max_displacement"], [2 ** 0.5, 0, 2])
+    assert np.isnan(t.columns["tau"][1]) and t.columns["tau"][0] == 2.35
+    np.testing.assert_array_equal(t.columns["decay_r2"], [0.9312, -1.0, 0.81])
+    np.testing.assert_array_equal(t.columns["df_sigma"], [7.25, 4.1, 3.9])
+    np.testing.assert_array_equal(t.columns["decay_offset"], [412.5, 0.0, 100.0])
+    np.testing.assert_array_equal(t.columns["decay_amplitude"], [1803.25, 0.0, -5.5])
+    np.testing.assert_array_equal(t.columns["f0"], [398.0, 250.5, 1000.0])
+    np.testing.assert_array_equal(t.columns["delta_f"], [1817.75, 1e-4, 640.0])
+    np.testing.assert_array_equal(t.columns["gaussian_r2"], [0.88, 0.71, 0.99])
+    np.testing.assert_array_equal(t.columns["size_fwhm"], [0.3012, 0.25, 0.5])
+    assert "property" not in t.columns
+    begin = parse_exoj(raw, "list.csv", frame="begin")
+    np.testing.assert_array_equal(begin.frame, [11, 0, 179])
+
+
+def test_read_events_dispatches_to_exoj(tmp_path) -> None:
+    f = tmp_path / "cell 1_secretions.csv"
+    f.write_bytes(exoj_bytes())
+    t = read_events(f)
+    np.testing.assert_array_equal(t.frame, [13, 1, 184])
+    # and the table written as an ImageJ Results table keeps positions, slices and measurements
+    out = write_events(t, tmp_path / "as_imagej.csv")
+    back = read_events(out)
+    np.testing.assert_array_equal(back.slice, [14, 2, 185])
+    np.testing.assert_array_equal(back.x, t.x)
+    np.testing.assert_array_equal(back.columns["df_sigma"], [7.25, 4.1, 3.9])
+
+
+def test_little_endian_and_utf8_resaves() -> None:
+    text = "".join(t + "," for t in TITLES) + "\r\n" + "".join(",".join(r) + "\r\n" for r in ROWS)
+    for raw in (b"\xff\xfe" + text.encode("utf-16-le"), text.encode("utf-8")):
+        assert looks_like_exoj(raw)
+        np.testing.assert_array_equal(parse_exoj(raw).x, [101, 5, 44])
+
+
+def test_older_exoj_columns() -> None:
+    titles = [" Ref", "Property", "Begin Frame", "End frame", "Peak Frame", "Position (x)", "Position (y)",
+              "Max. Displacement (pixels)", "Est. Radius (um)", "R Square for Est. radius", "Tau (sec)",
+              "R Square for Decay Est.", "dF/Sigma (MAD)", "Decay Function", "F0", "Delta F"]
+    rows = [["1", "Secretion", "4", "10", "6", "12", "13", "0.0", "0.2", "0.8", "3.0", "0.95", "5.0",
+             "y=1.0+2.0*exp(-x/3.0)", "10.0", "20.0"]]
+    t = parse_exoj(exoj_bytes(titles, rows))
+    assert (t.x[0], t.y[0], t.frame[0]) == (12, 13, 5)
+    assert t.columns["end_frame"][0] == 9 and t.columns["radius"][0] == 0.2
+    assert t.columns["gaussian_r2"][0] == 0.8 and t.columns["ref"][0] == 1
+
+
+def test_not_exoj_and_damaged(tmp_path) -> None:
+    assert not looks_like_exoj(b" ,X,Y,Slice\n1,2,3,4\n")
+    assert not looks_like_exoj(b"\x00\x01\x02\xff" * 10)
+    cut = exoj_bytes(rows=[ROWS[0][:7]])
+    with pytest.raises(ExodfError, match=r"line 2: 7 fields but the header has 16"):
+        parse_exoj(cut, tmp_path / "cut.csv")
+    bad = [r[:] for r in ROWS]
+    bad[1][5] = "abc"
+    with pytest.raises(ExodfError, match=r"line 3: 'Position \(x\)' is 'abc'"):
+        parse_exoj(exoj_bytes(rows=bad), "bad.csv")
+    with pytest.raises(ExodfError, match="not an ExoJ"):
+        parse_exoj(b"X,Y\n1,2\n", "plain.csv")
