@@ -86,6 +86,7 @@ def _to_tyx(data: np.ndarray, axes: str, shape: tuple[int, ...], p: Path, channe
             plane: int | None) -> np.ndarray:
     """Reduce a TIFF series with tifffile's axis letters to (T, Y, X), refusing ambiguity."""
     data = data.reshape(shape)
+    had_channels = any(a in axes and data.shape[axes.index(a)] > 1 for a in "SC")
     # a channel axis (C, or S: RGB samples) must be picked unless it has size 1
     for ax, what in (("S", "colour samples (RGB)"), ("C", "channels")):
         if ax in axes:
@@ -93,7 +94,7 @@ def _to_tyx(data: np.ndarray, axes: str, shape: tuple[int, ...], p: Path, channe
                 data, axes = _pick(data, axes, ax, channel, p, "--channel", what)
             else:
                 data, axes = np.take(data, 0, axis=axes.index(ax)), axes.replace(ax, "")
-    if channel is not None and "C" not in axes and "S" not in axes and channel not in (0,):
+    if channel is not None and not had_channels and channel != 0:
         raise ExodfError(f"{p}: --channel {channel} given, but the movie has a single channel; drop --channel")
     # drop other singleton axes
     keep = [i for i, a in enumerate(axes) if data.shape[i] > 1 or a in "YX"]
@@ -151,7 +152,9 @@ def _read_folder(folder: Path) -> np.ndarray:
         if m is None:
             raise ExodfError(f"{folder}: {f.name} has no frame number in its name; name frames like "
                              "frame_0001.tif (the last number is the frame index)")
-        parsed.append((f.name[: m.start()] + "#" + f.name[m.end():].lower(), int(m.group(1)), f))
+        rest = f.name[m.end():]
+        rest = rest[: -len(f.suffix)] + ".tif"  # .tif/.tiff in any case are one pattern
+        parsed.append((f.name[: m.start()] + "#" + rest, int(m.group(1)), f))
     patterns = Counter(pat for pat, _, _ in parsed)
     if len(patterns) > 1:
         main = patterns.most_common(1)[0][0]

@@ -17,11 +17,10 @@ from dataclasses import dataclass
 
 __all__ = ["Tile", "context_tiles", "original_tiles", "RECEPTIVE_HALO", "ORIGINAL_PAD", "split_axis"]
 
-# One-sided receptive field of the network, rounded up: (t, y, x). Time: seven 3-wide convolutions
-# and two 2-wide ones at full time resolution give 9 frames on the far side; y/x: 2 + 2*(2+2) + 4*(4+4+1)
-# ... about 44 px, rounded up to the pooling multiple. tests/test_tiling.py checks these bounds
-# empirically with an impulse.
-RECEPTIVE_HALO = (12, 48, 48)
+# One-sided receptive field of the network (t, y, x), measured with an impulse (tests/test_tiling.py):
+# an output voxel depends on inputs 12 frames before to 14 after it, and up to 34 px away in y/x
+# (depending on the pooling phase). The y/x halo is rounded up to the pooling multiple.
+RECEPTIVE_HALO = (14, 36, 36)
 ORIGINAL_PAD = 25
 ORIGINAL_OVERLAP = 55
 SLC = tuple[slice, slice, slice]

@@ -1,0 +1,47 @@
+"""Shared fixtures: the reference data in ../shared/reference and the published weights."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _reference_dir() -> Path | None:
+    for cand in (os.environ.get("EXODF_REFERENCE"), REPO.parent / "shared" / "reference",
+                 REPO / "shared" / "reference"):
+        if cand and (Path(cand) / "movie.tif").is_file():
+            return Path(cand)
+    return None
+
+
+@pytest.fixture(scope="session")
+def reference_dir() -> Path:
+    d = _reference_dir()
+    if d is None:
+        pytest.skip("the reference data (../shared/reference) is not present beside this checkout")
+    return d
+
+
+@pytest.fixture(scope="session")
+def weights_path() -> Path:
+    from exodf.errors import ExodfError
+    from exodf.pretrained import published_weights
+
+    try:
+        return published_weights()
+    except ExodfError as e:
+        pytest.skip(f"the published weights cannot be obtained here: {e}")
+
+
+@pytest.fixture(scope="session")
+def published_net(weights_path: Path):
+    from exodf.jobs import load_detector
+
+    return load_detector(weights_path)

@@ -1,0 +1,134 @@
+"""Event tables: every reader and writer, against files in the formats ImageJ and the original write."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from exodf.errors import ExodfError
+from exodf.events import EventTable, format_imagej, read_events, write_events
+
+# Saved by ImageJ 1.53t (File > Save As in a Results window) for a table with X, Y, Slice:
+IMAGEJ_CSV = " ,X,Y,Slice\n1,137.529,115.256,106\n2,150.453,39.155,181\n3,116.291,28.451,1\n"
+# ImageJ's .xls/.txt Results export (tab-separated, row numbers, extra column):
+IMAGEJ_TXT = " \tX\tY\tSlice\tMean\n1\t10.5\t20.25\t3\t101.7\n2\t11\t21\t4\t99\n"
+ORIGINAL_XML = """<objlist>
+  <object class_label="1" x="77.692" y="114.589" z="17.953" cluster_size="154"/>
+  <object class_label="2" x="1.0" y="2.0" z="3.0" cluster_size="5"/>
+  <object class_label="1" x="166.889" y="118.869" z="20.646" cluster_size="99"/>
+</objlist>
+"""
+ORIGINAL_CSV = "tomo_idx,class_label,x,y,z\n0,1,12.5,13.5,4.0\n0,2,1,1,1\n0,1,20,30,0\n"
+
+
+def _write(tmp_path: Path, name: str, text: str) -> Path:
+    p = tmp_path / name
+    p.write_bytes(text.encode())
+    return p
+
+
+def test_read_imagej_csv_slice_is_one_based(tmp_path: Path) -> None:
+    t = read_events(_write(tmp_path, "r.csv", IMAGEJ_CSV))
+    assert len(t) == 3
+    np.testing.assert_allclose(t.x, [137.529, 150.453, 116.291])
+    np.testing.assert_allclose(t.y, [115.256, 39.155, 28.451])
+    np.testing.assert_allclose(t.frame, [105, 180, 0])
+    np.testing.assert_array_equal(t.slice, [106, 181, 1])
+
+
+def test_read_imagej_tab_with_extra_column_and_crlf(tmp_path: Path) -> None:
+    t = read_events(_write(tmp_path, "r.txt", IMAGEJ_TXT.replace("\n", "\r\n")))
+    np.testing.assert_allclose(t.x, [10.5, 11])
+    np.testing.assert_allclose(t.frame, [2, 3])
+    np.testing.assert_allclose(t.columns["mean"], [101.7, 99])
+
+
+def test_read_without_row_numbers_and_calibrated(tmp_path: Path) -> None:
+    t = read_events(_write(tmp_path, "r.csv", "X,Y,Slice\n1.6,3.2,5\n"), pixel_size=0.16)
+    np.testing.assert_allclose([t.x[0], t.y[0], t.frame[0]], [10, 20, 4])
+
+
+def test_read_original_xml_keeps_exocytosis_class(tmp_path: Path) -> None:
+    t = read_events(_write(tmp_path, "a.xml", ORIGINAL_XML))
+    assert len(t) == 2
+    np.testing.assert_allclose(t.x, [77.692, 166.889])
+    np.testing.assert_allclose(t.frame, [17.953, 20.646])  # z is the 0-based frame
+    np.testing.assert_array_equal(t.columns["size"], [154, 99])
+
+
+def test_read_original_csv(tmp_path: Path) -> None:
+    t = read_events(_write(tmp_path, "a.csv", ORIGINAL_CSV))
+    np.testing.assert_allclose(t.coords(), [[4.0, 13.5, 12.5], [0, 30, 20]])
+
+
+def test_reference_files_read(reference_dir: Path) -> None:
+    gt = read_events(reference_dir / "ground_truth.csv")
+    orig = read_events(reference_dir / "original_events.xml")
+    assert len(gt) == 32 and len(orig) == 67
+    assert gt.frame.min() >= 0 and gt.frame.max() < 200
+
+
+@pytest.mark.parametrize("name,fmt,row_numbers", [
+    ("e.csv", "imagej", True), ("e.csv", "imagej", False), ("e.txt", "imagej", True),
+    ("e.xml", "xml", True), ("e.csv", "original-csv", True)])
+def test_round_trip(tmp_path: Path, name: str, fmt: str, row_numbers: bool) -> None:
+    t = EventTable([1.25, 100.5], [2.5, 7.125], [0, 41], {"size": [12, 40], "score": [0.5, 0.875]})
+    back = read_events(write_events(t, tmp_path / name, fmt=fmt, row_numbers=row_numbers))
+    np.testing.assert_allclose(back.coords(), t.coords(), atol=1e-3)
+    if fmt != "original-csv":
+        np.testing.assert_array_equal(back.columns["size"], [12, 40])
+
+
+def test_imagej_text_exactly() -> None:
+    t = EventTable([1.25], [2.5], [0.0], {"size": [12]})
+    assert format_imagej(t) == " ,X,Y,Slice,Size\n1,1.25,2.5,1,12\n"
+    assert format_imagej(t, sep="\t", row_numbers=False, pixel_size=0.16) == "X\tY\tSlice\tSize\n0.2\t0.4\t1\t12\n"
+
+
+def test_calibrated_round_trip(tmp_path: Path) -> None:
+    t = EventTable([10.0, 55.5], [20.0, 3.0], [1, 2])
+    back = read_events(write_events(t, tmp_path / "c.csv", pixel_size=0.16), pixel_size=0.16)
+    np.testing.assert_allclose(back.coords(), t.coords(), atol=1e-3)
+
+
+def test_empty_table_round_trip(tmp_path: Path) -> None:
+    back = read_events(write_events(EventTable.empty(), tmp_path / "e.csv"))
+    assert len(back) == 0
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("", "empty"), ("A,B,C\n1,2,3\n", "lacks the columns"), (" ,X,Y,Slice\n1,abc,2,3\n", "line 2")])
+def test_bad_tables(tmp_path: Path, text: str, needle: str) -> None:
+    p = _write(tmp_path, "bad.csv", text)
+    with pytest.raises(ExodfError, match=needle) as e:
+        read_events(p)
+    assert str(p) in str(e.value)
+
+
+def test_bad_xml_and_missing(tmp_path: Path) -> None:
+    with pytest.raises(ExodfError, match="not valid XML"):
+        read_events(_write(tmp_path, "bad.xml", "<objlist><object"))
+    with pytest.raises(ExodfError, match="not found"):
+        read_events(tmp_path / "nope.csv")
+
+
+def test_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An interruption in the middle of writing leaves the old file and no temporary file."""
+    target = tmp_path / "e.csv"
+    target.write_text("old\n")
+    from pathlib import Path as P
+
+    real = P.write_text
+
+    def half_then_interrupt(self: P, text: str, *a: object, **k: object) -> int:
+        real(self, text[: len(text) // 2], *a, **k)  # type: ignore[arg-type]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(P, "write_text", half_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        write_events(EventTable([1, 2], [2, 3], [3, 4]), target)
+    monkeypatch.undo()
+    assert target.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["e.csv"]

@@ -1,0 +1,158 @@
+"""Movie readers and writers against real ImageJ/OME/HDF5 files, and every bad-input error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import tifffile
+
+from exodf.errors import ExodfError
+from exodf.io import movie_paths, read_mask, read_movie, write_probabilities
+
+RNG = np.random.default_rng(0)
+MOVIE = RNG.integers(100, 4000, size=(6, 12, 16), dtype=np.uint16)
+
+
+def test_multipage_tiff_is_memory_mapped(tmp_path: Path) -> None:
+    p = tmp_path / "m.tif"
+    tifffile.imwrite(p, MOVIE)
+    m = read_movie(p)
+    assert isinstance(m, np.memmap)
+    np.testing.assert_array_equal(m, MOVIE)
+
+
+def test_imagej_stack_saved_as_slices(tmp_path: Path) -> None:
+    p = tmp_path / "slices.tif"  # ImageJ stacks without hyperstack metadata call frames "slices" (Z)
+    tifffile.imwrite(p, MOVIE, imagej=True, metadata={"axes": "ZYX"})
+    np.testing.assert_array_equal(read_movie(p), MOVIE)
+
+
+def test_imagej_hyperstack_with_channels(tmp_path: Path) -> None:
+    p = tmp_path / "hs.tif"
+    data = np.stack([MOVIE, MOVIE + 1], axis=1)  # T C Y X
+    tifffile.imwrite(p, data, imagej=True, metadata={"axes": "TCYX"})
+    with pytest.raises(ExodfError, match=r"2 channels \(axis C\).*--channel") as e:
+        read_movie(p)
+    assert str(p) in str(e.value)
+    np.testing.assert_array_equal(read_movie(p, channel=1), MOVIE + 1)
+    with pytest.raises(ExodfError, match="out of range"):
+        read_movie(p, channel=2)
+
+
+def test_hyperstack_with_z_and_time(tmp_path: Path) -> None:
+    p = tmp_path / "tz.tif"
+    data = np.stack([MOVIE, MOVIE + 5, MOVIE + 9], axis=1)  # T Z Y X
+    tifffile.imwrite(p, data, imagej=True, metadata={"axes": "TZYX"})
+    with pytest.raises(ExodfError, match=r"z-planes \(axis Z\).*--plane"):
+        read_movie(p)
+    np.testing.assert_array_equal(read_movie(p, plane=2), MOVIE + 9)
+
+
+def test_ome_tiff(tmp_path: Path) -> None:
+    p = tmp_path / "m.ome.tif"
+    tifffile.imwrite(p, MOVIE[:, None, None], metadata={"axes": "TCZYX"}, ome=True)
+    np.testing.assert_array_equal(read_movie(p), MOVIE)
+
+
+def test_rgb_and_single_image_refused(tmp_path: Path) -> None:
+    rgb = tmp_path / "rgb.tif"
+    tifffile.imwrite(rgb, RNG.integers(0, 255, (5, 8, 8, 3), dtype=np.uint8), photometric="rgb")
+    with pytest.raises(ExodfError, match="RGB.*--channel"):
+        read_movie(rgb)
+    assert read_movie(rgb, channel=0).shape == (5, 8, 8)
+    single = tmp_path / "one.tif"
+    tifffile.imwrite(single, MOVIE[0])
+    with pytest.raises(ExodfError, match="single 2D image"):
+        read_movie(single)
+
+
+def test_original_h5(tmp_path: Path) -> None:
+    p = tmp_path / "movie.h5"
+    with h5py.File(p, "w") as f:
+        f.create_dataset("dataset", data=MOVIE)
+    m = read_movie(p)
+    assert isinstance(m, np.memmap)
+    np.testing.assert_array_equal(m, MOVIE)
+    c = tmp_path / "chunked.h5"
+    with h5py.File(c, "w") as f:
+        f.create_dataset("dataset", data=MOVIE, chunks=(1, 12, 16), compression="gzip")
+    np.testing.assert_array_equal(read_movie(c), MOVIE)
+    bad = tmp_path / "bad.h5"
+    with h5py.File(bad, "w") as f:
+        f.create_dataset("frames", data=MOVIE)
+    with pytest.raises(ExodfError, match="no dataset named 'dataset'.*frames"):
+        read_movie(bad)
+
+
+def _frames(folder: Path, names: list[str]) -> None:
+    folder.mkdir()
+    for k, n in enumerate(names):
+        tifffile.imwrite(folder / n, MOVIE[k % len(MOVIE)])
+
+
+def test_folder_of_frames_sorted_by_last_number(tmp_path: Path) -> None:
+    d = tmp_path / "frames"
+    names = [f"cell2_t{i}.TIF" for i in (1, 2, 3, 10, 4, 5, 6, 7, 8, 9)]  # numeric, not lexical, order
+    d.mkdir()
+    for n in names:
+        idx = int(n.split("_t")[1].split(".")[0])
+        tifffile.imwrite(d / n, np.full((4, 4), idx, np.uint16))
+    m = read_movie(d)
+    assert m.shape == (10, 4, 4)
+    np.testing.assert_array_equal(m[:, 0, 0], np.arange(1, 11))
+    assert movie_paths([d]) == [d]  # one movie, not ten
+
+
+def test_folder_gap_and_mixed_patterns_refused(tmp_path: Path) -> None:
+    d = tmp_path / "gap"
+    _frames(d, ["f_000.tif", "f_001.tiff", "f_003.tif"])
+    with pytest.raises(ExodfError, match="missing between f_001.tiff -> f_003.tif"):
+        read_movie(d)
+    m = tmp_path / "mixed"
+    _frames(m, ["f_000.tif", "f_001.tif", "f_002.tif", "other7.tif"])
+    with pytest.raises(ExodfError, match="mixed file name patterns.*other7.tif"):
+        read_movie(m)
+
+
+def test_folder_of_movies(tmp_path: Path) -> None:
+    d = tmp_path / "movies"
+    d.mkdir()
+    for n in ("a.tif", "b.tif"):
+        tifffile.imwrite(d / n, MOVIE)
+    assert movie_paths([d]) == [d / "a.tif", d / "b.tif"]
+    with pytest.raises(ExodfError, match="not found"):
+        movie_paths([tmp_path / "none.tif"])
+
+
+def test_unreadable_and_unknown(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.tif"
+    junk.write_bytes(b"not a tiff at all")
+    with pytest.raises(ExodfError, match="cannot be read as TIFF"):
+        read_movie(junk)
+    with pytest.raises(ExodfError, match="unsupported movie format"):
+        p = tmp_path / "m.avi"
+        p.write_bytes(b"x")
+        read_movie(p)
+    with pytest.raises(ExodfError, match="movie not found"):
+        read_movie(tmp_path / "missing.tif")
+
+
+def test_mask(tmp_path: Path) -> None:
+    p = tmp_path / "mask.tif"
+    m = np.zeros((12, 16), np.uint8)
+    m[2:5, 3:9] = 255
+    tifffile.imwrite(p, m)
+    assert read_mask(p, (12, 16)).sum() == 18
+    with pytest.raises(ExodfError, match="draw the mask on this movie"):
+        read_mask(p, (10, 10))
+
+
+def test_probabilities_hyperstack(tmp_path: Path) -> None:
+    probs = RNG.random((4, 8, 12, 3)).astype(np.float32)
+    p = write_probabilities(tmp_path / "p.tif", probs)
+    with tifffile.TiffFile(p) as t:
+        assert t.is_imagej and t.series[0].axes == "TCYX"
+        np.testing.assert_array_equal(t.asarray(), np.moveaxis(probs, -1, 1))
