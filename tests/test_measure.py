@@ -1,0 +1,72 @@
+"""F/F0 and decay as the paper defines them, checked against the simulator's drawn values."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from exodf.events import EventTable
+from exodf.measure import MeasureConfig, fit_decay, measure_events, summarize_cell, window_trace
+from exodf.simulate import preset, simulate
+
+
+def test_window_trace_and_fold_on_a_hand_made_movie() -> None:
+    movie = np.full((20, 30, 30), 100.0)
+    movie[10, 12:19, 12:19] = 250.0  # 7x7 box around (15, 15) at frame 10
+    ev = EventTable([15.2], [14.8], [10.0])
+    m = measure_events(movie, ev)
+    assert m.columns["f0"][0] == 100.0 and m.columns["f"][0] == 250.0
+    assert m.columns["fold"][0] == pytest.approx(2.5)
+    assert window_trace(movie, 0, 0, np.array([0, -1, 25])).tolist()[1:] == [None] * 2 or \
+        np.isnan(window_trace(movie, 0, 0, np.array([0, -1, 25]))[1:]).all()
+    early = measure_events(movie, EventTable([15], [15], [3]))
+    assert math.isnan(early.columns["fold"][0])  # 5 frames before is outside the movie
+
+
+def test_fit_decay_recovers_tau() -> None:
+    t = np.arange(16)
+    a, tau, b = fit_decay(80 * np.exp(-t / 3.0) + 200)
+    assert (a, tau, b) == (pytest.approx(80), pytest.approx(3.0), pytest.approx(200))
+    assert fit_decay(np.full(16, 5.0)) is None or fit_decay(np.full(16, 5.0))[0] < 1e-3
+    assert fit_decay(np.array([1.0, np.nan, 2.0])) is None
+
+
+def test_half_life_in_seconds_and_cell_summary() -> None:
+    movie = np.full((40, 20, 20), 100.0)
+    t = np.arange(40) - 10.0
+    movie[10:, 7:14, 7:14] += (60 * np.exp(-t[10:] / 4.0))[:, None, None]
+    m = measure_events(movie, EventTable([10], [10], [10]), MeasureConfig(frame_interval_s=0.5))
+    assert m.columns["decay_tau"][0] == pytest.approx(2.0, rel=1e-3)
+    assert m.columns["half_life"][0] == pytest.approx(2.0 * math.log(2), rel=1e-3)
+    s = summarize_cell(m)
+    assert s.n_events == 1 and s.n_fitted == 1 and s.fold_mean == pytest.approx(1.6)
+
+
+def test_measure_recovers_simulated_fold_within_10_percent() -> None:
+    s = simulate(preset("control"), seed=1)
+    ok = s.truth.frame >= 5
+    m = measure_events(s.movie, s.truth.select(ok))
+    ratio = m.columns["fold"] / s.truth.select(ok).columns["fold"]
+    assert len(ratio) >= 20
+    assert np.all(np.abs(ratio - 1) <= 0.10)
+    assert np.median(ratio) == pytest.approx(1.0, abs=0.02)
+
+
+def test_measure_recovers_simulated_tau() -> None:
+    # with negligible diffusion the 7x7 window holds the whole spot, so its decay is the drawn τ
+    p = preset("control", diffusion=(0.001, 0.001), tau_s=(0.8, 3.0), n_frames=150)
+    s = simulate(p, seed=3)
+    t = s.truth.select(s.truth.frame < 150 - 16)
+    m = measure_events(s.movie, t, MeasureConfig(frame_interval_s=p.frame_interval_s))
+    ratio = m.columns["decay_tau"] / t.columns["tau"]
+    assert np.nanmedian(ratio) == pytest.approx(1.0, abs=0.1)
+    assert np.mean(np.abs(ratio - 1) < 0.2) >= 0.8
+
+
+def test_bad_config() -> None:
+    with pytest.raises(ValueError, match="MeasureConfig.window"):
+        MeasureConfig(window=6)
+    with pytest.raises(ValueError, match="MeasureConfig.frame_interval_s"):
+        MeasureConfig(frame_interval_s=0)

@@ -1,0 +1,121 @@
+"""The simulator's statistics: sizes, event counts, drawn parameters, noise model, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from exodf.simulate import PRESETS, SimParams, preset, simulate, window_mean
+
+SMALL = dict(n_frames=60, height=96, width=96)
+
+
+@pytest.fixture(scope="module")
+def default_sim():
+    return simulate(seed=1, keep_clean=True)
+
+
+def test_default_movie_shape_levels_and_truth(default_sim) -> None:
+    s = default_sim
+    assert s.movie.shape == (200, 200, 200) and s.movie.dtype == np.uint16
+    assert s.mask.shape == (200, 200) and 0.35 < s.mask.mean() < 0.75
+    # membrane ~ offset + 120 ADU, glass ~ offset + 13 ADU (the reference movie's levels)
+    inside = float(np.median(s.movie[0][s.mask]))
+    outside = float(np.median(s.movie[0][~s.mask]))
+    assert 180 < inside < 260 and 105 < outside < 125
+    t = s.truth
+    assert set(t.columns) == {"fold", "tau", "sigma", "diffusion", "onset", "amplitude", "inside"}
+    assert np.all(np.diff(t.frame) >= 0)
+    assert np.all((t.columns["fold"] >= 1.2) & (t.columns["fold"] <= 2.2))
+    assert np.all((t.columns["tau"] >= 0.4) & (t.columns["tau"] <= 2.0))
+    assert np.all((t.columns["sigma"] >= 1.0) & (t.columns["sigma"] <= 1.5))
+    assert np.all((t.columns["diffusion"] >= 0.05) & (t.columns["diffusion"] <= 0.5))
+    # the peak frame is the onset frame or the next one (exposure-integrated sub-frame onset)
+    lag = t.frame - np.floor(t.columns["onset"])
+    assert np.all((lag >= 0) & (lag <= 1))
+    assert t.columns["inside"].mean() > 0.85
+    assert 0.1 <= s.bleach <= 0.3
+
+
+def test_bleaching_matches_the_drawn_fraction(default_sim) -> None:
+    s = default_sim
+    bg = s.clean[:, s.mask]
+    lost = 1 - float(np.median(bg[-1])) / float(np.median(bg[0]))
+    assert lost == pytest.approx(s.bleach, abs=0.03)
+
+
+def test_event_count_follows_the_rate() -> None:
+    rate = 0.2
+    counts = [len(simulate(SimParams(events_per_frame=rate, **SMALL), seed=k).truth) for k in range(8)]
+    expected = rate * SMALL["n_frames"]  # Poisson mean 12 per movie
+    assert np.mean(counts) == pytest.approx(expected, rel=0.25)
+    assert len(simulate(preset("histamine", **SMALL), seed=0).truth) > len(simulate(
+        preset("bafilomycin", **SMALL), seed=0).truth)
+
+
+def test_fold_on_the_noise_free_movie_is_exact(default_sim) -> None:
+    s = default_sim
+    t = s.truth
+    for i in range(len(t)):
+        k = int(t.frame[i])
+        if k < 5:
+            continue
+        f = window_mean(s.clean[k], t.x[i], t.y[i]) + s.params.offset
+        f0 = window_mean(s.clean[k - 5], t.x[i], t.y[i]) + s.params.offset
+        # later events may overlap an earlier one's window by chance: allow 3 %
+        assert f / f0 == pytest.approx(t.columns["fold"][i], rel=0.03)
+
+
+def test_emccd_noise_variance(default_sim) -> None:
+    s = default_sim
+    p = s.params
+    # temporal variance of a pixel = read noise² + 2·gain·signal (excess noise factor √2)
+    diff = np.diff(s.movie[50:90].astype(np.float64), axis=0)
+    clean = s.clean[50:90].mean(axis=0)
+    for lo, hi in ((8, 18), (60, 120), (150, 300)):
+        sel = (clean >= lo) & (clean < hi)
+        assert sel.sum() > 200
+        var = float(diff[:, sel].var()) / 2
+        expected = p.read_noise ** 2 + 2 * p.em_gain * float(clean[sel].mean())
+        assert var == pytest.approx(expected, rel=0.15), (lo, hi)
+
+
+def test_determinism_by_seed() -> None:
+    p = SimParams(**SMALL)
+    a, b, c = simulate(p, seed=7), simulate(p, seed=7), simulate(p, seed=8)
+    assert np.array_equal(a.movie, b.movie) and a.truth == b.truth and np.array_equal(a.mask, b.mask)
+    assert not np.array_equal(a.movie, c.movie)
+
+
+def test_presets_and_overrides() -> None:
+    assert set(PRESETS) >= {"control", "control-low", "control-high", "hela", "cd63", "bafilomycin",
+                            "histamine"}
+    p = preset("cd63", n_frames=10)
+    assert p.fold == (2.0, 4.0) and p.n_frames == 10
+    for name in PRESETS:
+        s = simulate(preset(name, n_frames=12, height=48, width=48), seed=0)
+        assert s.movie.shape == (12, 48, 48)
+    with pytest.raises(ValueError, match="unknown preset"):
+        preset("nope")
+    with pytest.raises(ValueError, match="unknown simulator parameter"):
+        preset("control", fol=(1, 2))
+    with pytest.raises(ValueError, match="SimParams.fold"):
+        SimParams(fold=(0.5, 2.0))
+    with pytest.raises(ValueError, match="SimParams.n_frames"):
+        SimParams(n_frames=0)
+    with pytest.raises(ValueError, match="SimParams.bleach"):
+        SimParams(bleach=(0.1, 1.2))
+
+
+def test_bafilomycin_has_many_more_bright_foci() -> None:
+    def foci(name: str) -> int:
+        s = simulate(preset(name, events_per_frame=0.0, **SMALL), seed=3, keep_clean=True)
+        from scipy import ndimage as ndi
+
+        n = 0
+        for frame in s.clean[10::10]:  # foci visible in single frames (bafilomycin's come and go)
+            resid = frame - ndi.median_filter(frame, 15)
+            n += int(((resid == ndi.maximum_filter(resid, 5)) & (resid > 0.4 * s.params.cell_level)).sum())
+        return n
+
+    assert foci("bafilomycin") > 2 * foci("control")
