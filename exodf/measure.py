@@ -36,12 +36,17 @@ class MeasureConfig:
         Number of frames, from the event's frame on, that the decay is fitted to.
     frame_interval_s
         If given, τ and the half-life are in seconds; otherwise in frames.
+    peak_search
+        Look for the peak (largest window mean) this many frames either side of the event's frame; 0 (the
+        paper's definition) measures at the given frame. Detections placed at a cluster's centroid, a frame
+        or two after the peak, need 2.
     """
 
     window: int = 7
     before: int = 5
     n_fit: int = 16
     frame_interval_s: float | None = None
+    peak_search: int = 0
 
     def __post_init__(self) -> None:
         if self.window < 1 or self.window % 2 == 0:
@@ -50,6 +55,8 @@ class MeasureConfig:
             raise ValueError(f"MeasureConfig.before must be >= 1, got {self.before}")
         if self.n_fit < 4:
             raise ValueError(f"MeasureConfig.n_fit must be >= 4 (3 parameters are fitted), got {self.n_fit}")
+        if self.peak_search < 0:
+            raise ValueError(f"MeasureConfig.peak_search must be >= 0, got {self.peak_search}")
         if self.frame_interval_s is not None and not self.frame_interval_s > 0:
             raise ValueError(f"MeasureConfig.frame_interval_s must be > 0, got {self.frame_interval_s}")
 
@@ -107,6 +114,8 @@ def fit_decay(trace: np.ndarray) -> tuple[float, float, float] | None:
 def measure_events(movie: np.ndarray, events: EventTable, config: MeasureConfig = MeasureConfig()) -> EventTable:
     """The events with columns ``f0``, ``f``, ``fold`` (F/F0), ``decay_tau``, ``half_life`` (s or frames).
 
+    Columns of ``events`` with those names (e.g. the simulator's drawn ``fold``) are kept as ``<name>_given``.
+
     Each event is measured at its nearest frame. F/F0 is NaN when the frame 5 before is outside the
     movie; the decay values are NaN when the fit fails or fewer than 4 frames are left.
     """
@@ -119,6 +128,11 @@ def measure_events(movie: np.ndarray, events: EventTable, config: MeasureConfig 
     scale = config.frame_interval_s if config.frame_interval_s is not None else 1.0
     peak = np.floor(events.frame + 0.5).astype(np.int64)
     for i in range(n):
+        if config.peak_search:
+            near = peak[i] + np.arange(-config.peak_search, config.peak_search + 1)
+            tr = window_trace(movie, events.x[i], events.y[i], near, config.window)
+            if np.isfinite(tr).any():
+                peak[i] = near[int(np.nanargmax(tr))]
         frames = np.concatenate([[peak[i] - config.before], peak[i] + np.arange(config.n_fit)])
         trace = window_trace(movie, events.x[i], events.y[i], frames, config.window)
         f0[i], f[i] = trace[0], trace[1]
@@ -127,8 +141,9 @@ def measure_events(movie: np.ndarray, events: EventTable, config: MeasureConfig 
             tau[i] = fit[1] * scale
     with np.errstate(divide="ignore", invalid="ignore"):
         fold = np.where(f0 > 0, f / f0, np.nan)
-    cols = dict(events.columns)
-    cols.update({"f0": f0, "f": f, "fold": fold, "decay_tau": tau, "half_life": tau * math.log(2)})
+    new = ("peak_frame", "f0", "f", "fold", "decay_tau", "half_life")
+    cols = {(f"{k}_given" if k in new else k): v for k, v in events.columns.items()}
+    cols.update({"peak_frame": peak.astype(np.float64), "f0": f0, "f": f, "fold": fold, "decay_tau": tau, "half_life": tau * math.log(2)})
     return EventTable(events.x, events.y, events.frame, cols)
 
 

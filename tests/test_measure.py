@@ -70,3 +70,15 @@ def test_bad_config() -> None:
         MeasureConfig(window=6)
     with pytest.raises(ValueError, match="MeasureConfig.frame_interval_s"):
         MeasureConfig(frame_interval_s=0)
+
+
+def test_peak_search_finds_the_peak_of_a_late_detection() -> None:
+    movie = np.full((30, 20, 20), 100.0)
+    movie[12, 7:14, 7:14] = 300.0
+    movie[13, 7:14, 7:14] = 200.0
+    late = EventTable([10], [10], [14])
+    assert measure_events(movie, late).columns["fold"][0] == pytest.approx(1.0)
+    m = measure_events(movie, late, MeasureConfig(peak_search=2))
+    assert m.columns["peak_frame"][0] == 12 and m.columns["fold"][0] == pytest.approx(3.0)
+    kept = measure_events(movie, EventTable([10], [10], [12], {"fold": [2.5]}))
+    assert kept.columns["fold_given"][0] == 2.5 and kept.columns["fold"][0] == pytest.approx(3.0)

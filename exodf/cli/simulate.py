@@ -1,0 +1,191 @@
+"""``exodf simulate``, ``measure``, ``demo`` and ``benchmark``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from ..errors import ExodfError
+
+
+def parse_overrides(items: list[str], frames: Optional[int] = None, size: Optional[int] = None,
+                    frame_interval: Optional[float] = None) -> dict[str, Any]:
+    """``--set name=value`` items (ranges as ``lo,hi``) and the shortcut options as simulator overrides."""
+    from ..simulate import SimParams
+
+    types = {f.name: f.type for f in fields(SimParams)}
+    out: dict[str, Any] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or name not in types:
+            raise ExodfError(f"--set {item!r}: give name=value with a simulator parameter name; known: "
+                             f"{', '.join(sorted(types))}")
+        kind = str(types[name])
+        try:
+            if kind == "Range":
+                lo, _, hi = value.partition(",")
+                out[name] = (float(lo), float(hi or lo))
+            elif kind == "int":
+                out[name] = int(value)
+            elif kind == "bool":
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                out[name] = value.lower() in ("true", "1", "yes")
+            else:
+                out[name] = float(value)
+        except ValueError:
+            raise ExodfError(f"--set {item!r}: {name} needs {'lo,hi' if kind == 'Range' else kind}") from None
+    if frames is not None:
+        out["n_frames"] = frames
+    if size is not None:
+        out["height"] = out["width"] = size
+    if frame_interval is not None:
+        out["frame_interval_s"] = frame_interval
+    return out
+
+
+def make_params(preset: str, overrides: dict[str, Any]) -> Any:
+    from ..simulate import preset as make_preset
+
+    try:
+        return make_preset(preset, **overrides)
+    except ValueError as e:
+        raise ExodfError(f"invalid simulation parameters: {e}") from None
+
+
+Preset = Annotated[str, typer.Option("--preset", "-p", help="control, control-low, control-high, hela, cd63, "
+                                     "bafilomycin or histamine.")]
+Seed = Annotated[int, typer.Option(help="Random seed: the same seed gives the same movie.")]
+Frames = Annotated[Optional[int], typer.Option("--frames", help="Number of frames (default 200).")]
+Size = Annotated[Optional[int], typer.Option("--size", help="Frame width and height in px (default 200).")]
+Interval = Annotated[Optional[float], typer.Option("--frame-interval", help="Seconds per frame (default 0.4).")]
+Set = Annotated[Optional[list[str]], typer.Option("--set", help="Override any simulator parameter, e.g. "
+                                                  "--set fold=1.5,3 --set events_per_frame=0.25 (repeatable).")]
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def simulate(
+        out: Annotated[Path, typer.Argument(help="Folder to write movie.tif, ground_truth.csv, cell_mask.tif "
+                                            "and simulation.json into.")],
+        preset: Preset = "control", seed: Seed = 0, frames: Frames = None, size: Size = None,
+        frame_interval: Interval = None, set_: Set = None,
+    ) -> None:
+        """Simulate a TIRF exocytosis movie with its ground truth and cell mask."""
+        from ..workflows import simulate_files
+
+        params = make_params(preset, parse_overrides(set_ or [], frames, size, frame_interval))
+        files = simulate_files(out, params, seed)
+        n = sum(1 for _ in files.truth.open()) - 1
+        typer.echo(f"{files.movie}: {params.n_frames} frames of {params.height}x{params.width} px, {n} events "
+                   f"-> {files.truth}, mask {files.mask}")
+
+    @app.command()
+    def measure(
+        movie: Annotated[Path, typer.Argument(help="The movie.", exists=True)],
+        events: Annotated[Path, typer.Argument(help="Its event table (any format exodf reads).", exists=True,
+                                               dir_okay=False)],
+        out: Annotated[Optional[Path], typer.Option("-o", "--out", help="Output table (default: "
+                                                    "EVENTS_measured.csv).")] = None,
+        frame_interval: Annotated[Optional[float], typer.Option(help="Seconds per frame: τ and half-life in s "
+                                                                "(default: in frames).")] = None,
+        window: Annotated[int, typer.Option(help="Window side (px).")] = 7,
+        before: Annotated[int, typer.Option(help="F0 this many frames before the peak.")] = 5,
+        n_fit: Annotated[int, typer.Option(help="Frames fitted from the peak on.")] = 16,
+        as_json: Annotated[bool, typer.Option("--json", help="Print the cell summary as JSON.")] = False,
+    ) -> None:
+        """Per-event F/F0 and decay half-life (the paper's definitions), and their per-cell averages."""
+        from ..measure import MeasureConfig
+        from ..workflows import measure_file
+
+        try:
+            cfg = MeasureConfig(window, before, n_fit, frame_interval)
+        except ValueError as e:
+            raise ExodfError(f"invalid option: {e}") from None
+        target = out or events.with_name(events.stem + "_measured.csv")
+        summary = measure_file(movie, events, target, cfg)
+        if as_json:
+            typer.echo(json.dumps(summary))
+            return
+        unit = "s" if frame_interval else "frames"
+
+        def f(v: Optional[float]) -> str:
+            return "n/a" if v is None else f"{v:.3g}"
+
+        typer.echo(f"{summary['n_events']} events: F/F0 mean {f(summary['fold_mean'])} (median "
+                   f"{f(summary['fold_median'])}); half-life mean {f(summary['half_life_mean'])} {unit} over "
+                   f"{summary['n_fitted']} fitted events -> {target}")
+
+    @app.command()
+    def demo(
+        out: Annotated[Path, typer.Option("-o", "--out", help="Folder for the demo's files.")] = Path("exodf-demo"),
+        preset: Preset = "control", seed: Seed = 0, frames: Frames = None, size: Size = None,
+        set_: Set = None,
+        weights: Annotated[Optional[Path], typer.Option(help="Network weights (default: the published "
+                                                        "model).")] = None,
+        exclude_edges: Annotated[int, typer.Option(help="Frames excluded at each end when scoring "
+                                                   "(the paper: 25).")] = 25,
+    ) -> None:
+        """Simulate a movie, detect its events with the published network, score them, write a report."""
+        from ..workflows import demo as run_demo
+
+        params = make_params(preset, parse_overrides(set_ or [], frames, size))
+        if params.n_frames <= 2 * exclude_edges:
+            raise ExodfError(f"--frames {params.n_frames} leaves nothing after excluding {exclude_edges} frames "
+                             "at each end; give more frames or a smaller --exclude-edges")
+        typer.echo(f"simulating a {params.n_frames}x{params.height}x{params.width} '{preset}' movie and "
+                   "detecting its events (a few minutes on 2 cores)...", err=True)
+        s = run_demo(out, params, seed, weights, exclude_edges)
+
+        def f(v: Optional[float]) -> str:
+            return "undefined" if v is None else f"{v:.2f}"
+
+        typer.echo(f"{s['n_pred']} detections, {s['n_gt']} true events (frames {exclude_edges}.."
+                   f"{params.n_frames - exclude_edges - 1}): TP {s['tp']} FP {s['fp']} FN {s['fn']}; precision "
+                   f"{f(s['precision'])} recall {f(s['recall'])} F1 {f(s['f1'])}")
+        typer.echo(f"report: {out / 'report.png'}  overlay: {out / 'overlay.tif'}  detections: "
+                   f"{out / 'detections.csv'}  ground truth: {out / 'ground_truth.csv'}")
+
+    @app.command()
+    def benchmark(
+        out: Annotated[Path, typer.Option("-o", "--out", help="Folder for movies, detections and the table.")]
+        = Path("exodf-benchmark"),
+        presets: Annotated[str, typer.Option(help="Comma-separated presets.")] =
+        "control,control-low,control-high,hela,cd63,bafilomycin,histamine",
+        n_movies: Annotated[int, typer.Option("-n", "--n-movies", help="Movies per preset.")] = 3,
+        methods: Annotated[str, typer.Option(help="Comma-separated: exodf, exoj-like, adae-like.")] = "exodf",
+        seed: Seed = 0, frames: Frames = None, size: Size = None, set_: Set = None,
+        exclude_edges: Annotated[int, typer.Option(help="Frames excluded at each end.")] = 25,
+        weights: Annotated[Optional[Path], typer.Option(help="Network weights for exodf.")] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print the table as JSON.")] = False,
+    ) -> None:
+        """N simulated movies per preset x methods -> precision, recall, F1 (mean ± SD) per preset."""
+        from ..workflows import benchmark as run_benchmark
+
+        if n_movies < 1:
+            raise ExodfError("--n-movies must be >= 1")
+        names = [p.strip() for p in presets.split(",") if p.strip()]
+        meths = [m.strip() for m in methods.split(",") if m.strip()]
+        overrides = parse_overrides(set_ or [], frames, size)
+        for name in names:
+            make_params(name, overrides)
+        rows = run_benchmark(out, names, n_movies, meths, overrides, seed, exclude_edges, weights)
+        if as_json:
+            typer.echo(json.dumps(rows))
+            return
+
+        def ms(m: Optional[float], s: Optional[float]) -> str:
+            return "undefined" if m is None else f"{m:.2f} ± {s:.2f}" if s is not None else f"{m:.2f}"
+
+        typer.echo(f"{'preset':<14}{'method':<11}{'n':>3}  {'precision':<13}{'recall':<13}{'F1':<13}pooled F1")
+        for r in rows:
+            pooled = "undefined" if r["f1"] is None else f"{r['f1']:.2f}"
+            typer.echo(f"{r['preset']:<14}{r['method']:<11}{r['n_movies']:>3}  "
+                       f"{ms(r['precision_mean'], r['precision_sd']):<13}{ms(r['recall_mean'], r['recall_sd']):<13}"
+                       f"{ms(r['f1_mean'], r['f1_sd']):<13}{pooled}")
+        typer.echo(f"table: {out / 'benchmark.csv'}", err=True)

@@ -1,0 +1,298 @@
+"""File-level jobs behind ``exodf simulate``, ``evaluate``, ``rates``, ``measure``, ``demo`` and ``benchmark``.
+
+Each reads its inputs, calls the array-level library, and writes its outputs atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+
+from .atomic import write_text_atomic
+from .errors import ExodfError
+from .evaluate import (Matching, Rule, cohens_d, event_rate, mean_sd, pearson_r, score_events, summarize)
+from .events import EventTable, read_events, write_events
+from .io import read_mask, read_movie, write_tiff
+from .measure import MeasureConfig, measure_events, summarize_cell
+from .simulate import SimParams, simulate
+
+__all__ = ["SimFiles", "simulate_files", "pair_tables", "EvaluateRequest", "evaluate_files", "rates_files",
+           "measure_file", "demo", "benchmark", "METHODS"]
+
+Progress = Callable[[str, int, int], None]
+_TABLE_SUFFIXES = (".csv", ".txt", ".tsv", ".xls", ".xml")
+_ROLE = re.compile(r"(_|-|\.)(events|pred|predictions?|detections?|gt|ground_?truth|truth|mask|cell_mask)$",
+                   re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class SimFiles:
+    movie: Path
+    truth: Path
+    mask: Path
+    params: Path
+
+
+def simulate_files(out: str | os.PathLike[str], params: SimParams, seed: int = 0,
+                   progress: Progress | None = None) -> SimFiles:
+    """Simulate a movie into folder ``out``: movie.tif, ground_truth.csv, cell_mask.tif, simulation.json."""
+    folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise ExodfError(f"{folder}: exists and is not a folder; give a folder for the simulated movie")
+    sim = simulate(params, seed, progress=progress)
+    files = SimFiles(folder / "movie.tif", folder / "ground_truth.csv", folder / "cell_mask.tif",
+                     folder / "simulation.json")
+    write_tiff(files.movie, sim.movie, resolution_um=params.pixel_size_um)
+    write_events(sim.truth, files.truth)
+    write_tiff(files.mask, (sim.mask * 255).astype(np.uint8), axes="YX")
+    meta = {"seed": seed, "bleach": sim.bleach, "n_events": len(sim.truth), "params": params.as_dict()}
+    write_text_atomic(files.params, json.dumps(meta, indent=2) + "\n")
+    return files
+
+
+def _key(p: Path) -> str:
+    stem = p.name
+    for suf in (".ome.tiff", ".ome.tif") + _TABLE_SUFFIXES + (".tif", ".tiff", ".h5"):
+        if stem.lower().endswith(suf):
+            stem = stem[: -len(suf)]
+            break
+    return _ROLE.sub("", stem).lower()
+
+
+def _files(p: Path, suffixes: Sequence[str], what: str) -> dict[str, Path]:
+    if p.is_dir():
+        found = {_key(f): f for f in sorted(p.iterdir()) if f.is_file() and f.suffix.lower() in suffixes}
+        if not found:
+            raise ExodfError(f"{p}: the folder holds no {what} ({', '.join(suffixes)})")
+        return found
+    if not p.is_file():
+        raise ExodfError(f"{p}: not found; give a {what} file or a folder of them")
+    return {_key(p): p}
+
+
+def pair_tables(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
+    """(name, prediction, ground truth): two files, or two folders paired by name (``_events``/``_gt`` ignored)."""
+    if pred.is_file() and gt.is_file():
+        return [(_key(pred), pred, gt)]
+    ps, gs = _files(pred, _TABLE_SUFFIXES, "event table"), _files(gt, _TABLE_SUFFIXES, "event table")
+    missing = sorted(set(ps) ^ set(gs))
+    if missing:
+        raise ExodfError(f"{pred} / {gt}: no partner for {', '.join(missing[:10])}; name each prediction and "
+                         "ground truth alike (e.g. cell1_events.csv and cell1_gt.csv)")
+    return [(k, ps[k], gs[k]) for k in sorted(ps)]
+
+
+@dataclass(frozen=True)
+class EvaluateRequest:
+    """The options of ``exodf evaluate`` (see its ``--help``)."""
+
+    rule: Rule = field(default_factory=Rule)
+    exclude_edges: int = 0
+    n_frames: Optional[int] = None
+    movies: Optional[Path] = None
+    masks: Optional[Path] = None
+    pixel_size_um: Optional[float] = None
+    frame_interval_s: Optional[float] = None
+    calibrated: bool = False
+
+
+def _movie_shape(path: Path) -> tuple[int, int, int]:
+    return tuple(int(v) for v in read_movie(path).shape)  # type: ignore[return-value]
+
+
+def evaluate_files(pred: Path, gt: Path, req: EvaluateRequest = EvaluateRequest()) -> dict[str, Any]:
+    """Score predictions against ground truth per movie and pooled; rates and their correlation."""
+    pairs = pair_tables(pred, gt)
+    single = len(pairs) == 1
+    movies = _files(req.movies, (".tif", ".tiff", ".h5"), "movie") if req.movies else {}
+    masks = _files(req.masks, (".tif", ".tiff"), "mask") if req.masks else {}
+    px = req.pixel_size_um if req.calibrated else None
+    rows, matchings, rates_pred, rates_gt = [], [], [], []
+    for name, pp, gp in pairs:
+        mpath = next(iter(movies.values())) if single and movies else movies.get(name)
+        shape = _movie_shape(mpath) if mpath is not None else None
+        n_frames = req.n_frames or (shape[0] if shape else None)
+        if req.exclude_edges and n_frames is None:
+            raise ExodfError(f"{gp}: --exclude-edges needs the movie length; give --frames N or --movie")
+        kpath = next(iter(masks.values())) if single and masks else masks.get(name)
+        mask = read_mask(kpath, shape[1:] if shape else None) if kpath is not None else None
+        m = score_events(read_events(pp, px), read_events(gp, px), n_frames, req.exclude_edges, mask,
+                         max_distance=req.rule.max_distance, dt_min=req.rule.dt_min, dt_max=req.rule.dt_max,
+                         one_to_one=req.rule.one_to_one)
+        matchings.append(m)
+        row: dict[str, Any] = {"movie": name, **m.as_dict()}
+        if n_frames is not None:
+            frames = n_frames - 2 * req.exclude_edges
+            area = float(mask.sum()) if mask is not None else (float(shape[1] * shape[2]) if shape else None)
+            if frames > 0:
+                px_um = req.pixel_size_um if area else None  # per µm² needs the counted area
+                rp = event_rate(m.pred, frames, area or 1.0, px_um, req.frame_interval_s)
+                rg = event_rate(m.gt, frames, area or 1.0, px_um, req.frame_interval_s)
+                row.update(rate_pred=rp.per_frame, rate_gt=rg.per_frame,
+                           rate_pred_um2_s=rp.per_um2_per_s, rate_gt_um2_s=rg.per_um2_per_s)
+                rates_pred.append(rp.per_frame)
+                rates_gt.append(rg.per_frame)
+        rows.append(row)
+    out: dict[str, Any] = {"rule": {"max_distance": req.rule.max_distance, "dt_min": req.rule.dt_min,
+                                    "dt_max": req.rule.dt_max, "one_to_one": req.rule.one_to_one},
+                           "exclude_edges": req.exclude_edges, "movies": rows,
+                           "pooled": summarize(matchings).as_dict()}
+    if len(rates_pred) >= 2:
+        r = pearson_r(rates_pred, rates_gt)
+        out["rate_pearson_r"] = None if np.isnan(r) else r
+    return out
+
+
+def rates_files(before: Path, after: Path, n_frames: int, exclude_edges: int = 0,
+                pixel_size_um: Optional[float] = None, frame_interval_s: Optional[float] = None,
+                area_px: Optional[float] = None) -> dict[str, Any]:
+    """Per-cell rates before and after a treatment (tables paired by name), and the paired Cohen's d."""
+    pairs = pair_tables(before, after)
+    frames = n_frames - 2 * exclude_edges
+    if frames <= 0:
+        raise ExodfError(f"--frames {n_frames} leaves no frame after excluding {exclude_edges} at each end")
+    area = float(area_px) if area_px else 1.0
+    rows, b, a = [], [], []
+    for name, pb, pa in pairs:
+        from .evaluate import exclude_events
+
+        rb = event_rate(exclude_events(read_events(pb), n_frames, exclude_edges), frames, area, pixel_size_um,
+                        frame_interval_s)
+        ra = event_rate(exclude_events(read_events(pa), n_frames, exclude_edges), frames, area, pixel_size_um,
+                        frame_interval_s)
+        use_um = area_px is not None and rb.per_um2_per_s is not None
+        vb, va = (rb.per_um2_per_s, ra.per_um2_per_s) if use_um else (rb.per_frame, ra.per_frame)
+        rows.append({"cell": name, "before": vb, "after": va})
+        b.append(vb)
+        a.append(va)
+    mb, sb, _ = mean_sd(b)
+    ma, sa, _ = mean_sd(a)
+    d = cohens_d(b, a, paired=True)
+    return {"unit": "events/µm²/s" if area_px is not None and pixel_size_um and frame_interval_s else
+            "events/frame", "cells": rows, "before_mean": mb, "before_sd": sb, "after_mean": ma,
+            "after_sd": sa, "cohens_d": None if np.isnan(d) else d}
+
+
+def measure_file(movie: Path, events: Path, out: Path, config: MeasureConfig = MeasureConfig()) -> dict[str, Any]:
+    """Measure F/F0 and decay of each event of ``events`` in ``movie``; write the table; per-cell summary."""
+    arr = read_movie(movie)
+    measured = measure_events(arr, read_events(events), config)
+    write_events(measured, out)
+    return summarize_cell(measured).as_dict()
+
+
+# ------------------------------------------------------------------------------------------------
+# demo and benchmark
+# ------------------------------------------------------------------------------------------------
+METHODS = ("exodf", "exoj-like", "adae-like")
+
+
+def _detect(method: str, movie: np.ndarray, weights: Optional[Path], progress: Progress | None) -> EventTable:
+    if method == "exodf":
+        from .detect import detect_events
+        from .jobs import load_detector
+
+        return detect_events(movie, load_detector(weights), progress=progress).events
+    if method == "exoj-like":
+        from .baselines import detect_exoj_like
+
+        return detect_exoj_like(movie, progress=progress)
+    if method == "adae-like":
+        from .baselines import detect_adae_like
+
+        return detect_adae_like(movie, progress=progress)
+    raise ExodfError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+
+
+def _fmt(v: Optional[float]) -> str:
+    return "undefined" if v is None else f"{v:.2f}"
+
+
+def demo(out: Path, params: SimParams, seed: int = 0, weights: Optional[Path] = None, exclude_edges: int = 25,
+         method: str = "exodf", progress: Progress | None = None) -> dict[str, Any]:
+    """Simulate a movie, detect its events, score them (edges excluded), measure them, write the report.
+
+    Writes into ``out``: the simulation files, detections.csv (measured), scores.json, overlay.tif and
+    report.png. Returns the scores.
+    """
+    from .report import overlay_movie, report_figure, write_overlay, write_report
+
+    files = simulate_files(out, params, seed, progress)
+    movie = read_movie(files.movie)
+    movie = np.asarray(movie)
+    truth = read_events(files.truth)
+    events = _detect(method, movie, weights, progress)
+    cfg = MeasureConfig(frame_interval_s=params.frame_interval_s)
+    events = measure_events(movie, events, MeasureConfig(frame_interval_s=params.frame_interval_s, peak_search=2))
+    truth_measured = measure_events(movie, truth, cfg)
+    truth = EventTable(truth.x, truth.y, truth.frame, {**truth.columns, "fold_measured":
+                                                       truth_measured.columns["fold"]})
+    write_events(events, out / "detections.csv")
+    m: Matching = score_events(events, truth, movie.shape[0], exclude_edges)
+    full = score_events(events, truth)
+    scores: dict[str, Any] = {"preset_seed": seed, "method": method, "exclude_edges": exclude_edges,
+                              **m.as_dict(), "all_frames": full.as_dict(),
+                              "cell": summarize_cell(events).as_dict()}
+    write_text_atomic(out / "scores.json", json.dumps(scores, indent=2) + "\n")
+    write_overlay(out / "overlay.tif", overlay_movie(movie, matching=full))
+    fig = report_figure(events, movie.shape[0], background=movie.mean(axis=0), matching=m,
+                        title=f"exodf demo: {method} on a simulated movie (seed {seed}), first/last "
+                              f"{exclude_edges} frames excluded",
+                        scores={"P": m.precision, "R": m.recall, "F1": m.f1})
+    write_report(out / "report.png", fig)
+    return scores
+
+
+def benchmark(out: Path, presets: Sequence[str], n_movies: int, methods: Sequence[str],
+              overrides: dict[str, Any] | None = None, seed: int = 0, exclude_edges: int = 25,
+              weights: Optional[Path] = None, progress: Progress | None = None) -> list[dict[str, Any]]:
+    """N movies per preset × methods -> P/R/F1 (mean ± SD over movies, and pooled) per preset and method.
+
+    Movies and detections are kept under ``out/<preset>/seed_<k>/`` and reused when present, so an
+    interrupted benchmark resumes where it stopped. Writes ``out/benchmark.csv`` and ``benchmark.json``.
+    """
+    from .simulate import preset as make_preset
+
+    for meth in methods:
+        if meth not in METHODS:
+            raise ExodfError(f"--method {meth!r}: choose from {', '.join(METHODS)}")
+    rows: list[dict[str, Any]] = []
+    total, done = len(presets) * n_movies * len(methods), 0
+    for name in presets:
+        try:
+            params = make_preset(name, **(overrides or {}))
+        except ValueError as e:
+            raise ExodfError(f"benchmark: {e}") from None
+        per_method: dict[str, list[Matching]] = {m: [] for m in methods}
+        for k in range(n_movies):
+            folder = out / name / f"seed_{seed + k}"
+            if not (folder / "simulation.json").is_file():
+                simulate_files(folder, params, seed + k)
+            movie = np.asarray(read_movie(folder / "movie.tif"))
+            truth = read_events(folder / "ground_truth.csv")
+            for meth in methods:
+                pred_path = folder / f"{meth}_events.csv"
+                if pred_path.is_file():
+                    pred = read_events(pred_path)
+                else:
+                    pred = _detect(meth, movie, weights, None)
+                    write_events(pred, pred_path)
+                per_method[meth].append(score_events(pred, truth, movie.shape[0], exclude_edges))
+                done += 1
+                if progress:
+                    progress("benchmark", done, total)
+        for meth, ms in per_method.items():
+            rows.append({"preset": name, "method": meth, "n_movies": len(ms), **summarize(ms).as_dict()})
+    header = ["preset", "method", "n_movies", "tp", "fp", "fn", "precision", "recall", "f1", "precision_mean",
+              "precision_sd", "recall_mean", "recall_sd", "f1_mean", "f1_sd"]
+    lines = [",".join(header)] + [",".join("" if r[h] is None else (f"{r[h]:.4f}" if isinstance(r[h], float)
+                                                                     else str(r[h])) for h in header) for r in rows]
+    write_text_atomic(out / "benchmark.csv", "\n".join(lines) + "\n")
+    write_text_atomic(out / "benchmark.json", json.dumps(rows, indent=2) + "\n")
+    return rows

@@ -1,0 +1,106 @@
+"""File-level jobs and their commands: simulate, evaluate, rates, measure, report (network-free)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from exodf.cli import app
+from exodf.evaluate import match_events
+from exodf.events import EventTable, read_events, write_events
+from exodf.io import read_mask, read_movie
+from exodf.report import COLOURS, overlay_movie, report_figure, write_overlay, write_report
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("sim") / "cell1"
+    res = runner.invoke(app, ["simulate", str(out), "--frames", "40", "--size", "64", "--seed", "5",
+                              "--set", "events_per_frame=0.3", "--set", "fold=1.5,2.5"])
+    assert res.exit_code == 0, res.output
+    return out
+
+
+def test_simulate_command_writes_movie_truth_mask(sim: Path) -> None:
+    movie = read_movie(sim / "movie.tif")
+    assert movie.shape == (40, 64, 64) and movie.dtype == np.uint16
+    truth = read_events(sim / "ground_truth.csv")
+    meta = json.loads((sim / "simulation.json").read_text())
+    assert len(truth) == meta["n_events"] and meta["params"]["fold"] == [1.5, 2.5]
+    assert np.all((truth.columns["fold"] >= 1.5) & (truth.columns["fold"] <= 2.5))
+    assert read_mask(sim / "cell_mask.tif", (64, 64)).any()
+
+
+def test_bad_override_is_one_clear_error(tmp_path: Path) -> None:
+    res = runner.invoke(app, ["simulate", str(tmp_path / "x"), "--set", "folds=1,2"])
+    assert res.exit_code != 0 and "known:" in str(res.exception)
+    assert not (tmp_path / "x").exists()
+
+
+def test_evaluate_folders_paired_by_name_json(sim: Path, tmp_path: Path) -> None:
+    truth = read_events(sim / "ground_truth.csv")
+    pred_dir, gt_dir = tmp_path / "pred", tmp_path / "gt"
+    write_events(truth, gt_dir / "a_gt.csv")
+    write_events(truth.select(np.arange(len(truth)) % 2 == 0), pred_dir / "a_events.csv")
+    write_events(truth, gt_dir / "b_gt.csv")
+    shifted = EventTable(truth.x + 10, truth.y, truth.frame)  # all misses
+    write_events(shifted, pred_dir / "b_events.xml", fmt="xml")
+    res = runner.invoke(app, ["evaluate", str(pred_dir), str(gt_dir), "--frames", "40", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    a, b = out["movies"]
+    n = len(truth)
+    assert (a["movie"], a["tp"], a["fp"], a["fn"]) == ("a", (n + 1) // 2, 0, n // 2)
+    assert (b["tp"], b["fp"], b["fn"]) == (0, n, n)
+    assert out["pooled"]["tp"] == (n + 1) // 2 and out["pooled"]["f1_sd"] > 0
+    assert a["rate_gt"] == pytest.approx(n / 40)
+
+
+def test_rates_command_paired_cohens_d(tmp_path: Path) -> None:
+    for i, (nb, na) in enumerate([(2, 4), (3, 4), (5, 8)]):
+        write_events(EventTable(np.arange(nb), np.zeros(nb), np.full(nb, 10.0)), tmp_path / "b" / f"c{i}.csv")
+        write_events(EventTable(np.arange(na), np.zeros(na), np.full(na, 10.0)), tmp_path / "a" / f"c{i}.csv")
+    res = runner.invoke(app, ["rates", str(tmp_path / "b"), str(tmp_path / "a"), "--frames", "100", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    # per-frame differences 0.02, 0.01, 0.03: mean 0.02, SD 0.01
+    assert out["cohens_d"] == pytest.approx(2.0)
+
+
+def test_measure_command(sim: Path, tmp_path: Path) -> None:
+    res = runner.invoke(app, ["measure", str(sim / "movie.tif"), str(sim / "ground_truth.csv"), "-o",
+                              str(tmp_path / "m.csv"), "--frame-interval", "0.4", "--json"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.output)
+    m = read_events(tmp_path / "m.csv")
+    ok = np.isfinite(m.columns["fold"])
+    assert summary["n_events"] == len(m) and ok.sum() >= 5
+    # dense events in a small cell overlap now and then: the median, not every event, is within 5 %
+    assert np.median(m.columns["fold"][ok] / m.columns["fold_given"][ok]) == pytest.approx(1.0, abs=0.05)
+
+
+def test_overlay_colours_and_report(sim: Path, tmp_path: Path) -> None:
+    movie = np.asarray(read_movie(sim / "movie.tif"))
+    truth = read_events(sim / "ground_truth.csv")
+    pred = EventTable.concat([truth.select(np.arange(len(truth)) > 0),
+                              EventTable([5.0], [5.0], [20.0], {k: [1.0] for k in truth.columns})])
+    m = match_events(pred, truth)
+    rgb = overlay_movie(movie, matching=m)
+    assert rgb.shape == (40, 64, 64, 3) and rgb.dtype == np.uint8
+    f = int(pred.frame[-1])
+    assert (rgb[f] == COLOURS["fp"]).all(axis=-1).sum() > 10  # red circle around the false positive
+    missed = truth.select(np.array([0]))
+    assert (rgb[int(missed.frame[0])] == COLOURS["fn"]).all(axis=-1).sum() > 10
+    path = write_overlay(tmp_path / "o.tif", rgb)
+    import tifffile
+
+    assert tifffile.imread(path).shape == (40, 64, 64, 3)
+    fig = report_figure(pred, 40, movie.mean(axis=0), m, "t", {"F1": m.f1})
+    png = write_report(tmp_path / "r.png", fig)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
