@@ -1,0 +1,331 @@
+"""``exodf package``: the bioimage.io model package, rebuilt from any exodf-compatible weights.
+
+Writes ``rdf.yaml`` and ``model_package/`` (weights in four formats, test tensors, sample TIFFs, cover)
+under a root folder, checks every weight format against the Keras network, and optionally writes a zip.
+The documentation (``model_package/README.md``) and the ImageJ post-processing (``postprocessing/``) are
+not derived from the weights: they are taken from the exodf source tree.
+
+Everything is reproducible byte for byte (fixed seeds, fixed zip dates, sorted members, a content-derived
+PyTorch serialization id) except the TensorFlow SavedModel, whose node order TensorFlow does not fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from ..atomic import atomic_path, write_text_atomic
+from ..errors import ExodfError
+from . import formats
+from ..simulate import SimParams, simulate
+from ..tiling import RECEPTIVE_HALO
+
+__all__ = ["PackageResult", "build_package", "rdf_content", "scale_range", "SOURCE_ROOT", "PACKAGE_DIR",
+           "TOLERANCE", "HALO", "MIN_SIZE", "TEST_SHAPE"]
+
+SOURCE_ROOT = Path(__file__).resolve().parents[2]
+PACKAGE_DIR = "model_package"
+DOC = f"{PACKAGE_DIR}/README.md"
+ATTACHMENTS = ("postprocessing/exodf_events.ijm", "postprocessing/README.md")
+HALO = RECEPTIVE_HALO           # the network's receptive field (t, y, x), measured in tests/test_tiling.py
+MIN_SIZE = (2 * HALO[0] + 1, 2 * HALO[1] + 4, 2 * HALO[2] + 4)  # the smallest tiles with a kept core
+TEST_SHAPE = (32, 80, 80)       # (t, y, x) of the test tensors: small, so that `bioimageio test` is quick
+TEST_SIM = {"events_per_frame": 0.15, "seed": 1}
+COVER_SHAPE = (48, 128, 128)
+COVER_SIM = {"events_per_frame": 0.2, "seed": 3}
+PERCENTILES = (1.0, 99.0)
+EPS = 1e-6
+TOLERANCE = 1e-4                # every weight format equals the Keras network within this
+TIMESTAMP = "2025-10-01T00:00:00"
+CLASS_IDS = ["background", "bright_spot", "exocytosis"]
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class PackageResult:
+    """What :func:`build_package` wrote and measured."""
+
+    rdf: Path
+    files: list[Path]
+    max_abs_diff: dict[str, float] = field(default_factory=dict)
+    zip_path: Optional[Path] = None
+    weights_sha256: str = ""
+
+
+def scale_range(movie: np.ndarray, eps: float = EPS) -> np.ndarray:
+    """The rdf's pre-processing on a (b, t, y, x, c) array: per frame, (v - p1) / (p99 - p1 + eps), float32."""
+    v = np.asarray(movie, dtype=np.float32)
+    lo, hi = np.percentile(v, PERCENTILES, axis=(2, 3), keepdims=True)
+    return ((v - lo) / (hi - lo + eps)).astype(np.float32)
+
+
+def _axes(kind: str) -> list[dict[str, Any]]:
+    micro = {"unit": "micrometer", "scale": 0.16}
+    if kind == "input":
+        return [
+            {"type": "batch"},
+            {"type": "space", "id": "z", "size": {"min": MIN_SIZE[0], "step": 1},
+             "description": "time: the movie's frames (ImageJ slices), about 0.3-0.5 s apart"},
+            {"type": "space", "id": "y", "size": {"min": MIN_SIZE[1], "step": 4}, **micro},
+            {"type": "space", "id": "x", "size": {"min": MIN_SIZE[2], "step": 4}, **micro},
+            {"type": "channel", "channel_names": ["intensity"]},
+        ]
+    ref = formats.INPUT_ID
+    return [
+        {"type": "batch"},
+        {"type": "space", "id": "z", "size": {"tensor_id": ref, "axis_id": "z"}, "halo": HALO[0],
+         "description": "time: the movie's frames"},
+        {"type": "space", "id": "y", "size": {"tensor_id": ref, "axis_id": "y"}, "halo": HALO[1], **micro},
+        {"type": "space", "id": "x", "size": {"tensor_id": ref, "axis_id": "x"}, "halo": HALO[2], **micro},
+        {"type": "channel", "channel_names": CLASS_IDS},
+    ]
+
+
+def rdf_content(versions: dict[str, str], sha256: Optional[dict[str, str]] = None) -> dict[str, Any]:
+    """The model description (bioimage.io format 0.5) as a dict; paths are relative to the rdf's folder.
+
+    ``sha256`` (relative path -> digest), when given, is recorded for each file (the zip's copy).
+    """
+    def f(rel: str) -> dict[str, Any]:
+        d: dict[str, Any] = {"source": rel}
+        if sha256 is not None:
+            d["sha256"] = sha256[rel]
+        return d
+
+    w = {fmt: f"{PACKAGE_DIR}/{rel}" for fmt, rel in formats.WEIGHT_FILES.items()}
+    parent = "keras_hdf5"
+    return {
+        "type": "model",
+        "format_version": "0.5.4",
+        "name": "ExoDeepFinder",
+        "description": ("Detects exocytosis events (bursts of pH-sensitive fluorescence) in TIRF movies of "
+                        "live cells: a 3D U-Net over (t, y, x) giving background / bright spot / "
+                        "exocytosis probabilities per voxel."),
+        "authors": [{"name": "Emmanuel Moebel", "affiliation": "Inria"},
+                    {"name": "Arthur Masson", "affiliation": "Inria"}],
+        "maintainers": [],
+        "packaged_by": [{"name": "exodf contributors"}],
+        "cite": [
+            {"text": "ExoDeepFinder: a deep learning approach for the detection of exocytosis events in TIRF "
+                     "microscopy, PLoS Computational Biology (2025)", "doi": "10.1371/journal.pcbi.1013556"},
+            {"text": "Moebel E. et al., Deep learning improves macromolecule identification in 3D cellular "
+                     "cryo-electron tomograms (DeepFinder), Nature Methods 18 (2021)",
+             "doi": "10.1038/s41592-021-01275-4"},
+        ],
+        "license": "GPL-3.0-only",
+        "tags": ["exocytosis", "tirf", "fluorescence-light-microscopy", "live-cell-imaging", "2d+t",
+                 "event-detection", "semantic-segmentation", "unet", "3d-unet", "deepfinder", "pytorch",
+                 "tensorflow", "onnx"],
+        "documentation": f(DOC),
+        "covers": [f"{PACKAGE_DIR}/cover.png"],
+        "attachments": [f(a) for a in ATTACHMENTS],
+        "timestamp": TIMESTAMP,
+        "inputs": [{
+            "id": formats.INPUT_ID,
+            "description": "TIRF movie, one channel, frames on z (raw intensities)",
+            "axes": _axes("input"),
+            "data": {"type": "float32"},
+            "test_tensor": f(f"{PACKAGE_DIR}/test_input.npy"),
+            "sample_tensor": f(f"{PACKAGE_DIR}/sample_input.tif"),
+            "preprocessing": [{"id": "scale_range", "kwargs": {
+                "axes": ["y", "x"], "min_percentile": PERCENTILES[0], "max_percentile": PERCENTILES[1],
+                "eps": EPS}}],
+        }],
+        "outputs": [{
+            "id": formats.OUTPUT_ID,
+            "description": "class probabilities: background, bright spot, exocytosis (channel 3)",
+            "axes": _axes("output"),
+            "data": {"type": "float32", "range": [0.0, 1.0], "unit": "arbitrary unit"},
+            "test_tensor": f(f"{PACKAGE_DIR}/test_output.npy"),
+            "sample_tensor": f(f"{PACKAGE_DIR}/sample_output.tif"),
+        }],
+        "weights": {
+            "keras_hdf5": {**f(w["keras_hdf5"]), "tensorflow_version": versions["tensorflow"]},
+            "tensorflow_saved_model_bundle": {**f(w["tensorflow_saved_model_bundle"]), "parent": parent,
+                                              "tensorflow_version": versions["tensorflow"]},
+            "onnx": {**f(w["onnx"]), "parent": parent, "opset_version": formats.ONNX_OPSET},
+            "torchscript": {**f(w["torchscript"]), "parent": parent, "pytorch_version": versions["pytorch"]},
+        },
+        "config": {"bioimageio": {"reproducibility_tolerance": [
+            {"absolute_tolerance": TOLERANCE, "relative_tolerance": 0.0, "mismatched_elements_per_million": 0}]}},
+    }
+
+
+def _dump_yaml(content: dict[str, Any]) -> str:
+    import yaml
+
+    head = ("# ExoDeepFinder as a bioimage.io model (format 0.5). Generated by `exodf package`: do not edit by\n"
+            "# hand; run `exodf package` to (re)build model_package/ from the weights.\n")
+    return head + yaml.safe_dump(content, sort_keys=False, allow_unicode=True, width=110)
+
+
+def _copy_sources(root: Path, source_root: Path) -> list[Path]:
+    """Documentation and attachments: copied from the exodf source tree when building elsewhere."""
+    out = []
+    for rel in (DOC, *ATTACHMENTS):
+        src, dst = source_root / rel, root / rel
+        if not src.is_file():
+            raise ExodfError(f"{src}: missing; exodf package needs the exodf source tree (model_package/README.md "
+                             "and postprocessing/): run it from a git checkout of exodf")
+        if src.resolve() != dst.resolve():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(dst) as tmp:
+                shutil.copyfile(src, tmp)
+        out.append(dst)
+    return out
+
+
+def _simulate(shape: tuple[int, int, int], how: dict[str, float]) -> Any:
+    """A movie of exodf's simulator (fixed seed): the package's example data is made, not shipped."""
+    params = SimParams(n_frames=shape[0], height=shape[1], width=shape[2],
+                       events_per_frame=float(how["events_per_frame"]))
+    return simulate(params, seed=int(how["seed"]))
+
+
+def _write_tiffs(pkg: Path, movie: np.ndarray, probs: np.ndarray) -> list[Path]:
+    import tifffile
+
+    paths = [pkg / "sample_input.tif", pkg / "sample_output.tif"]
+    with atomic_path(paths[0]) as tmp:  # frames as ImageJ slices, as deepImageJ reads them onto z
+        tifffile.imwrite(tmp, movie, imagej=True, metadata={"axes": "ZYX"}, resolution=(1 / 0.16, 1 / 0.16))
+    with atomic_path(paths[1]) as tmp:
+        tifffile.imwrite(tmp, np.ascontiguousarray(np.moveaxis(probs, -1, 1)), imagej=True,
+                         metadata={"axes": "ZCYX"}, resolution=(1 / 0.16, 1 / 0.16))
+    return paths
+
+
+def _write_npy(path: Path, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, array, allow_pickle=False)
+
+
+def _write_cover(pkg: Path, net: Any) -> Path:
+    """A frame of a simulated movie with the events exodf detects circled, beside the exocytosis map."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    from ..detect import detect_events
+
+    sim = _simulate(COVER_SHAPE, COVER_SIM)
+    det = detect_events(sim.movie, net)
+    ev = det.events
+    frame = int(np.round(ev.frame[np.argmax(ev.columns["size"])])) if len(ev) else COVER_SHAPE[0] // 2
+    fig, ax = plt.subplots(1, 2, figsize=(8, 4), dpi=100)
+    ax[0].imshow(sim.movie[frame], cmap="gray")
+    near = np.abs(ev.frame - frame) <= 2
+    ax[0].scatter(ev.x[near], ev.y[near], s=260, facecolors="none", edgecolors="#ff4040", linewidths=2)
+    ax[0].scatter(ev.x[~near], ev.y[~near], s=120, facecolors="none", edgecolors="#ffd040", linewidths=1)
+    ax[0].set_title(f"frame {frame + 1}: events (red: this frame, yellow: others)", fontsize=9)
+    ax[1].imshow(det.segmentation.exocytosis.max(axis=0), cmap="magma", vmin=0, vmax=1)
+    ax[1].set_title("exocytosis probability (max over time)", fontsize=9)
+    for a in ax:
+        a.set_axis_off()
+    fig.tight_layout()
+    path = pkg / "cover.png"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", metadata={"Software": None})
+    plt.close(fig)
+    return path
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def build_package(root: str | os.PathLike[str] = SOURCE_ROOT, weights: str | os.PathLike[str] | None = None,
+                  zip_path: str | os.PathLike[str] | None = None, source_root: Path = SOURCE_ROOT,
+                  progress: Optional[Progress] = None) -> PackageResult:
+    """Build ``root/rdf.yaml`` and ``root/model_package/`` from ``weights`` (default: the published ones).
+
+    Raises :class:`ExodfError` if a weight format differs from the Keras network by more than
+    :data:`TOLERANCE` on the test input.
+    """
+    from ..model import load_network
+    from ..pretrained import resolve_weights
+
+    say = progress or (lambda msg: None)
+    root = Path(root)
+    pkg = root / PACKAGE_DIR
+    pkg.mkdir(parents=True, exist_ok=True)
+    files = _copy_sources(root, source_root)
+    weights_path = resolve_weights(weights)
+    net = load_network(weights_path)
+    say("writing the weight formats")
+    formats.remove_stale(pkg)
+    weight_paths = formats.write_weights(net, pkg)
+    files += list(weight_paths.values())
+
+    say("computing the test tensors")
+    sim = _simulate(TEST_SHAPE, TEST_SIM)
+    test_input = sim.movie.astype(np.float32)[None, ..., None]
+    normalized = scale_range(test_input)
+    test_output = np.asarray(net(normalized, training=False), dtype=np.float32)
+    diffs = {}
+    for fmt, path in weight_paths.items():
+        say(f"checking {fmt}")
+        diffs[fmt] = float(np.abs(formats.run_format(fmt, path, normalized) - test_output).max())
+        if diffs[fmt] > TOLERANCE:
+            raise ExodfError(f"{path}: the {fmt} weights differ from the Keras network by {diffs[fmt]:.2e} "
+                             f"(> {TOLERANCE}); the export is wrong, please report it")
+    for name, arr in (("test_input.npy", test_input), ("test_output.npy", test_output)):
+        _write_npy(pkg / name, arr)
+        files.append(pkg / name)
+    files += _write_tiffs(pkg, sim.movie, test_output[0])
+    say("drawing the cover")
+    files.append(_write_cover(pkg, net))
+
+    content = rdf_content(formats.library_versions())
+    rdf = root / "rdf.yaml"
+    write_text_atomic(rdf, _dump_yaml(content))
+    result = PackageResult(rdf, [rdf, *files], diffs, None, _sha256(weights_path))
+    if zip_path is not None:
+        say("writing the zip")
+        result.zip_path = write_zip(root, content, Path(zip_path))
+    return result
+
+
+def _referenced(content: dict[str, Any]) -> list[str]:
+    rels = [content["documentation"]["source"], *content["covers"], *(a["source"] for a in content["attachments"])]
+    for t in (*content["inputs"], *content["outputs"]):
+        rels += [t["test_tensor"]["source"], t["sample_tensor"]["source"]]
+    rels += [w["source"] for w in content["weights"].values()]
+    return rels
+
+
+def write_zip(root: Path, content: dict[str, Any], zip_path: Path) -> Path:
+    """The package as one zip: ``rdf.yaml`` (with each file's sha256) and the files it names."""
+    rels = _referenced(content)
+    missing = [r for r in rels if not (root / r).is_file()]
+    if missing:
+        raise ExodfError(f"{root / missing[0]}: missing; run `exodf package` to build the package first")
+    data = {r: (root / r).read_bytes() for r in rels}
+    digests = {r: hashlib.sha256(b).hexdigest() for r, b in data.items()}
+    versions = {"tensorflow": str(content["weights"]["keras_hdf5"]["tensorflow_version"]),
+                "pytorch": str(content["weights"]["torchscript"]["pytorch_version"])}
+    data["rdf.yaml"] = _dump_yaml(rdf_content(versions, digests)).encode()
+    formats.deterministic_zip(data, zip_path)
+    return zip_path
+
+
+def test_package(rdf: str | os.PathLike[str], weight_format: Optional[str] = None) -> tuple[bool, list[str]]:
+    """Run bioimageio.core's ``test_model`` on a package (all weight formats unless one is named).
+
+    Returns (passed, one line per failed check).
+    """
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    from bioimageio.core import test_model
+
+    summary = test_model(Path(rdf), weight_format=weight_format)  # type: ignore[arg-type]
+    failed = [f"{d.name}: {'; '.join(e.msg for e in d.errors)[:300]}" for d in summary.details
+              if d.status == "failed"]
+    return summary.status in ("passed", "valid-format") and not failed, failed

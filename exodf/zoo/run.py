@@ -1,0 +1,148 @@
+"""``exodf detect --model``: any exported ExoDeepFinder package run through bioimageio.core.
+
+bioimageio.core applies the package's own pre-processing (``scale_range`` per frame) to the whole movie and
+runs the weights; exodf only decides where the network looks (its receptive-field tiles, so the result
+does not depend on the tile size and equals the built-in path) and turns the probabilities into events
+with the same mean-shift as :func:`exodf.detect.detect_events`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from ..detect import DetectConfig, Detection, Segmentation, events_from_segmentation
+from ..errors import ExodfError
+from ..predict import iter_probability_blocks, labels_from_probabilities, predict_probabilities
+
+__all__ = ["detect_with_package", "load_package", "PackageNetwork", "AXES"]
+
+AXES = ("batch", "z", "y", "x", "channel")  # the tensor layout of exodf's packages
+Progress = Callable[[str, int, int], None]
+_PIPELINES: dict[tuple[str, Optional[str]], Any] = {}
+
+
+def _bioimageio() -> Any:
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")  # bioimageio.core would pick torch otherwise
+    try:
+        import bioimageio.core
+        import bioimageio.spec
+    except ImportError:
+        raise ExodfError("--model needs bioimageio.core: pip install 'exodf[zoo]'") from None
+    return bioimageio
+
+
+def load_package(model_path: str | os.PathLike[str]) -> Any:
+    """The model description of an ``rdf.yaml`` or a package ``.zip``, checked to be an exodf package."""
+    _bioimageio()
+    from bioimageio.spec import InvalidDescr, load_description
+
+    p = Path(model_path)
+    if not p.exists():
+        raise ExodfError(f"{p}: model not found; give an rdf.yaml or a bioimage.io .zip (see `exodf package`)")
+    descr = load_description(p, perform_io_checks=False)
+    if isinstance(descr, InvalidDescr) or getattr(descr, "type", None) != "model":
+        errors = getattr(getattr(descr, "validation_summary", None), "errors", None) or []
+        first = f": {errors[0].loc} {errors[0].msg}" if errors else ""
+        raise ExodfError(f"{p}: not a valid bioimage.io model{first}; check it with `bioimageio validate-format "
+                         f"{p}` or rebuild it with `exodf package`")
+    if len(descr.inputs) != 1 or len(descr.outputs) != 1:
+        raise ExodfError(f"{p}: expected one input and one output tensor (an ExoDeepFinder package), got "
+                         f"{len(descr.inputs)} and {len(descr.outputs)}")
+    for t in (descr.inputs[0], descr.outputs[0]):
+        ids = tuple(str(a.id) for a in t.axes)
+        if ids != AXES:
+            raise ExodfError(f"{p}: tensor {t.id!r} has axes {ids}; exodf runs packages with axes {AXES} "
+                             "(those written by `exodf package`)")
+    n_classes = len(descr.outputs[0].axes[-1].channel_names)
+    if n_classes != 3:
+        raise ExodfError(f"{p}: the output has {n_classes} channels; ExoDeepFinder gives 3 class probabilities")
+    return descr
+
+
+def _pipeline(model_path: str | os.PathLike[str], weight_format: Optional[str]) -> Any:
+    key = (str(Path(model_path).resolve()), weight_format)
+    if key not in _PIPELINES:
+        descr = load_package(model_path)
+        from bioimageio.core import create_prediction_pipeline
+
+        try:
+            _PIPELINES[key] = create_prediction_pipeline(descr, weights_format=weight_format)  # type: ignore[arg-type]
+        except Exception as e:  # the backends raise many types (missing runtime, bad file)
+            raise ExodfError(f"{model_path}: cannot load the weights ({type(e).__name__}: {e}); install the "
+                             "runtime of one of its weight formats (torch, onnxruntime or tensorflow)") from None
+    return _PIPELINES[key]
+
+
+class PackageNetwork:
+    """A package's weights, called like the Keras network: ``net(x (1, t, y, x, 1), training=False)``."""
+
+    def __init__(self, pipeline: Any) -> None:
+        self.pipeline = pipeline
+        self.input_id = pipeline.model_description.inputs[0].id
+        self.output_id = pipeline.model_description.outputs[0].id
+
+    def __call__(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        from bioimageio.core import Sample, Tensor
+
+        tensor = Tensor.from_numpy(np.ascontiguousarray(x, dtype=np.float32), dims=AXES)
+        sample = Sample(members={self.input_id: tensor}, stat={}, id="tile")
+        out = self.pipeline.predict_sample_without_blocking(
+            sample, skip_preprocessing=True, skip_input_padding=True, skip_output_cropping=True)
+        return np.asarray(out.members[self.output_id].data.transpose(*AXES).values, dtype=np.float32)
+
+    def preprocess(self, movie: np.ndarray) -> np.ndarray:
+        """The package's own pre-processing of a (T, Y, X) movie, returned as (T, Y, X) float32."""
+        from bioimageio.core import Sample, Tensor
+
+        tensor = Tensor.from_numpy(np.asarray(movie, dtype=np.float32)[None, ..., None], dims=AXES)
+        sample = Sample(members={self.input_id: tensor}, stat={}, id="movie")
+        self.pipeline.apply_preprocessing(sample)
+        data = sample.members[self.input_id].data.transpose(*AXES).values
+        return np.asarray(data[0, ..., 0], dtype=np.float32)
+
+
+def detect_with_package(model_path: str | os.PathLike[str], movie: np.ndarray,
+                        config: DetectConfig = DetectConfig(), mask: Optional[np.ndarray] = None,
+                        progress: Optional[Progress] = None, probabilities_out: Optional[np.ndarray] = None,
+                        weight_format: Optional[str] = None) -> Detection:
+    """Every exocytosis event of ``movie`` (T, Y, X), with the network of a bioimage.io package.
+
+    Parameters
+    ----------
+    model_path
+        ``rdf.yaml`` or package ``.zip`` written by ``exodf package``.
+    config, mask, progress, probabilities_out
+        As for :func:`exodf.detect.detect_events`.
+    weight_format
+        Which weights of the package to run (default: bioimageio.core's choice among those present).
+    """
+    if movie.ndim != 3:
+        raise ValueError(f"detect_with_package: expected a (T, Y, X) movie, got shape {movie.shape}")
+    if mask is not None and mask.shape != movie.shape[1:]:
+        raise ValueError(f"detect_with_package: mask shape {mask.shape} differs from the frame shape "
+                         f"{movie.shape[1:]}")
+    t0 = time.perf_counter()
+    net = PackageNetwork(_pipeline(model_path, weight_format))
+    norm = net.preprocess(movie)
+    inference = config.inference
+    tile_progress = (lambda d, n: progress("network", d, n)) if progress else None
+    if inference.tiling == "original":
+        probs = predict_probabilities(norm, net, inference, tile_progress)  # type: ignore[arg-type]
+        if probabilities_out is not None:
+            probabilities_out[...] = np.moveaxis(probs, -1, 1)
+        seg = Segmentation(labels_from_probabilities(probs), probs[..., 2].astype(np.float32))
+    else:
+        seg = Segmentation(np.empty(norm.shape, dtype=np.int8), np.empty(norm.shape, dtype=np.float32))
+        for region, probs in iter_probability_blocks(norm, net, inference, tile_progress):  # type: ignore[arg-type]
+            seg.labels[region] = labels_from_probabilities(probs)
+            seg.exocytosis[region] = probs[..., 2]
+            if probabilities_out is not None:
+                t, y, x = region
+                probabilities_out[t, :, y, x] = np.moveaxis(probs, -1, 1)
+    events = events_from_segmentation(seg, config, mask, progress)
+    return Detection(events, seg, movie.shape[0], time.perf_counter() - t0)
