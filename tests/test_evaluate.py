@@ -12,7 +12,6 @@ from exodf.evaluate import (cohens_d, event_rate, exclude_events, match_events, 
                             score_events, summarize)
 from exodf.events import EventTable, read_events
 
-REF = Path("/work/shared/reference")  # the original's output on a simulated movie (see its README)
 
 
 def ev(*rows: tuple[float, float, float]) -> EventTable:
@@ -124,11 +123,10 @@ def test_edge_and_mask_exclusion_apply_to_both_tables() -> None:
         exclude_events(gt, None, 4)
 
 
-@pytest.mark.skipif(not (REF / "original_events.xml").is_file(),
-                    reason="the reference output of the original ExoDeepFinder is not on this machine")
-def test_reference_movie_matches_the_published_figures() -> None:
-    pred = read_events(REF / "original_events.xml")
-    gt = read_events(REF / "ground_truth.csv")
+def test_reference_movie_matches_the_published_figures(reference_dir: Path) -> None:
+    # the original ExoDeepFinder's events on the reference movie (see the reference README)
+    pred = read_events(reference_dir / "original_events.xml")
+    gt = read_events(reference_dir / "ground_truth.csv")
     full = score_events(pred, gt)
     assert (full.tp, full.fp, full.fn) == (29, 38, 3)
     m = score_events(pred, gt, n_frames=200, exclude_edges=25)

@@ -104,3 +104,18 @@ def test_overlay_colours_and_report(sim: Path, tmp_path: Path) -> None:
     fig = report_figure(pred, 40, movie.mean(axis=0), m, "t", {"F1": m.f1})
     png = write_report(tmp_path / "r.png", fig)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+@pytest.mark.weights
+def test_demo_end_to_end(weights_path: Path, tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    res = runner.invoke(app, ["demo", "-o", str(out), "--frames", "64", "--size", "64", "--seed", "2",
+                              "--exclude-edges", "5", "--weights", str(weights_path)])
+    assert res.exit_code == 0, res.output
+    assert "F1" in res.output and str(out / "report.png") in res.output
+    scores = json.loads((out / "scores.json").read_text())
+    assert scores["n_gt"] >= 5 and scores["f1"] is not None and scores["f1"] >= 0.6
+    for name in ("movie.tif", "ground_truth.csv", "cell_mask.tif", "detections.csv", "overlay.tif", "report.png"):
+        assert (out / name).is_file()
+    assert "fold" in read_events(out / "detections.csv").columns
