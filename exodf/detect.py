@@ -13,7 +13,6 @@ import numpy as np
 
 from .cluster import ClusterConfig, filter_events, labels_to_events
 from .events import EventTable
-from .normalize import normalize_frames
 from .predict import InferenceConfig, iter_probability_blocks, labels_from_probabilities, predict_probabilities
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -77,22 +76,20 @@ def segment_movie(movie: np.ndarray, net: "keras.Model", config: InferenceConfig
     """
     if movie.ndim != 3:
         raise ValueError(f"segment_movie: expected a (T, Y, X) movie, got shape {movie.shape}")
-    norm = normalize_frames(movie)
     tile_progress = (lambda d, n: progress("network", d, n)) if progress else None
     if config.tiling == "original":
-        probs = predict_probabilities(norm, net, config, tile_progress)
+        probs = predict_probabilities(movie, net, config, tile_progress)
         if probabilities_out is not None:
             probabilities_out[...] = np.moveaxis(probs, -1, 1)
         return Segmentation(labels_from_probabilities(probs), probs[..., 2].astype(np.float32))
-    labels = np.empty(norm.shape, dtype=np.int8)
-    exo = np.empty(norm.shape, dtype=np.float32)
-    for region, probs in iter_probability_blocks(norm, net, config, tile_progress):
+    labels = np.empty(movie.shape, dtype=np.int8)
+    exo = np.empty(movie.shape, dtype=np.float32)
+    for region, probs in iter_probability_blocks(movie, net, config, tile_progress):
         labels[region] = labels_from_probabilities(probs)
         exo[region] = probs[..., 2]
         if probabilities_out is not None:
             t, y, x = region
             probabilities_out[t, :, y, x] = np.moveaxis(probs, -1, 1)
-    del norm
     return Segmentation(labels, exo)
 
 

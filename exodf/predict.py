@@ -14,12 +14,14 @@ import numpy as np
 
 from .errors import ExodfError
 from .model import N_CLASSES, SPATIAL_MULTIPLE
+from .normalize import normalize_frames
 from .tiling import ORIGINAL_PAD, RECEPTIVE_HALO, Tile, context_tiles, original_tiles
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
 
-__all__ = ["InferenceConfig", "predict_probabilities", "iter_probability_blocks", "pad_movie", "Progress",
+__all__ = ["InferenceConfig", "predict_probabilities", "iter_probability_blocks", "NormalizedFrames", "Progress",
+           "iter_tiled_blocks", "original_probabilities", "keras_block_fn", "BlockFn",
            "labels_from_probabilities"]
 
 Progress = Callable[[int, int], None]  # (done, total) tiles
@@ -33,22 +35,20 @@ class InferenceConfig:
     Attributes
     ----------
     tiling
-        ``"context"`` (default): tiles with a receptive-field halo, results independent of the tile size.
-        ``"original"``: the original ExoDeepFinder's patches, for exact reproduction of its results.
+        ``"context"`` (default): one whole-volume pass, computed frame-streamed along time
+        (:mod:`exodf.stream`) and, for frames larger than ``tile``, in y/x tiles with a receptive-field halo;
+        results do not depend on the tile size. ``"original"``: the original ExoDeepFinder's patches, for
+        exact reproduction of its results.
     tile
-        Context tiling: the largest kept core per tile (t, y, x); bigger is faster and needs more memory.
+        Context tiling: (frames fed at a time, largest y core, largest x core). Memory grows with each; the
+        result does not change.
     patch
         Original tiling: the cubic patch side (the original's ``-ps``, default 160, a multiple of 4).
-    time_pad
-        Context tiling: frames added before the first and after the last frame by repeating them, so that
-        what is already bright at the movie's start does not look like it "appears" there (the original's
-        zero frames made it do so). 0 gives a plain whole-volume pass.
     """
 
     tiling: Literal["context", "original"] = "context"
-    tile: tuple[int, int, int] = (48, 192, 192)
+    tile: tuple[int, int, int] = (4, 448, 448)
     patch: int = 160
-    time_pad: int = 0
     halo: tuple[int, int, int] = field(default=RECEPTIVE_HALO)
 
     def __post_init__(self) -> None:
@@ -60,76 +60,136 @@ class InferenceConfig:
             raise ValueError(f"InferenceConfig.tile: y and x must be multiples of 4, got {self.tile}")
         if self.patch % SPATIAL_MULTIPLE or self.patch <= 2 * ORIGINAL_PAD:
             raise ValueError(f"InferenceConfig.patch must be a multiple of 4 above 50, got {self.patch}")
-        if self.time_pad < 0:
-            raise ValueError(f"InferenceConfig.time_pad must be >= 0, got {self.time_pad}")
 
 
-def pad_movie(normalized: np.ndarray, time_pad: int) -> tuple[np.ndarray, SLC]:
-    """Pad y and x up to multiples of 4 (mirroring the last rows/columns) and time by repeating edge frames.
+class NormalizedFrames:
+    """A (T, Y', X') view of a movie normalised frame by frame on access, Y' and X' padded to multiples of 4.
 
-    Returns the padded volume and the slices that recover the movie from it.
+    Frames are read (e.g. from a memory map) and normalised only when indexed, so a long movie never
+    needs to be in memory as float32. Padding mirrors the last rows/columns.
+    """
+
+    def __init__(self, movie: np.ndarray) -> None:
+        if movie.ndim != 3:
+            raise ValueError(f"expected a (T, Y, X) movie, got shape {movie.shape}")
+        self.movie = movie
+        t, h, w = movie.shape
+        self.pad = ((-h) % SPATIAL_MULTIPLE, (-w) % SPATIAL_MULTIPLE)
+        self.shape = (t, h + self.pad[0], w + self.pad[1])
+        self.ndim = 3
+        self.dtype = np.dtype(np.float32)
+
+    def __getitem__(self, key: tuple[slice, ...] | slice) -> np.ndarray:
+        key = key if isinstance(key, tuple) else (key,)
+        ts = key[0]
+        frames = normalize_frames(np.asarray(self.movie[ts]))
+        if any(self.pad):
+            h, w = frames.shape[1:]
+            mode = "reflect" if h > self.pad[0] and w > self.pad[1] else "edge"
+            frames = np.pad(frames, ((0, 0), (0, self.pad[0]), (0, self.pad[1])), mode=mode)
+        return frames[(slice(None),) + tuple(key[1:])]
+
+
+def iter_probability_blocks(movie: np.ndarray, net: "keras.Model", config: InferenceConfig = InferenceConfig(),
+                            progress: Progress | None = None) -> Iterator[tuple[SLC, np.ndarray]]:
+    """Yield (region of the movie, probabilities (t, y, x, 3) float32 of that region), covering it once.
+
+    ``movie`` is the raw (T, Y, X) movie (normalised here, frame by frame). Context tiling only: the
+    original scheme averages overlapping patches and needs the whole array.
+    """
+    from .stream import StreamingNetwork
+
+    if config.tiling != "context":
+        raise ValueError("iter_probability_blocks works with context tiling only")
+    frames = NormalizedFrames(movie)
+    t, h, w = movie.shape
+    _, hp, wp = frames.shape
+    spatial = context_tiles((1, hp, wp), (1,) + tuple(config.tile[1:]), (0,) + tuple(config.halo[1:]),
+                            SPATIAL_MULTIPLE)
+    stream = StreamingNetwork(net)
+    total = t * len(spatial)
+    for k, tile in enumerate(spatial):
+        _, ys, xs = tile.source
+        _, yi, xi = tile.inner
+        _, yt, xt = tile.target
+        # the part of this tile's kept core that lies inside the movie (not in the y/x padding)
+        y1, x1 = min(yt.stop, h), min(xt.stop, w)
+        if y1 <= yt.start or x1 <= xt.start:
+            continue
+        view = _TileView(frames, ys, xs)
+        tile_progress = (lambda d, n, k=k: progress(k * t + d, total)) if progress else None
+        for t0, probs in stream.run(view, config.tile[0], tile_progress):
+            block = probs[:, yi.start: yi.start + (y1 - yt.start), xi.start: xi.start + (x1 - xt.start)]
+            yield (slice(t0, t0 + probs.shape[0]), slice(yt.start, y1), slice(xt.start, x1)), block
+
+
+class _TileView:
+    """Frames of one y/x tile of a :class:`NormalizedFrames` (whole frames are normalised, then cropped)."""
+
+    def __init__(self, frames: NormalizedFrames, ys: slice, xs: slice) -> None:
+        self.frames, self.ys, self.xs = frames, ys, xs
+        self.shape = (frames.shape[0], ys.stop - ys.start, xs.stop - xs.start)
+        self.ndim = 3
+
+    def __getitem__(self, ts: slice) -> np.ndarray:
+        return self.frames[ts, self.ys, self.xs]
+
+
+BlockFn = Callable[[np.ndarray], np.ndarray]  # (t, y, x) float32 -> (t, y, x, 3) float32
+
+
+def keras_block_fn(net: "keras.Model") -> BlockFn:
+    """Run a Keras network on one normalised (t, y, x) block."""
+    return lambda block: _run(net, block)
+
+
+def iter_tiled_blocks(normalized: np.ndarray, run_block: BlockFn, core: tuple[int, int, int] = (48, 192, 192),
+                      halo: tuple[int, int, int] = RECEPTIVE_HALO,
+                      progress: Progress | None = None) -> Iterator[tuple[SLC, np.ndarray]]:
+    """Whole-volume-equivalent probabilities from any block-wise network (e.g. a bioimage.io package).
+
+    The normalised movie is cut into :func:`exodf.tiling.context_tiles` whose halo covers the receptive
+    field; y/x are padded (mirrored) to multiples of 4 first. Slower than the streamed Keras path (halos are
+    recomputed) but needs nothing but a function from a block to its probabilities.
     """
     t, h, w = normalized.shape
     ph, pw = (-h) % SPATIAL_MULTIPLE, (-w) % SPATIAL_MULTIPLE
+    padded = normalized
     if ph or pw:
-        mode = "reflect" if h > ph and w > pw else "edge"
-        normalized = np.pad(normalized, ((0, 0), (0, ph), (0, pw)), mode=mode)
-    if time_pad:
-        normalized = np.pad(normalized, ((time_pad, time_pad), (0, 0), (0, 0)), mode="edge")
-    return normalized, (slice(time_pad, time_pad + t), slice(0, h), slice(0, w))
-
-
-def _run(net: "keras.Model", block: np.ndarray) -> np.ndarray:
-    x = np.ascontiguousarray(block, dtype=np.float32)[None, ..., None]
-    return np.asarray(net(x, training=False))[0]
-
-
-def iter_probability_blocks(normalized: np.ndarray, net: "keras.Model", config: InferenceConfig = InferenceConfig(),
-                            progress: Progress | None = None) -> Iterator[tuple[SLC, np.ndarray]]:
-    """Yield (region of the movie, probabilities (t, y, x, 3) float32 of that region) covering the movie once.
-
-    Only for context tiling; the original scheme averages overlapping patches and needs the whole array.
-    """
-    if config.tiling != "context":
-        raise ValueError("iter_probability_blocks works with context tiling only")
-    if normalized.ndim != 3:
-        raise ValueError(f"expected a normalised (T, Y, X) movie, got shape {normalized.shape}")
-    padded, crop = pad_movie(normalized, config.time_pad)
-    tiles = context_tiles(padded.shape, config.tile, config.halo, SPATIAL_MULTIPLE)
+        padded = np.pad(normalized, ((0, 0), (0, ph), (0, pw)), mode="reflect" if h > ph and w > pw else "edge")
+    tiles = context_tiles(padded.shape, core, halo, SPATIAL_MULTIPLE)
     for k, tile in enumerate(tiles):
-        probs = _run(net, padded[tile.source])[tile.inner]
-        # intersect the tile's target with the movie (drop time and spatial padding)
-        region, local = [], []
-        for tg, cr in zip(tile.target, crop):
-            a, b = max(tg.start, cr.start), min(tg.stop, cr.stop)
-            region.append(slice(a - cr.start, max(a, b) - cr.start))
-            local.append(slice(a - tg.start, max(a, b) - tg.start))
+        probs = run_block(np.ascontiguousarray(padded[tile.source], dtype=np.float32))[tile.inner]
+        tt, yt, xt = tile.target
+        y1, x1 = min(yt.stop, h), min(xt.stop, w)
         if progress is not None:
             progress(k + 1, len(tiles))
-        if all(s.stop > s.start for s in region):
-            yield tuple(region), probs[tuple(local)]  # type: ignore[misc]
+        if y1 > yt.start and x1 > xt.start:
+            yield (tt, slice(yt.start, y1), slice(xt.start, x1)), probs[:, : y1 - yt.start, : x1 - xt.start]
 
 
-def predict_probabilities(normalized: np.ndarray, net: "keras.Model",
-                          config: InferenceConfig = InferenceConfig(),
+def predict_probabilities(movie: np.ndarray, net: "keras.Model", config: InferenceConfig = InferenceConfig(),
                           progress: Progress | None = None, out: np.ndarray | None = None) -> np.ndarray:
-    """(T, Y, X, 3) class probabilities of a normalised movie.
+    """(T, Y, X, 3) class probabilities of a raw (T, Y, X) movie (normalised here, as the original).
 
     Context tiling returns float32 (into ``out`` if given, e.g. a memory map). Original tiling returns
     float16, as the original accumulates and averages its patches in float16.
     """
     if config.tiling == "original":
-        return _predict_original(normalized, net, config.patch, progress)
+        return original_probabilities(normalize_frames(movie), keras_block_fn(net), config.patch, progress)
     if out is None:
-        out = np.empty(normalized.shape + (N_CLASSES,), dtype=np.float32)
-    for region, probs in iter_probability_blocks(normalized, net, config, progress):
+        out = np.empty(movie.shape + (N_CLASSES,), dtype=np.float32)
+    for region, probs in iter_probability_blocks(movie, net, config, progress):
         out[region] = probs
     return out
 
 
-def _predict_original(normalized: np.ndarray, net: "keras.Model", patch: int,
-                      progress: Progress | None) -> np.ndarray:
-    """The original's tiled prediction, operation for operation (float16 accumulation included)."""
+def original_probabilities(normalized: np.ndarray, run_block: BlockFn, patch: int = 160,
+                           progress: Progress | None = None) -> np.ndarray:
+    """The original's tiled prediction, operation for operation (float16 accumulation included).
+
+    ``normalized`` is the normalised (T, Y, X) movie; returns (T, Y, X, 3) float16.
+    """
     need = patch - 2 * ORIGINAL_PAD
     if min(normalized.shape) < need:
         raise ExodfError(
@@ -141,7 +201,7 @@ def _predict_original(normalized: np.ndarray, net: "keras.Model", patch: int,
     count = np.zeros(data.shape, dtype=np.int8)
     tiles: list[Tile] = original_tiles(data.shape, patch)
     for k, tile in enumerate(tiles):
-        pred = _run(net, data[tile.source])
+        pred = run_block(data[tile.source])
         acc[tile.target] = acc[tile.target] + np.float16(pred[tile.inner])
         count[tile.target] = count[tile.target] + np.ones(count[tile.target].shape, dtype=np.int8)
         if progress is not None:

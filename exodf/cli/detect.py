@@ -62,7 +62,7 @@ def register(app: typer.Typer) -> None:
                                             "original (reproduces ExoDeepFinder 0.3.14 exactly).")] = "context",
         patch_size: Annotated[int, typer.Option(help="Patch side for --tiling original.")] = 160,
         tile: Annotated[str, typer.Option(help="Largest tile core T,Y,X for context tiling (memory vs speed).")]
-        = "48,192,192",
+        = "4,448,448",
         probabilities: Annotated[Optional[Path], typer.Option(help="Also write the class probabilities "
                                                               "(ImageJ hyperstack T,C,Y,X float32) here.")] = None,
         min_size: Annotated[int, typer.Option(help="Drop events of fewer voxels.")] = 1,
@@ -84,7 +84,7 @@ def register(app: typer.Typer) -> None:
         try:
             core = tuple(int(v) for v in tile.split(","))
         except ValueError:
-            raise ExodfError(f"--tile {tile!r}: give three integers T,Y,X, e.g. 48,192,192") from None
+            raise ExodfError(f"--tile {tile!r}: give three integers T,Y,X, e.g. 4,448,448") from None
         req = DetectRequest(fmt=fmt, weights=weights, model=model, tiling=tiling, patch_size=patch_size,
                             tile=core, min_size=min_size, min_score=min_score, mask=mask,
                             exclude_edges=exclude_edges, pixel_size=pixel_size, row_numbers=row_numbers,

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..detect import DetectConfig, Detection, Segmentation, events_from_segmentation
 from ..errors import ExodfError
-from ..predict import iter_probability_blocks, labels_from_probabilities, predict_probabilities
+from ..predict import iter_tiled_blocks, labels_from_probabilities, original_probabilities
 
 __all__ = ["detect_with_package", "load_package", "PackageNetwork", "AXES"]
 
@@ -95,6 +95,10 @@ class PackageNetwork:
             sample, skip_preprocessing=True, skip_input_padding=True, skip_output_cropping=True)
         return np.asarray(out.members[self.output_id].data.transpose(*AXES).values, dtype=np.float32)
 
+    def block(self, block: np.ndarray) -> np.ndarray:
+        """Probabilities (t, y, x, 3) of one normalised (t, y, x) block."""
+        return np.asarray(self(block[None, ..., None]))[0]
+
     def preprocess(self, movie: np.ndarray) -> np.ndarray:
         """The package's own pre-processing of a (T, Y, X) movie, returned as (T, Y, X) float32."""
         from bioimageio.core import Sample, Tensor
@@ -132,13 +136,13 @@ def detect_with_package(model_path: str | os.PathLike[str], movie: np.ndarray,
     inference = config.inference
     tile_progress = (lambda d, n: progress("network", d, n)) if progress else None
     if inference.tiling == "original":
-        probs = predict_probabilities(norm, net, inference, tile_progress)  # type: ignore[arg-type]
+        probs = original_probabilities(norm, net.block, inference.patch, tile_progress)
         if probabilities_out is not None:
             probabilities_out[...] = np.moveaxis(probs, -1, 1)
         seg = Segmentation(labels_from_probabilities(probs), probs[..., 2].astype(np.float32))
     else:
         seg = Segmentation(np.empty(norm.shape, dtype=np.int8), np.empty(norm.shape, dtype=np.float32))
-        for region, probs in iter_probability_blocks(norm, net, inference, tile_progress):  # type: ignore[arg-type]
+        for region, probs in iter_tiled_blocks(norm, net.block, progress=tile_progress):
             seg.labels[region] = labels_from_probabilities(probs)
             seg.exocytosis[region] = probs[..., 2]
             if probabilities_out is not None:
