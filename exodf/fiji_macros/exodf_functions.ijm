@@ -1,0 +1,128 @@
+// exodf: functions shared by the exodf macro set and the batch macro (ImageJ 1.53t or later, Fiji).
+// `exodf fiji install` puts them, with the exodf command line filled in, into Fiji.app/macros.
+
+// Save the current image as a TIFF exodf can read; returns its path. An unmodified .tif on disk is
+// used as it is; anything else is duplicated and saved into ImageJ's temporary folder.
+function exodfSaveCurrent() {
+	dir = getInfo("image.directory");
+	name = getInfo("image.filename");
+	lower = toLowerCase(name);
+	if (dir != "" && (endsWith(lower, ".tif") || endsWith(lower, ".tiff")) && !is("changes"))
+		return dir + name;
+	id = getImageID();
+	base = replace(getTitle(), "[^A-Za-z0-9_.-]", "_");
+	path = getDirectory("temp") + "exodf_" + base;
+	if (!endsWith(toLowerCase(path), ".tif")) path = path + ".tif";
+	setBatchMode(true);
+	run("Duplicate...", "title=exodf_copy duplicate");
+	saveAs("Tiff", path);
+	close();
+	selectImage(id);
+	setBatchMode(false);
+	return path;
+}
+
+// exec() with one argument per array element, so that paths with spaces stay whole.
+// (exec(array) is not available in every ImageJ 1.x, hence the explicit forms.)
+function exodfExec(a) {
+	n = a.length;
+	if (n == 1) return exec(a[0]);
+	if (n == 2) return exec(a[0], a[1]);
+	if (n == 3) return exec(a[0], a[1], a[2]);
+	if (n == 4) return exec(a[0], a[1], a[2], a[3]);
+	if (n == 5) return exec(a[0], a[1], a[2], a[3], a[4]);
+	if (n == 6) return exec(a[0], a[1], a[2], a[3], a[4], a[5]);
+	if (n == 7) return exec(a[0], a[1], a[2], a[3], a[4], a[5], a[6]);
+	if (n == 8) return exec(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]);
+	if (n == 9) return exec(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8]);
+	if (n == 10) return exec(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9]);
+	if (n == 11) return exec(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10]);
+	if (n == 12) return exec(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11]);
+	if (n == 13) return exec(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12]);
+	if (n == 14) return exec(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13]);
+	if (n == 15) return exec(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13], a[14]);
+	if (n == 16) return exec(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15]);
+	exit("exodf: too many command-line elements (" + n + "); at most 16");
+}
+
+// Run `exodf detect MOVIE -o EVENTS --quiet [options]`; options: extra elements, one per line.
+function exodfDetect(movie, events, options) {
+	// (ImageJ 1.53t: Array.concat fails on a function call as argument, so every part is a variable)
+	a = split(exodfCommand, "\n");
+	part = newArray("detect", movie, "-o", events, "--quiet");
+	a = Array.concat(a, part);
+	if (options != "") {
+		part = split(options, "\n");
+		a = Array.concat(a, part);
+	}
+	if (File.exists(events)) ok = File.delete(events);
+	out = exodfExec(a);
+	if (!File.exists(events))
+		exit("exodf detect wrote no event table " + events + ".\nCommand: " + String.join(a, " ") +
+		     "\nOutput: " + out + "\nRun that command in a terminal to see the error.");
+	return out;
+}
+
+// Fill the Results table from an ImageJ Results csv/txt (as exodf writes it): one column per heading,
+// the row-number column (heading " " or empty) left out.
+function exodfLoadResults(path) {
+	if (!File.exists(path)) exit("exodf: event table " + path + " not found");
+	lines = split(replace(File.openAsString(path), "\r", ""), "\n");
+	if (lines.length == 0) exit("exodf: " + path + " is empty; an event table needs a header X,Y,Slice");
+	sep = ",";
+	if (indexOf(lines[0], "\t") >= 0) sep = "\t";
+	heads = split(lines[0], sep);
+	run("Clear Results");
+	row = 0;
+	for (i = 1; i < lines.length; i++) {
+		if (lengthOf(String.trim(lines[i])) == 0) continue;
+		cells = split(lines[i], sep);
+		for (j = 0; j < heads.length && j < cells.length; j++) {
+			h = String.trim(heads[j]);
+			if (h != "") setResult(h, row, parseFloat(cells[j]));
+		}
+		row++;
+	}
+	updateResults();
+	return row;
+}
+
+// Write the Results table with 9 decimals (ImageJ's own Results saving keeps 3 by default).
+function exodfSaveResults(path) {
+	heads = split(String.getResultsHeadings, "\t");
+	text = " ";
+	for (j = 0; j < heads.length; j++) if (heads[j] != " " && heads[j] != "") text = text + "," + heads[j];
+	text = text + "\n";
+	for (i = 0; i < nResults; i++) {
+		line = "" + (i + 1);
+		for (j = 0; j < heads.length; j++)
+			if (heads[j] != " " && heads[j] != "") line = line + "," + d2s(getResult(heads[j], i), 9);
+		text = text + line + "\n";
+	}
+	File.saveString(text, path);
+}
+
+// One circle (radius exodfRadius px) per event on each frame from Slice-exodfBefore to Slice+exodfAfter.
+// Returns the number of ROIs added to the current image's overlay.
+function exodfDrawOverlay() {
+	Overlay.remove;
+	hyper = is("hyperstack");
+	Stack.getDimensions(w, h, nc, nz, nt);
+	last = nSlices;
+	if (hyper) last = nt;
+	r = exodfRadius;
+	n = 0;
+	for (i = 0; i < nResults; i++) {
+		x = getResult("X", i); y = getResult("Y", i); s = round(getResult("Slice", i));
+		for (f = s - exodfBefore; f <= s + exodfAfter; f++) {
+			if (f < 1 || f > last) continue;
+			makeOval(x + 0.5 - r, y + 0.5 - r, 2 * r, 2 * r);
+			Overlay.addSelection("yellow");
+			if (hyper) Overlay.setPosition(0, 0, f);
+			else Overlay.setPosition(f);
+			n++;
+		}
+	}
+	run("Select None");
+	return n;
+}

@@ -1,0 +1,185 @@
+"""The Fiji bridge against real ImageJ 1.x (Debian's imagej package: /usr/share/java/ij.jar + xvfb).
+
+Tests marked ``fiji`` skip when Java, ij.jar, scyjava or xvfb-run is missing here; CI installs them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from exodf import fiji
+from exodf.errors import ExodfError
+from exodf.events import EventTable, read_events
+from exodf.io import write_tiff
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _missing() -> str | None:
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        return "no Java runtime (apt-get install default-jre-headless)"
+    try:
+        fiji.find_ij_jar()
+    except ExodfError:
+        return "no ij.jar (apt-get install imagej)"
+    try:
+        import scyjava  # noqa: F401
+    except ImportError:
+        return "scyjava is not installed (pip install scyjava)"
+    if not os.environ.get("DISPLAY") and shutil.which("xvfb-run") is None:
+        return "no display and no xvfb-run (apt-get install xvfb)"
+    return None
+
+
+def assert_same(a: EventTable, b: EventTable) -> None:
+    """Identical values (NaN equal to NaN), same columns."""
+    assert len(a) == len(b) and set(a.columns) == set(b.columns)
+    for name in ("x", "y", "frame"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    for k in a.columns:
+        np.testing.assert_array_equal(a.columns[k], b.columns[k])
+
+
+needs_imagej = pytest.mark.skipif(_missing() is not None, reason=f"ImageJ unavailable: {_missing()}")
+
+
+# -- errors and macro text (no Java needed) -------------------------------------------------------------
+def test_clear_errors_when_imagej_is_missing(tmp_path, monkeypatch) -> None:
+    with pytest.raises(ExodfError, match="apt-get install imagej"):
+        fiji.find_ij_jar(tmp_path / "nope" / "ij.jar")
+    with pytest.raises(ExodfError, match="not a Fiji installation"):
+        fiji.find_fiji(tmp_path)
+    monkeypatch.setenv("EXODF_FIJI", str(tmp_path / "Fiji.app"))
+    with pytest.raises(ExodfError, match="Fiji.app folder"):
+        fiji.find_fiji()
+    monkeypatch.delenv("EXODF_FIJI")
+    assert fiji.find_fiji() is None
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ExodfError, match="default-jre-headless"):
+        fiji.find_java()
+
+
+def test_fiji_path_needs_pyimagej(tmp_path, monkeypatch) -> None:
+    app = tmp_path / "Fiji.app"
+    (app / "jars").mkdir(parents=True)
+    monkeypatch.setitem(__import__("sys").modules, "imagej", None)  # as if pyimagej were not installed
+    monkeypatch.setattr(fiji, "_SESSION", [])
+    with pytest.raises(ExodfError, match="pip install pyimagej"):
+        fiji.start_imagej(fiji=app)
+
+
+def test_macro_text_and_install(tmp_path) -> None:
+    cmd = ["C:\\Program Files\\Python\\python.exe", "-m", "exodf"]
+    text = fiji.macro_text("exodf_batch.ijm", cmd)
+    assert 'var exodfCommand = "C:\\\\Program Files\\\\Python\\\\python.exe\\n-m\\nexodf";' in text
+    assert "function exodfExec(a)" in text and "exodfDetect(movie, events, options)" in text
+    assert "var exodfRadius = 4.5;" in text and "var exodfAfter = 5;" in text
+    with pytest.raises(ExodfError, match="no macros/ folder"):
+        fiji.install_macros(tmp_path)
+    (tmp_path / "macros").mkdir()
+    files = fiji.install_macros(tmp_path, ["/opt/my env/bin/python", "-m", "exodf"])
+    assert files == [tmp_path / "macros" / "toolsets" / "exodf.ijm", tmp_path / "macros" / "exodf_batch.ijm"]
+    tool = files[0].read_text()
+    assert tool.index("var exodfCommand") < tool.index('macro "exodf Detect Action Tool')
+    assert '"/opt/my env/bin/python\\n-m\\nexodf"' in tool
+
+
+# -- real ImageJ -------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def ij() -> fiji.ImageJ:
+    if _missing():
+        pytest.skip(f"ImageJ unavailable: {_missing()}")
+    return fiji.start_imagej()
+
+
+@needs_imagej
+@pytest.mark.fiji
+def test_results_table_round_trip(ij) -> None:
+    assert ij.version == "1.53t" or ij.version >= "1.53"
+    t = EventTable([10.25, 0.0, 63.123456789], [5.5, 1.0 / 3.0, 2.0], [0.0, 7.0, 39.0],
+                   {"score": [0.9, 1.0, np.nan], "size": [12, 7, 300]})
+    rt = fiji.events_to_results_table(t, ij)
+    assert int(rt.size()) == 3
+    assert [str(h) for h in rt.getHeadings()] == ["X", "Y", "Slice", "Score", "Size"]
+    assert rt.getValue("Slice", 2) == 40.0 and rt.getValue("Y", 1) == 1.0 / 3.0
+    back = fiji.results_table_to_events(rt)
+    assert_same(back, t)  # identical values, NaN included
+    assert len(fiji.results_table_to_events(fiji.events_to_results_table(EventTable.empty(), ij))) == 0
+    bad = ij.jclass("ij.measure.ResultsTable")()
+    bad.incrementCounter()
+    bad.addValue("Area", 3.0)
+    with pytest.raises(ExodfError, match="lacks column"):
+        fiji.results_table_to_events(bad)
+    assert ij.run_macro('return "" + (1 + 2) + getArgument();', "x") == "3x"
+
+
+@needs_imagej
+@pytest.mark.fiji
+def test_overlay_saved_and_reopened_in_imagej(ij, tmp_path) -> None:
+    movie = tmp_path / "a movie.tif"
+    write_tiff(movie, np.arange(10 * 32 * 32, dtype=np.uint16).reshape(10, 32, 32) % 200)
+    imp = ij.open_movie(movie)
+    # slices 2, 9, 5: frames slice-2..slice+5 clipped to 1..10 -> 7 + 4 + 8 = 19 event-frames
+    t = EventTable([3.0, 20.5, 30.0], [4.0, 10.0, 1.0], [1.0, 8.0, 4.0])
+    ov = fiji.add_overlay(imp, t, ij=ij)
+    assert int(ov.size()) == 19
+    first = ov.get(0)
+    assert str(first.getName()) == "0001-0004-0003"
+    b = first.getFloatBounds()
+    assert (b.x, b.y, b.width) == (3.5 - 4.5, 4.5 - 4.5, 9.0)
+    tif = fiji.save_overlay(imp, tmp_path / "with overlay.tif", ij=ij)
+    zipf = fiji.save_overlay(imp, tmp_path / "rois.zip", ij=ij)
+    again = ij.open_movie(tif)
+    assert int(again.getOverlay().size()) == 19
+    positions = sorted(int(r.getPosition()) for r in again.getOverlay().toArray())
+    assert positions == sorted(list(range(1, 8)) + list(range(7, 11)) + list(range(3, 11)))
+    macro = tmp_path / "count.ijm"
+    macro.write_text('a = split(getArgument(), "\\n");\nopen(a[0]);\nprint("overlay " + Overlay.size);\n'
+                     'roiManager("open", a[1]);\nprint("rois " + roiManager("count"));\n')
+    p = fiji.run_batch_macro(macro, f"{tif}\n{zipf}", timeout=120)
+    assert "overlay 19" in p.stdout and "rois 19" in p.stdout, p.stdout + p.stderr
+    with pytest.raises(ExodfError, match=r"\.zip \(ROI set\) or \.tif"):
+        fiji.save_overlay(imp, tmp_path / "x.png", ij=ij)
+    assert not (tmp_path / "x.png").exists()
+
+
+def _small_simulation(folder: Path) -> tuple[Path, EventTable]:
+    from exodf.simulate import preset, simulate
+
+    sim = simulate(preset("control", n_frames=40, height=64, width=64), seed=3)
+    movie = folder / "small movie.tif"
+    write_tiff(movie, sim.movie)
+    return movie, sim.truth
+
+
+@needs_imagej
+@pytest.mark.fiji
+@pytest.mark.slow
+@pytest.mark.weights
+def test_batch_macro_runs_exodf_through_exec(tmp_path, weights_path) -> None:
+    folder = tmp_path / "dir with spaces"
+    folder.mkdir()
+    movie, _ = _small_simulation(folder)
+    macro = folder / "exodf batch.ijm"
+    macro.write_text(fiji.macro_text("exodf_batch.ijm"))
+    events, results, overlay = folder / "events.csv", folder / "results back.csv", folder / "overlay.tif"
+    arg = "\n".join([f"movie={movie}", f"events={events}", f"results={results}", f"overlay={overlay}",
+                     f"option=--weights", f"option={weights_path}"])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    p = fiji.run_batch_macro(macro, arg, timeout=600, env=env)
+    assert p.returncode == 0 and events.is_file(), p.stdout + p.stderr
+    written = read_events(events)  # what exodf detect wrote
+    back = read_events(results)    # what the macro's Results table held
+    assert len(written) > 0
+    assert_same(back, written)
+    # the overlay: one circle per event and frame (slice-2 .. slice+5 within 1..40)
+    expected = sum(len([f for f in range(s - 2, s + 6) if 1 <= f <= 40]) for s in written.slice)
+    assert f"exodf_batch: {len(written)} events, {expected} overlay circles" in p.stdout
+    ij = fiji.start_imagej()
+    assert int(ij.open_movie(overlay).getOverlay().size()) == expected
