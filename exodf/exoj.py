@@ -19,15 +19,19 @@ kept as its numbers ``decay_offset`` and ``decay_amplitude``; ``Property`` (a te
 from __future__ import annotations
 
 import math
+import os
 import re
+import time
 from pathlib import Path
+from typing import Callable, Optional
 
 import numpy as np
 
 from .errors import ExodfError
 from .events import EventTable
 
-__all__ = ["looks_like_exoj", "parse_exoj", "EXOJ_FRAME_COLUMNS"]
+__all__ = ["looks_like_exoj", "parse_exoj", "EXOJ_FRAME_COLUMNS", "find_exoj_plugin", "wait_for_export",
+           "run_exoj"]
 
 # header title (lower case, unit in parentheses removed) -> column name in the EventTable
 _CANONICAL = {
@@ -173,3 +177,90 @@ def parse_exoj(raw: bytes, path: Path | str = "<exoj>", frame: str = "peak") -> 
     if np.isnan(x).any() or np.isnan(y).any() or np.isnan(fr).any():
         raise ExodfError(f"{p}: some events have no position or frame; export the list again from ExoJ")
     return EventTable(x, y, fr.copy(), cols)
+
+
+# ---------------------------------------------------------------------------------------------------
+# running ExoJ in the user's Fiji
+# ---------------------------------------------------------------------------------------------------
+EXOJ_COMMANDS = ("Exocytosis Analyzer", "ExoJ")  # Plugins menu entries of ExoJ's versions
+
+
+def find_exoj_plugin(fiji_dir: str | os.PathLike[str]) -> Path:
+    """ExoJ's jar in a Fiji's ``plugins`` folder (``ExocytosisAnalyzer*.jar`` or ``ExoJ*.jar``)."""
+    plugins = Path(fiji_dir) / "plugins"
+    found = sorted(plugins.glob("Exocytosis*nalyzer*.jar")) + sorted(plugins.glob("ExoJ*.jar"))
+    if not found:
+        raise ExodfError(f"{plugins}: ExoJ is not installed in this Fiji; put ExocytosisAnalyzer-V1.90.jar "
+                         "(github.com/zs6e/excytosis-analyzer-plugin) into that folder and restart Fiji")
+    return found[-1]
+
+
+def wait_for_export(folder: str | os.PathLike[str], since: float, timeout: float = 3600.0, poll: float = 1.0,
+                    settle: float = 2.0, sleep: Callable[[float], None] = time.sleep) -> Path:
+    """Wait for an ExoJ exocytosis list written in ``folder`` after ``since`` (a ``time.time()``).
+
+    A candidate is a file modified after ``since`` whose bytes look like an ExoJ list; it is returned once
+    its size has not changed for ``settle`` seconds (ExoJ has finished writing it).
+    """
+    d = Path(folder)
+    if not d.is_dir():
+        raise ExodfError(f"{d}: folder to watch for ExoJ's export does not exist; give an existing --watch folder")
+    deadline = time.time() + timeout
+    sizes: dict[Path, tuple[int, float]] = {}
+    while True:
+        now = time.time()
+        for f in d.iterdir():
+            try:
+                st = f.stat()
+            except OSError:
+                continue
+            if not f.is_file() or st.st_mtime < since or st.st_size == 0:
+                continue
+            prev = sizes.get(f)
+            if prev is None or prev[0] != st.st_size:
+                sizes[f] = (st.st_size, now)
+            elif now - prev[1] >= settle:
+                with open(f, "rb") as fh:
+                    if looks_like_exoj(fh.read(4096)):
+                        return f
+        if now > deadline:
+            raise ExodfError(f"{d}: no ExoJ exocytosis list appeared within {timeout:.0f} s; in ExoJ's results "
+                             "window export the list into this folder, or raise --timeout")
+        sleep(poll)
+
+
+def run_exoj(movie: str | os.PathLike[str], fiji_dir: str | os.PathLike[str], watch: Optional[Path] = None,
+             timeout: float = 3600.0, progress: Optional[Callable[[str], None]] = None) -> tuple[EventTable, Path]:
+    """Open ``movie`` in the user's Fiji, start ExoJ's wizard, wait for its export and read it.
+
+    ExoJ takes no macro options: the user steps through its wizard and exports the exocytosis list into
+    ``watch`` (default: the movie's folder). Returns the events and the export's path.
+    """
+    from . import fiji
+
+    m = Path(movie)
+    if not m.is_file():
+        raise ExodfError(f"{m}: movie not found; give an existing TIFF")
+    root = fiji.find_fiji(fiji_dir)
+    if root is None:
+        raise ExodfError("running ExoJ needs a Fiji with ExoJ installed; give --fiji Fiji.app or set EXODF_FIJI")
+    find_exoj_plugin(root)
+    folder = Path(watch) if watch is not None else m.parent
+    ij = fiji.start_imagej(fiji=root, mode="interactive")
+    if ij.gateway is not None:
+        ij.gateway.ui().showUI()
+    IJ, Menus = ij.jclass("ij.IJ"), ij.jclass("ij.Menus")
+    imp = ij.open_movie(m)
+    imp.show()
+    commands = Menus.getCommands()
+    name = next((c for c in EXOJ_COMMANDS if commands is not None and commands.containsKey(c)), None)
+    if name is None:
+        raise ExodfError(f"{root}: Fiji has no menu command {' or '.join(EXOJ_COMMANDS)!r}; update ExoJ's jar "
+                         "in plugins/ and restart Fiji")
+    since = time.time()
+    if progress is not None:
+        progress(f"ExoJ started on {m.name}: go through its wizard, then export the exocytosis list into "
+                 f"{folder}")
+    IJ.run(imp, name, "")
+    export = wait_for_export(folder, since, timeout)
+    return parse_exoj(export.read_bytes(), export), export

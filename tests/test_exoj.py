@@ -108,3 +108,50 @@ def test_not_exoj_and_damaged(tmp_path) -> None:
         parse_exoj(exoj_bytes(rows=bad), "bad.csv")
     with pytest.raises(ExodfError, match="not an ExoJ"):
         parse_exoj(b"X,Y\n1,2\n", "plain.csv")
+
+
+# -- waiting for ExoJ's export in the user's Fiji ----------------------------------------------------
+def test_wait_for_export_returns_the_finished_list(tmp_path) -> None:
+    import time as _time
+
+    from exodf.exoj import wait_for_export
+
+    since = _time.time() - 1
+    (tmp_path / "notes.txt").write_text("not a list")
+    target = tmp_path / "movie.tif_secretions.csv"
+    calls: list[float] = []
+
+    def fake_sleep(s: float) -> None:  # ExoJ writes the list while we wait
+        calls.append(s)
+        if len(calls) == 1:
+            target.write_bytes(exoj_bytes())
+
+    assert wait_for_export(tmp_path, since, timeout=30, poll=0.01, settle=0.0, sleep=fake_sleep) == target
+    assert len(calls) >= 1
+    with pytest.raises(ExodfError, match="no ExoJ exocytosis list appeared within 0 s"):
+        wait_for_export(tmp_path, _time.time() + 10, timeout=0, poll=0.01, sleep=lambda s: None)
+    with pytest.raises(ExodfError, match="does not exist"):
+        wait_for_export(tmp_path / "missing", since)
+
+
+def test_run_exoj_explains_what_is_missing(tmp_path, monkeypatch) -> None:
+    import sys
+
+    from exodf import fiji
+    from exodf.exoj import run_exoj
+
+    movie = tmp_path / "m.tif"
+    movie.write_bytes(b"II*\x00")
+    app = tmp_path / "Fiji.app"
+    (app / "jars").mkdir(parents=True)
+    monkeypatch.delenv("EXODF_FIJI", raising=False)
+    with pytest.raises(ExodfError, match="needs a Fiji with ExoJ"):
+        run_exoj(movie, None)
+    with pytest.raises(ExodfError, match="ExoJ is not installed in this Fiji"):
+        run_exoj(movie, app)
+    (app / "plugins").mkdir()
+    (app / "plugins" / "ExocytosisAnalyzer-V1.90.jar").write_bytes(b"PK")
+    monkeypatch.setitem(sys.modules, "imagej", None)  # pyimagej absent
+    monkeypatch.setattr(fiji, "_SESSION", [])
+    with pytest.raises(ExodfError, match="pip install pyimagej"):
+        run_exoj(movie, app)

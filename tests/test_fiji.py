@@ -183,3 +183,38 @@ def test_batch_macro_runs_exodf_through_exec(tmp_path, weights_path) -> None:
     assert f"exodf_batch: {len(written)} events, {expected} overlay circles" in p.stdout
     ij = fiji.start_imagej()
     assert int(ij.open_movie(overlay).getOverlay().size()) == expected
+
+
+def test_cli_install(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from exodf.cli import app
+
+    (tmp_path / "Fiji.app" / "jars").mkdir(parents=True)
+    (tmp_path / "Fiji.app" / "macros").mkdir()
+    r = CliRunner().invoke(app, ["fiji", "install", "--fiji", str(tmp_path / "Fiji.app"),
+                                 "--exodf-command", "/usr/bin/exodf"])
+    assert r.exit_code == 0, r.output
+    text = (tmp_path / "Fiji.app" / "macros" / "toolsets" / "exodf.ijm").read_text()
+    assert 'var exodfCommand = "/usr/bin/exodf";' in text
+
+
+@needs_imagej
+@pytest.mark.fiji
+def test_cli_overlay(ij, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from exodf.cli import app
+    from exodf.events import write_events
+
+    movie = tmp_path / "m.tif"
+    write_tiff(movie, np.zeros((6, 16, 16), np.uint16))
+    ev = write_events(EventTable([2.0, 8.0], [3.0, 9.0], [0.0, 5.0]), tmp_path / "ev.csv")
+    r = CliRunner().invoke(app, ["fiji", "overlay", str(movie), str(ev), "-o", str(tmp_path / "o.zip"),
+                                 "--before", "0", "--after", "1"])
+    assert r.exit_code == 0, r.output
+    assert "2 events, 3 ROIs" in r.output  # frame 1-2 for the first, frame 6 for the second
+    import zipfile
+
+    assert sorted(zipfile.ZipFile(tmp_path / "o.zip").namelist()) == [
+        "0001-0003-0002.roi", "0002-0003-0002.roi", "0006-0009-0008.roi"]

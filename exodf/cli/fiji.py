@@ -1,0 +1,111 @@
+"""``exodf fiji ...``: install the macro set into Fiji, draw events as ImageJ overlays, run macros, run ExoJ."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import ExodfError
+
+FIJI_HELP = "Fiji.app folder (default: $EXODF_FIJI)."
+JAR_HELP = "ImageJ 1.x jar when no Fiji is named (default: $EXODF_IJ_JAR or /usr/share/java/ij.jar)."
+
+
+def register(app: typer.Typer) -> None:
+    fiji_app = typer.Typer(help="Fiji/ImageJ: macro set, overlays, batch macros, ExoJ side by side.",
+                           no_args_is_help=True)
+    app.add_typer(fiji_app, name="fiji")
+
+    @fiji_app.command("install")
+    def install(
+        fiji: Annotated[Optional[Path], typer.Option(help=FIJI_HELP)] = None,
+        exodf_command: Annotated[Optional[str], typer.Option(help="How Fiji runs exodf, elements separated by "
+                                                             "'|' (default: this Python with -m exodf).")] = None,
+    ) -> None:
+        """Install the exodf macro set (toolbar + Plugins > Macros) and the batch macro into a Fiji."""
+        from ..fiji import find_fiji, install_macros
+
+        root = find_fiji(fiji)
+        if root is None:
+            raise ExodfError("exodf fiji install: name the Fiji with --fiji Fiji.app (or set EXODF_FIJI)")
+        cmd = exodf_command.split("|") if exodf_command else None
+        for f in install_macros(root, cmd):
+            typer.echo(f"installed {f}")
+        typer.echo("restart Fiji; the exodf tools are in the toolbar's >> menu (toolsets) and the macros under "
+                   "Plugins > Macros > Install...")
+
+    @fiji_app.command("overlay")
+    def overlay(
+        movie: Annotated[Path, typer.Argument(help="The movie (TIFF).", exists=True, dir_okay=False)],
+        events: Annotated[Path, typer.Argument(help="Its event table (any format exodf reads).", exists=True,
+                                               dir_okay=False)],
+        out: Annotated[Path, typer.Option("-o", "--out", help="ROI set (.zip) or movie with overlay (.tif).")],
+        radius: Annotated[float, typer.Option(help="Circle radius (px).")] = 4.5,
+        before: Annotated[int, typer.Option(help="Show each circle from this many frames before the event.")] = 2,
+        after: Annotated[int, typer.Option(help="... to this many frames after it.")] = 5,
+        fiji: Annotated[Optional[Path], typer.Option(help=FIJI_HELP)] = None,
+        ij_jar: Annotated[Optional[Path], typer.Option(help=JAR_HELP)] = None,
+    ) -> None:
+        """Draw events as ImageJ circles (one ROI per event and frame) and save them."""
+        from ..events import read_events
+        from ..fiji import OverlayStyle, add_overlay, save_overlay, start_imagej
+
+        try:
+            style = OverlayStyle(radius=radius, before=before, after=after)
+        except ValueError as e:
+            raise ExodfError(f"invalid option: {e}") from None
+        table = read_events(events)
+        ij = start_imagej(fiji=fiji, ij_jar=ij_jar)
+        imp = ij.open_movie(movie)
+        ov = add_overlay(imp, table, style, ij)
+        save_overlay(imp, out, ij)
+        typer.echo(f"{len(table)} events, {int(ov.size())} ROIs -> {out}")
+
+    @fiji_app.command("macro")
+    def macro(
+        macro_file: Annotated[Path, typer.Argument(help="ImageJ macro (.ijm).", exists=True, dir_okay=False)],
+        argument: Annotated[str, typer.Option("--arg", help="The macro's getArgument().")] = "",
+        ij_jar: Annotated[Optional[Path], typer.Option(help=JAR_HELP)] = None,
+        timeout: Annotated[float, typer.Option(help="Seconds before ImageJ is stopped.")] = 600.0,
+    ) -> None:
+        """Run a macro in a headless ImageJ (-batch; under xvfb-run without a display); print its output."""
+        from ..fiji import run_batch_macro
+
+        p = run_batch_macro(macro_file, argument, ij_jar=ij_jar, timeout=timeout)
+        typer.echo(p.stdout, nl=False)
+        if p.returncode != 0:
+            raise ExodfError(f"{macro_file}: ImageJ exited with status {p.returncode}: {p.stderr.strip()[-500:]}")
+
+    @fiji_app.command("exoj")
+    def exoj(
+        movie: Annotated[Path, typer.Argument(help="The movie to analyse with ExoJ.", exists=True, dir_okay=False)],
+        fiji: Annotated[Optional[Path], typer.Option(help=FIJI_HELP + " ExoJ must be installed in it.")] = None,
+        watch: Annotated[Optional[Path], typer.Option(help="Folder ExoJ's export is saved into (default: the "
+                                                      "movie's folder).")] = None,
+        gt: Annotated[Optional[Path], typer.Option(help="Ground truth to score ExoJ's events against.",
+                                                   exists=True, dir_okay=False)] = None,
+        out: Annotated[Optional[Path], typer.Option("-o", "--out", help="Also write ExoJ's events as an "
+                                                    "ImageJ table here.")] = None,
+        exclude_edges: Annotated[int, typer.Option(help="Scoring: ignore the first and last N frames.")] = 0,
+        timeout: Annotated[float, typer.Option(help="Seconds to wait for ExoJ's export.")] = 3600.0,
+    ) -> None:
+        """Open MOVIE in your Fiji, start ExoJ's wizard, wait for its exported list and score it."""
+        from ..events import read_events, write_events
+        from ..exoj import run_exoj
+
+        table, export = run_exoj(movie, fiji, watch, timeout, progress=typer.echo)
+        typer.echo(f"ExoJ: {len(table)} events in {export}")
+        if out is not None:
+            write_events(table, out)
+            typer.echo(f"-> {out}")
+        if gt is not None:
+            from ..evaluate import score_events
+            from ..io import read_movie
+
+            n_frames = int(read_movie(movie).shape[0])
+            m = score_events(table, read_events(gt), n_frames, exclude_edges)
+            f = {k: ("undefined" if v is None else f"{v:.3f}") for k, v in
+                 (("p", m.precision), ("r", m.recall), ("f1", m.f1))}
+            typer.echo(f"TP {m.tp}  FP {m.fp}  FN {m.fn}  precision {f['p']}  recall {f['r']}  F1 {f['f1']}")
