@@ -59,8 +59,12 @@ def _read_tiff(p: Path, channel: int | None, plane: int | None) -> np.ndarray:
     except Exception as e:  # tifffile raises several types for damaged files
         raise ExodfError(f"{p}: cannot be read as TIFF ({e}); re-save it from Fiji as TIFF") from None
     with tif:
-        series = tif.series[0]
-        axes, shape = series.axes.upper(), tuple(series.shape)
+        try:
+            series = tif.series[0]
+            axes, shape = series.axes.upper(), tuple(series.shape)
+        except Exception as e:  # no image in the file, or a damaged header
+            raise ExodfError(f"{p}: holds no readable image ({type(e).__name__}: {e}); re-save it from Fiji as "
+                             "TIFF") from None
         try:
             data = tifffile.memmap(p, series=0) if series.dataoffset is not None else series.asarray()
         except (ValueError, OSError):

@@ -138,6 +138,11 @@ class _TileView:
 BlockFn = Callable[[np.ndarray], np.ndarray]  # (t, y, x) float32 -> (t, y, x, 3) float32
 
 
+def _run(net: "keras.Model", block: np.ndarray) -> np.ndarray:
+    x = np.ascontiguousarray(block, dtype=np.float32)[None, ..., None]
+    return np.asarray(net(x, training=False))[0]
+
+
 def keras_block_fn(net: "keras.Model") -> BlockFn:
     """Run a Keras network on one normalised (t, y, x) block."""
     return lambda block: _run(net, block)

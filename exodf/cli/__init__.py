@@ -44,6 +44,7 @@ def main() -> None:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("tifffile").setLevel(logging.ERROR)  # its warnings duplicate our one-line errors
     try:
         app(standalone_mode=False)
     except ExodfError as e:

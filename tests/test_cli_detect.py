@@ -1,0 +1,101 @@
+"""``exodf detect`` end to end, as a user runs it: files in, tables out, one-line errors, atomic output."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from exodf.events import read_events
+
+pytestmark = pytest.mark.weights
+
+
+def _puff_movie(seed: int = 0, frames: int = 30, size: int = 64) -> np.ndarray:
+    """Noisy background with docked bright spots and three puffs that flash and decay."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    base = 300 + 40 * np.sin(yy / 9.0) * np.cos(xx / 13.0)
+    movie = np.repeat(base[None], frames, axis=0).astype(np.float64)
+    for (y, x) in ((12, 50), (50, 14)):  # static bright spots
+        movie += 400 * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * 1.3 ** 2))[None]
+    for (t, y, x) in ((8, 20, 20), (15, 40, 44), (22, 30, 12)):
+        for dt in range(0, frames - t):
+            s2 = 1.2 ** 2 + 0.6 * dt
+            movie[t + dt] += 1500 * np.exp(-dt / 2.0) * 1.2 ** 2 / s2 * np.exp(
+                -((yy - y) ** 2 + (xx - x) ** 2) / (2 * s2))
+    return rng.poisson(movie).astype(np.uint16)
+
+
+def _exodf(*args: str | os.PathLike[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "exodf", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def movies(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("movies") / "my movies"  # a space in the path
+    d.mkdir()
+    tifffile.imwrite(d / "cell 1.tif", _puff_movie(0), imagej=True, metadata={"axes": "TYX"})
+    tifffile.imwrite(d / "cell2.tif", _puff_movie(1, size=60))  # 60 px: not a multiple of 4
+    return d
+
+
+def test_detect_one_movie_with_probabilities(movies: Path, weights_path: Path, tmp_path: Path) -> None:
+    out, probs = tmp_path / "ev.csv", tmp_path / "p.tif"
+    r = _exodf("detect", movies / "cell 1.tif", "-o", out, "--probabilities", probs, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    m = re.search(r"cell 1\.tif: (\d+) events \(([\d.]+) per frame\) in [\d.]+ s -> ", r.stdout)
+    assert m, r.stdout
+    table = read_events(out)
+    assert len(table) == int(m.group(1)) >= 2
+    assert out.read_text().startswith(" ,X,Y,Slice,Score,Size\n")
+    with tifffile.TiffFile(probs) as t:
+        assert t.is_imagej and t.series[0].axes == "TCYX"
+        p = t.asarray()
+    assert p.shape == (30, 3, 64, 64)
+    np.testing.assert_allclose(p.sum(axis=1), 1, atol=1e-5)
+    # every event sits on exocytosis voxels of the written probability map
+    for x, y, f in zip(table.x, table.y, table.slice - 1):
+        assert p[f, 2, int(round(y)), int(round(x))] > 0.2
+
+
+def test_detect_folder_into_folder(movies: Path, weights_path: Path, tmp_path: Path) -> None:
+    r = _exodf("detect", movies, "-o", tmp_path / "out", "--format", "xml", "-q", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["cell 1_events.xml", "cell2_events.xml"]
+    assert len(r.stdout.strip().splitlines()) == 2
+
+
+def test_bad_movie_one_line_error_and_no_output(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.tif"
+    bad.write_bytes(b"II*\x00garbage")
+    r = _exodf("detect", bad, "-o", tmp_path / "ev.csv", cwd=tmp_path)
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(bad) in lines[0] and "re-save it" in lines[0] and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "ev.csv").exists()
+
+
+def test_several_movies_need_a_folder(movies: Path, tmp_path: Path) -> None:
+    r = _exodf("detect", movies / "cell 1.tif", movies / "cell2.tif", "-o", tmp_path / "x.csv", cwd=tmp_path)
+    assert r.returncode == 1 and "give -o FOLDER" in r.stderr
+
+
+def test_interrupted_detection_leaves_no_file(movies: Path, weights_path: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import exodf.jobs as jobs
+
+    def interrupted(*a: object, **k: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(jobs, "write_events", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        jobs.detect_file(movies / "cell2.tif", tmp_path / "e.csv", probabilities=tmp_path / "p.tif")
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,52 @@
+"""Mean-shift clustering: grouping far-apart voxels gives the same centres as one global MeanShift."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.cluster import MeanShift
+
+from exodf.cluster import ClusterConfig, filter_events, labels_to_events
+from exodf.events import EventTable
+
+
+def _blob(lab: np.ndarray, t: int, y: int, x: int, r: int = 2) -> None:
+    tt, yy, xx = np.ogrid[: lab.shape[0], : lab.shape[1], : lab.shape[2]]
+    lab[((tt - t) ** 2 + (yy - y) ** 2 + (xx - x) ** 2) <= r * r] = 2
+
+
+def test_two_events_and_scores() -> None:
+    lab = np.zeros((30, 40, 50), np.int8)
+    _blob(lab, 5, 10, 12)
+    _blob(lab, 20, 30, 40)
+    lab[0, 0, 0] = 1  # bright spot voxels are not events
+    prob = np.where(lab == 2, 0.8, 0.1).astype(np.float32)
+    ev = labels_to_events(lab, prob)
+    np.testing.assert_allclose(ev.coords(), [[5, 10, 12], [20, 30, 40]], atol=1e-9)
+    np.testing.assert_array_equal(ev.columns["size"], [33, 33])
+    np.testing.assert_allclose(ev.columns["score"], [0.8, 0.8], rtol=1e-6)
+    assert len(labels_to_events(lab, prob, ClusterConfig(min_size=34))) == 0
+    assert len(labels_to_events(lab, prob, ClusterConfig(min_score=0.9))) == 0
+
+
+def test_grouping_equals_global_meanshift() -> None:
+    rng = np.random.default_rng(7)
+    lab = np.zeros((60, 80, 80), np.int8)
+    for _ in range(25):  # touching and far-apart blobs of various sizes
+        _blob(lab, *rng.integers([2, 2, 2], [58, 78, 78]), r=int(rng.integers(1, 4)))
+    ours = labels_to_events(lab)
+    pts = np.argwhere(lab == 2).astype(float)
+    ms = MeanShift(bandwidth=5, bin_seeding=True).fit(pts)
+    ref = ms.cluster_centers_[np.lexsort(ms.cluster_centers_[:, ::-1].T)]
+    assert len(ours) == len(ref)
+    np.testing.assert_allclose(ours.coords(), ref, atol=1e-9)
+    sizes = np.bincount(ms.labels_)[np.lexsort(ms.cluster_centers_[:, ::-1].T)]
+    np.testing.assert_array_equal(ours.columns["size"], sizes)
+
+
+def test_empty_and_filters() -> None:
+    assert len(labels_to_events(np.zeros((4, 8, 8), np.int8))) == 0
+    t = EventTable([1, 5, 5], [1, 5, 5], [0, 30, 90])
+    mask = np.zeros((8, 8), bool)
+    mask[4:, 4:] = True
+    kept = filter_events(t, 100, exclude_edges=25, mask=mask)
+    np.testing.assert_array_equal(kept.frame, [30])
