@@ -170,7 +170,7 @@ def test_batch_macro_runs_exodf_through_exec(tmp_path, weights_path) -> None:
     macro.write_text(fiji.macro_text("exodf_batch.ijm"))
     events, results, overlay = folder / "events.csv", folder / "results back.csv", folder / "overlay.tif"
     arg = "\n".join([f"movie={movie}", f"events={events}", f"results={results}", f"overlay={overlay}",
-                     f"option=--weights", f"option={weights_path}"])
+                     "option=--weights", f"option={weights_path}"])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
     p = fiji.run_batch_macro(macro, arg, timeout=600, env=env)
     assert p.returncode == 0 and events.is_file(), p.stdout + p.stderr
