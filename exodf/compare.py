@@ -218,9 +218,9 @@ def comparison_figure(c: Comparison) -> Any:
         vals = [r[key] if r[key] is not None else 0.0 for r in rows]
         ax.bar(xs + (k - 1) * w, vals, w, label=key.upper() if key == "f1" else key.capitalize())
     ax.set_xticks(xs, [r["method"] for r in rows])
-    ax.set_ylim(0, 1)
-    ax.set_title(f"Paper's rule, {len(c.movies)} movie(s), edges {c.exclude_edges} frames excluded")
-    ax.legend()
+    ax.set_ylim(0, 1.2)
+    ax.set_title(f"Paper's rule: {len(c.movies)} movie(s), {c.exclude_edges} edge frames excluded", fontsize=10)
+    ax.legend(loc="upper center", ncol=3, fontsize=8)
     ax = axes[1]
     tot = venn_totals(c)
     labels, tp_v, fp_v = [], [], []
@@ -232,7 +232,8 @@ def comparison_figure(c: Comparison) -> Any:
     ax.barh(ys - 0.2, tp_v, 0.4, label="true positives (ground truths found)")
     ax.barh(ys + 0.2, fp_v, 0.4, label="false positives (merged)")
     ax.set_yticks(ys, labels)
-    ax.set_title(f"Overlaps between methods (missed by all: {tot['fn'].get('&'.join(c.methods), 0)})")
+    ax.set_title(f"Overlaps between methods (missed by all: {tot['fn'].get('&'.join(c.methods), 0)})",
+                 fontsize=10)
     ax.legend(fontsize=8)
     ax = axes[2]
     for meth in c.methods:
@@ -246,7 +247,7 @@ def comparison_figure(c: Comparison) -> Any:
     ax.plot([0, lim], [0, lim], "k:", lw=1)
     ax.set_xlabel("true events per frame")
     ax.set_ylabel("predicted events per frame")
-    ax.set_title("Exocytosis rate per movie")
+    ax.set_title("Exocytosis rate per movie", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
