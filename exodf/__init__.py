@@ -4,9 +4,10 @@ The library API is typed and works on numpy arrays; only :mod:`exodf.io` and :mo
 touch files. TensorFlow is imported only when a network is built or loaded.
 """
 
-from .cluster import ClusterConfig, filter_events, labels_to_events
+from .cluster import ClusterConfig, labels_to_events
 from .detect import DetectConfig, Detection, Segmentation, detect_events, events_from_segmentation, segment_movie
 from .errors import ExodfError
+from .evaluate import exclude_events, match_events, score_events
 from .events import EventTable, read_events, write_events
 from .io import read_mask, read_movie, write_probabilities, write_tiff
 from .model import build_unet, load_network
@@ -18,7 +19,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ClusterConfig", "DetectConfig", "Detection", "EventTable", "ExodfError", "InferenceConfig", "Segmentation",
-    "build_unet", "detect_events", "events_from_segmentation", "filter_events", "labels_to_events", "load_network",
+    "build_unet", "detect_events", "events_from_segmentation", "exclude_events", "labels_to_events", "load_network",
     "normalize_frames", "predict_probabilities", "published_weights", "read_events", "read_mask", "read_movie",
-    "segment_movie", "write_events", "write_probabilities", "write_tiff",
+    "match_events", "score_events", "segment_movie", "write_events", "write_probabilities", "write_tiff",
 ]

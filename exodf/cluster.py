@@ -17,7 +17,7 @@ from scipy import ndimage
 
 from .events import EventTable
 
-__all__ = ["ClusterConfig", "labels_to_events", "filter_events", "EXOCYTOSIS"]
+__all__ = ["ClusterConfig", "labels_to_events", "EXOCYTOSIS"]
 
 EXOCYTOSIS = 2
 
@@ -116,20 +116,3 @@ def labels_to_events(labels: np.ndarray, exo_probability: np.ndarray | None = No
     if exo_probability is not None:
         keep &= table.columns["score"] >= config.min_score
     return table.select(keep).sorted()
-
-
-def filter_events(table: EventTable, n_frames: int | None = None, exclude_edges: int = 0,
-                  mask: np.ndarray | None = None) -> EventTable:
-    """Keep events inside ``mask`` (2D bool, at the rounded position) and not within ``exclude_edges``
-    frames of the movie's start or end (the paper excludes 25)."""
-    keep = np.ones(len(table), dtype=bool)
-    if exclude_edges:
-        if n_frames is None:
-            raise ValueError("filter_events: exclude_edges needs n_frames")
-        f = np.floor(table.frame + 0.5)
-        keep &= (f >= exclude_edges) & (f < n_frames - exclude_edges)
-    if mask is not None:
-        r = np.clip(np.floor(table.y + 0.5).astype(int), 0, mask.shape[0] - 1)
-        c = np.clip(np.floor(table.x + 0.5).astype(int), 0, mask.shape[1] - 1)
-        keep &= mask[r, c]
-    return table.select(keep)

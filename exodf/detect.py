@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from .cluster import ClusterConfig, filter_events, labels_to_events
+from .cluster import ClusterConfig, labels_to_events
+from .evaluate import exclude_events
 from .events import EventTable
 from .predict import InferenceConfig, iter_probability_blocks, labels_from_probabilities, predict_probabilities
 
@@ -98,7 +99,7 @@ def events_from_segmentation(seg: Segmentation, config: DetectConfig = DetectCon
     """Mean-shift the exocytosis voxels into events, then apply the edge and mask filters."""
     cl_progress = (lambda d, n: progress("clustering", d, n)) if progress else None
     events = labels_to_events(seg.labels, seg.exocytosis, config.cluster, progress=cl_progress)
-    return filter_events(events, seg.labels.shape[0], config.exclude_edges, mask)
+    return exclude_events(events, seg.labels.shape[0], config.exclude_edges, mask)
 
 
 def detect_events(movie: np.ndarray, net: "keras.Model", config: DetectConfig = DetectConfig(),

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.cluster import MeanShift
 
-from exodf.cluster import ClusterConfig, filter_events, labels_to_events
+from exodf.cluster import ClusterConfig, labels_to_events
+from exodf.evaluate import exclude_events
 from exodf.events import EventTable
 
 
@@ -48,5 +49,5 @@ def test_empty_and_filters() -> None:
     t = EventTable([1, 5, 5], [1, 5, 5], [0, 30, 90])
     mask = np.zeros((8, 8), bool)
     mask[4:, 4:] = True
-    kept = filter_events(t, 100, exclude_edges=25, mask=mask)
+    kept = exclude_events(t, 100, exclude_edges=25, mask=mask)
     np.testing.assert_array_equal(kept.frame, [30])
