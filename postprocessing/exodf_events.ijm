@@ -1,0 +1,303 @@
+// exodf_events.ijm - ExoDeepFinder probabilities -> exocytosis events (ImageJ Results: X, Y, Slice).
+//
+// Input: the class probabilities of the ExoDeepFinder bioimage.io model, as deepImageJ shows them (3 channels
+// background / bright spot / exocytosis, time on z-slices) or as `exodf detect --probabilities` writes them
+// (ImageJ hyperstack, time on frames). A one-channel image is taken as the exocytosis probability alone.
+// Events: the voxels labelled exocytosis (the exocytosis probability is the largest of the three; with
+// one channel: above `threshold`), clustered as exodf does: 3D connected components (26-connected over x,
+// y, time) grouped when closer than two bandwidths, then mean-shift (flat kernel, seeds on the bandwidth
+// grid, as scikit-learn's MeanShift with bin seeding); one event per mode. X and Y are in pixels (the centre of the first pixel is
+// 0, as in exodf), Slice is the 1-based frame of the centroid (may be fractional).
+// Columns: X, Y, Slice, Size (voxels of the event), Score (their mean exocytosis probability).
+//
+// Run on the current image (Plugins > Macros > Run...), or headless:
+//   xvfb-run -a java -jar ij.jar -batch exodf_events.ijm "input=/path/probs.tif output=/path/events.csv"
+// The agreement with exodf's events is tested in exodf's tests/test_postprocessing_macro.py.
+
+// ---- parameters -----------------------------------------------------------------------------------------
+exoChannel = 3;      // channel of the exocytosis probability (1-based) in a 3-channel image
+useArgmax = true;    // 3 channels: exocytosis wins over background and bright spot (as exodf); false: threshold
+threshold = 0.5;     // exocytosis probability threshold (one channel, or useArgmax = false)
+minSize = 1;         // drop components of fewer voxels
+minScore = 0;        // drop events whose mean exocytosis probability is lower
+bandwidth = 5;       // mean-shift bandwidth (voxels), as exodf's --bandwidth
+// ---------------------------------------------------------------------------------------------------------
+
+var parent = newArray(0);   // union-find forest over the exocytosis voxels (global: used by the helpers)
+
+setOption("ExpandableArrays", true);
+args = getArgument();
+input = argValue(args, "input");
+output = argValue(args, "output");
+if (input != "") {
+    setBatchMode(true);
+    open(input);
+}
+if (nImages == 0)
+    exit("exodf_events: open the probability image first (or pass input=PATH)");
+source = getImageID();
+getDimensions(width, height, channels, slices, frames);
+nT = slices * frames;
+if (slices > 1 && frames > 1)
+    exit("exodf_events: the image has both z-slices and frames; time must be on one of them");
+setBatchMode(true);
+
+// exo: the exocytosis probability stack; fg: a 32-bit stack > 0 exactly at exocytosis voxels
+exo = channelStack(source, channels, exoChannel, "exodf_exo");
+if (channels >= 3 && useArgmax) {
+    other1 = 1; other2 = 2;
+    if (exoChannel == 1) { other1 = 2; other2 = 3; }
+    if (exoChannel == 2) { other1 = 1; other2 = 3; }
+    c1 = channelStack(source, channels, other1, "exodf_c1");
+    c2 = channelStack(source, channels, other2, "exodf_c2");
+    imageCalculator("Max stack", c1, c2);
+    close(c2);
+    imageCalculator("Subtract create 32-bit stack", exo, c1);
+    fg = getImageID();
+    close(c1);
+    lower = 1e-30;                     // exo - max(others) > 0
+} else {
+    selectImage(exo);
+    run("Duplicate...", "title=exodf_fg duplicate");
+    fg = getImageID();
+    lower = threshold + 1e-7;          // p > threshold
+}
+
+// Two label rows side by side (previous frame | current frame) hold voxel ids + 1 for the neighbour look-up.
+newImage("exodf_ids", "32-bit black", 2 * width, height, 1);
+ids = getImageID();
+vx = newArray(0); vy = newArray(0); vz = newArray(0); vp = newArray(0);
+n = 0;
+slotStart = newArray(0, 0); slotEnd = newArray(0, 0);
+for (z = 0; z < nT; z++) {
+    slot = z % 2;
+    other = 1 - slot;
+    selectImage(ids);
+    for (k = slotStart[slot]; k < slotEnd[slot]; k++)   // clear what frame z - 2 left in this slot
+        setPixel(vx[k] + slot * width, vy[k], 0);
+    slotStart[slot] = n; slotEnd[slot] = n;
+    selectImage(fg);
+    setSlice(z + 1);
+    getStatistics(area, mean, smin, smax);
+    if (smax < lower)
+        continue;
+    setThreshold(lower, 1e30);
+    run("Create Selection");
+    Roi.getContainedPoints(xs, ys);
+    run("Select None");
+    resetThreshold();
+    selectImage(exo);
+    setSlice(z + 1);
+    first = n;
+    for (i = 0; i < xs.length; i++) {
+        vx[n] = xs[i]; vy[n] = ys[i]; vz[n] = z; vp[n] = getPixel(xs[i], ys[i]); parent[n] = n;
+        n++;
+    }
+    slotEnd[slot] = n;
+    selectImage(ids);
+    for (k = first; k < n; k++)
+        setPixel(vx[k] + slot * width, vy[k], k + 1);
+    for (k = first; k < n; k++) {
+        for (dy = -1; dy <= 1; dy++) {
+            y = vy[k] + dy;
+            if (y < 0 || y >= height) continue;
+            for (dx = -1; dx <= 1; dx++) {
+                x = vx[k] + dx;
+                if (x < 0 || x >= width) continue;
+                j = getPixel(x + slot * width, y) - 1;          // same frame
+                if (j >= 0) join(k, j);
+                if (z > 0) {
+                    j = getPixel(x + other * width, y) - 1;     // previous frame (its slot holds frame z - 1)
+                    if (j >= 0) join(k, j);
+                }
+            }
+        }
+    }
+}
+
+// Groups: components whose bounding boxes, grown by two bandwidths, overlap (as exodf's cluster.py).
+comp = newArray(n);
+bx0 = newArray(0); bx1 = newArray(0); by0 = newArray(0); by1 = newArray(0); bz0 = newArray(0); bz1 = newArray(0);
+nc = 0;
+for (k = 0; k < n; k++) {
+    r = root(k);
+    if (r == k) { comp[k] = nc; bx0[nc] = 1e9; bx1[nc] = -1; by0[nc] = 1e9; by1[nc] = -1; bz0[nc] = 1e9; bz1[nc] = -1; nc++; }
+}
+for (k = 0; k < n; k++) {
+    c = comp[root(k)];
+    comp[k] = c;
+    bx0[c] = minOf(bx0[c], vx[k]); bx1[c] = maxOf(bx1[c], vx[k]);
+    by0[c] = minOf(by0[c], vy[k]); by1[c] = maxOf(by1[c], vy[k]);
+    bz0[c] = minOf(bz0[c], vz[k]); bz1[c] = maxOf(bz1[c], vz[k]);
+}
+parent = newArray(nc);
+for (c = 0; c < nc; c++) parent[c] = c;
+gap = 2 * bandwidth;
+for (a = 0; a < nc; a++) {
+    for (b = a + 1; b < nc; b++) {
+        if (bz0[b] - gap > bz1[a] + gap) continue;
+        if (bz0[a] - gap <= bz1[b] + gap && by0[a] - gap <= by1[b] + gap && by0[b] - gap <= by1[a] + gap
+            && bx0[a] - gap <= bx1[b] + gap && bx0[b] - gap <= bx1[a] + gap)
+            join(a, b);
+    }
+}
+// voxels ordered by group (counting sort)
+ng = 0;
+gid = newArray(nc);
+for (c = 0; c < nc; c++) if (root(c) == c) { gid[c] = ng; ng++; }
+gcount = newArray(ng + 1);
+for (k = 0; k < n; k++) { g = gid[root(comp[k])]; comp[k] = g; gcount[g + 1] += 1; }
+for (g = 0; g < ng; g++) gcount[g + 1] += gcount[g];
+nextSlot = Array.copy(gcount);
+order = newArray(n);
+for (k = 0; k < n; k++) { order[nextSlot[comp[k]]] = k; nextSlot[comp[k]] += 1; }
+
+// Mean-shift of each group: flat kernel, seeds on the bandwidth grid, as scikit-learn's MeanShift.
+run("Clear Results");
+row = 0;
+bw2 = bandwidth * bandwidth;
+for (g = 0; g < ng; g++) {
+    g0 = gcount[g]; g1 = gcount[g + 1];
+    // seeds: distinct rounded (p / bandwidth), times bandwidth
+    st = newArray(0); sy_ = newArray(0); sx_ = newArray(0); ns = 0;
+    for (i = g0; i < g1; i++) {
+        k = order[i];
+        qt = bandwidth * round(vz[k] / bandwidth); qy = bandwidth * round(vy[k] / bandwidth);
+        qx = bandwidth * round(vx[k] / bandwidth);
+        dup = false;
+        for (j = 0; j < ns; j++) if (st[j] == qt && sy_[j] == qy && sx_[j] == qx) { dup = true; j = ns; }
+        if (!dup) { st[ns] = qt; sy_[ns] = qy; sx_[ns] = qx; ns++; }
+    }
+    // shift every seed to its mode
+    ct = newArray(0); cy = newArray(0); cx = newArray(0); cn = newArray(0); nm = 0;
+    for (j = 0; j < ns; j++) {
+        mt = st[j]; my = sy_[j]; mx = sx_[j]; inside = 0;
+        for (it = 0; it <= 300; it++) {
+            at = 0; ay = 0; ax = 0; inside = 0;
+            for (i = g0; i < g1; i++) {
+                k = order[i];
+                d2 = (vz[k] - mt) * (vz[k] - mt) + (vy[k] - my) * (vy[k] - my) + (vx[k] - mx) * (vx[k] - mx);
+                if (d2 <= bw2) { at += vz[k]; ay += vy[k]; ax += vx[k]; inside++; }
+            }
+            if (inside == 0) it = 301;
+            else {
+                nt = at / inside; ny = ay / inside; nx = ax / inside;
+                shift = sqrt((nt - mt) * (nt - mt) + (ny - my) * (ny - my) + (nx - mx) * (nx - mx));
+                mt = nt; my = ny; mx = nx;
+                if (shift <= 1e-3 * bandwidth) it = 301;
+            }
+        }
+        if (inside > 0) {
+            dup = false;
+            for (i = 0; i < nm; i++) if (ct[i] == mt && cy[i] == my && cx[i] == mx) { dup = true; i = nm; }
+            if (!dup) { ct[nm] = mt; cy[nm] = my; cx[nm] = mx; cn[nm] = inside; nm++; }
+        }
+    }
+    // by decreasing (points within, t, y, x); then drop modes within a bandwidth of a stronger one
+    rank = Array.getSequence(nm);
+    for (i = 1; i < nm; i++) {
+        for (j = i; j > 0; j--) {
+            if (!before(rank[j], rank[j - 1], cn, ct, cy, cx)) j = 0;
+            else { tmp = rank[j]; rank[j] = rank[j - 1]; rank[j - 1] = tmp; }
+        }
+    }
+    keep = newArray(nm);
+    Array.fill(keep, 1);
+    for (i = 0; i < nm; i++) {
+        a = rank[i];
+        if (keep[i] == 1) {
+            for (j = 0; j < nm; j++) {
+                b = rank[j];
+                if ((ct[a] - ct[b]) * (ct[a] - ct[b]) + (cy[a] - cy[b]) * (cy[a] - cy[b])
+                    + (cx[a] - cx[b]) * (cx[a] - cx[b]) <= bw2) keep[j] = 0;
+            }
+            keep[i] = 1;
+        }
+    }
+    kc = newArray(0); nk = 0;
+    for (i = 0; i < nm; i++) if (keep[i] == 1) { kc[nk] = rank[i]; nk++; }
+    // every voxel to its nearest mode
+    msize = newArray(nk); mscore = newArray(nk);
+    for (i = g0; i < g1; i++) {
+        k = order[i];
+        best = -1; bestd = 1e30;
+        for (j = 0; j < nk; j++) {
+            a = kc[j];
+            d2 = (vz[k] - ct[a]) * (vz[k] - ct[a]) + (vy[k] - cy[a]) * (vy[k] - cy[a]) + (vx[k] - cx[a]) * (vx[k] - cx[a]);
+            if (d2 < bestd) { bestd = d2; best = j; }
+        }
+        msize[best] += 1; mscore[best] += vp[k];
+    }
+    for (j = 0; j < nk; j++) {
+        if (msize[j] < minSize || msize[j] == 0) continue;
+        if (mscore[j] / msize[j] < minScore) continue;
+        a = kc[j];
+        setResult("X", row, cx[a]);
+        setResult("Y", row, cy[a]);
+        setResult("Slice", row, ct[a] + 1);
+        setResult("Size", row, msize[j]);
+        setResult("Score", row, mscore[j] / msize[j]);
+        row++;
+    }
+}
+updateResults();
+selectImage(ids); close();
+selectImage(fg); close();
+selectImage(exo); close();
+if (output != "")
+    saveAs("Results", output);
+print("exodf_events: " + row + " events in " + nT + " frames");
+
+// ---- helpers --------------------------------------------------------------------------------------------
+function root(i) {
+    while (parent[i] != i) {
+        parent[i] = parent[parent[i]];
+        i = parent[i];
+    }
+    return i;
+}
+
+function before(a, b, cn, ct, cy, cx) {
+    // true if mode a sorts before mode b: more points within, then larger (t, y, x)
+    if (cn[a] > cn[b]) return true;
+    if (cn[a] < cn[b]) return false;
+    if (ct[a] > ct[b]) return true;
+    if (ct[a] < ct[b]) return false;
+    if (cy[a] > cy[b]) return true;
+    if (cy[a] < cy[b]) return false;
+    if (cx[a] > cx[b]) return true;
+    return false;
+}
+
+function join(a, b) {
+    ra = root(a); rb = root(b);
+    if (ra < rb) parent[rb] = ra;
+    else if (rb < ra) parent[ra] = rb;
+}
+
+function channelStack(id, channels, c, title) {
+    // one channel of the image as a plain stack of its time points (32-bit)
+    selectImage(id);
+    if (channels > 1)
+        run("Duplicate...", "title=" + title + " duplicate channels=" + c);
+    else
+        run("Duplicate...", "title=" + title + " duplicate");
+    if (bitDepth() != 32) run("32-bit");
+    return getImageID();
+}
+
+function argValue(text, key) {
+    // value of key=VALUE in a space-separated argument string ("" if absent); VALUE may be [quoted]
+    parts = split(text, " ");
+    for (i = 0; i < parts.length; i++) {
+        if (startsWith(parts[i], key + "=")) {
+            v = substring(parts[i], lengthOf(key) + 1);
+            if (startsWith(v, "[")) {
+                while (!endsWith(v, "]") && i + 1 < parts.length) { i++; v = v + " " + parts[i]; }
+                v = substring(v, 1, lengthOf(v) - 1);
+            }
+            return v;
+        }
+    }
+    return "";
+}
