@@ -1,0 +1,120 @@
+"""postprocessing/exodf_events.ijm run by real ImageJ 1.x (headless under Xvfb) against exodf's clustering.
+
+Needs Java, ImageJ (Debian: ``apt-get install imagej xvfb default-jre-headless``) and xvfb-run; skips
+without them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from exodf.cluster import labels_to_events
+from exodf.events import EventTable, read_events
+from exodf.io import write_probabilities, write_tiff
+from exodf.predict import labels_from_probabilities
+
+REPO = Path(__file__).resolve().parents[1]
+MACRO = REPO / "postprocessing" / "exodf_events.ijm"
+IJ_JAR = Path(os.environ.get("EXODF_IJ_JAR", "/usr/share/java/ij.jar"))
+
+pytestmark = [
+    pytest.mark.fiji,
+    pytest.mark.skipif(not IJ_JAR.is_file() or shutil.which("xvfb-run") is None or shutil.which("java") is None,
+                       reason="ImageJ 1.x (ij.jar), java or xvfb-run missing: apt-get install imagej xvfb "
+                              "default-jre-headless"),
+]
+
+
+def run_macro(probabilities: Path, out: Path, timeout: float = 300) -> EventTable:
+    """Run the macro headless on a probability TIFF and read its Results table."""
+    cmd = ["xvfb-run", "-a", "java", "-Xmx2g", "-jar", str(IJ_JAR), "-batch", str(MACRO),
+           f"input={probabilities} output={out}"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        log, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:  # a macro error opens a dialog that never closes: end our process group
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail(f"ImageJ did not finish within {timeout} s (macro error dialog?)")
+    assert out.is_file(), log
+    return read_events(out)
+
+
+def match(a: EventTable, b: EventTable, max_px: float, max_frames: float) -> int:
+    """How many events of ``a`` have an event of ``b`` within max_px in x/y and max_frames in time."""
+    found = 0
+    for i in range(len(a)):
+        d = np.hypot(b.x - a.x[i], b.y - a.y[i])
+        ok = (d <= max_px) & (np.abs(b.frame - a.frame[i]) <= max_frames)
+        found += int(ok.any())
+    return found
+
+
+def _blob_probabilities(shape: tuple[int, int, int], centres: list[tuple[float, float, float, float]],
+                        seed: int = 0) -> np.ndarray:
+    """(T, Y, X, 3) probabilities with Gaussian exocytosis blobs (t, y, x, sigma) over a noisy background."""
+    rng = np.random.default_rng(seed)
+    t, y, x = np.meshgrid(*(np.arange(n) for n in shape), indexing="ij")
+    exo = np.zeros(shape)
+    for ct, cy, cx, s in centres:
+        exo += 0.95 * np.exp(-((t - ct) ** 2 / (2 * (s / 2) ** 2) + ((y - cy) ** 2 + (x - cx) ** 2) / (2 * s * s)))
+    exo = np.clip(exo + rng.uniform(0, 0.05, shape), 0, 0.97)
+    spot = (1 - exo) * rng.uniform(0.0, 0.6, shape)
+    return np.stack([1 - exo - spot, spot, exo], axis=-1).astype(np.float32)
+
+
+def test_macro_equals_exodf_clustering_on_synthetic_probabilities(tmp_path: Path) -> None:
+    # separate blobs, a touching pair (one component, two mean-shift modes) and a big elongated one
+    centres = [(5, 10, 10, 1.5), (6, 30, 40, 2.0), (12, 20, 20, 1.2), (12, 20, 27, 1.2), (20, 40, 12, 3.0),
+               (25, 8, 44, 1.0)]
+    probs = _blob_probabilities((30, 52, 56), centres)
+    labels = labels_from_probabilities(probs)
+    expected = labels_to_events(labels, probs[..., 2])
+    write_probabilities(tmp_path / "probs.tif", probs)
+    got = run_macro(tmp_path / "probs.tif", tmp_path / "events.csv")
+    assert len(expected) >= 6
+    assert len(got) == len(expected)
+    e, g = expected.sorted(), got.sorted()
+    np.testing.assert_allclose(np.c_[g.x, g.y, g.frame], np.c_[e.x, e.y, e.frame], atol=1e-3)
+    np.testing.assert_array_equal(g.columns["size"], e.columns["size"])
+    np.testing.assert_allclose(g.columns["score"], e.columns["score"], atol=1e-3)  # 3 decimals
+
+
+def test_macro_reads_deepimagej_layout_and_one_channel(tmp_path: Path) -> None:
+    probs = _blob_probabilities((20, 40, 40), [(6, 12, 12, 1.5), (13, 28, 25, 2.0)], seed=1)
+    expected = labels_to_events(labels_from_probabilities(probs), probs[..., 2]).sorted()
+    # deepImageJ: time on z-slices, channels C
+    write_tiff(tmp_path / "zcyx.tif", np.ascontiguousarray(np.moveaxis(probs, -1, 1)), axes="ZCYX")
+    got = run_macro(tmp_path / "zcyx.tif", tmp_path / "zcyx.csv").sorted()
+    np.testing.assert_allclose(np.c_[got.x, got.y, got.frame], np.c_[expected.x, expected.y, expected.frame],
+                               atol=1e-3)
+    # the exocytosis channel alone, thresholded at 0.5: the same blobs (their cores exceed 0.5)
+    write_tiff(tmp_path / "exo.tif", np.ascontiguousarray(probs[..., 2]), axes="ZYX")
+    one = run_macro(tmp_path / "exo.tif", tmp_path / "exo.csv").sorted()
+    assert len(one) == 2
+    assert match(expected, one, 1.5, 1.0) == 2
+
+
+@pytest.mark.weights
+def test_macro_matches_exodf_events_on_a_simulated_movie(tmp_path: Path, published_net) -> None:
+    from exodf.detect import detect_events
+    from exodf.simulate import SimParams, simulate
+
+    sim = simulate(SimParams(n_frames=80, height=96, width=96, events_per_frame=0.3), seed=4)
+    probs = np.zeros((80, 3, 96, 96), np.float32)
+    det = detect_events(sim.movie, published_net, probabilities_out=probs)
+    write_probabilities(tmp_path / "probs.tif", np.moveaxis(probs, 1, -1))
+    got = run_macro(tmp_path / "probs.tif", tmp_path / "events.csv")
+    n = len(det.events)
+    assert n >= 15
+    matched = match(det.events, got, 1.5, 1.0)
+    assert matched >= 0.95 * n, f"{matched} of {n} exodf events found by the macro"
+    assert abs(len(got) - n) <= 0.05 * n
