@@ -48,8 +48,9 @@ def _progress(enabled: bool) -> Iterator[object]:
 def register(app: typer.Typer) -> None:
     @app.command()
     def detect(
-        movies: Annotated[list[Path], typer.Argument(help="Movies (TIFF, OME-TIFF, the original's .h5), folders "
-                                                          "of movies, or folders of per-frame TIFFs.")],
+        movies: Annotated[Optional[list[Path]], typer.Argument(help="Movies (TIFF, OME-TIFF, the original's .h5), "
+                                                                    "folders of movies, or folders of per-frame "
+                                                                    "TIFFs.")] = None,
         out: Annotated[Optional[Path], typer.Option("-o", "--out", help="Output file (one movie) or folder. "
                                                     "Default: MOVIE_events.csv beside each movie.")] = None,
         fmt: Annotated[str, typer.Option("--format", help="imagej (Results table; .txt is tab-separated), "
@@ -77,6 +78,12 @@ def register(app: typer.Typer) -> None:
         channel: Annotated[Optional[int], typer.Option(help="Channel to use in a multi-channel movie.")] = None,
         plane: Annotated[Optional[int], typer.Option(help="Z-plane to use in a movie with z and time.")] = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+        batch: Annotated[Optional[Path], typer.Option(help="Detect every movie of this folder on a dask cluster "
+                                                      "(a failed movie is reported, the others go on).",
+                                                      exists=True, file_okay=False)] = None,
+        scheduler: Annotated[Optional[str], typer.Option(help="With --batch: address of an existing dask "
+                                                         "scheduler (default: a local cluster).")] = None,
+        workers: Annotated[Optional[int], typer.Option(help="With --batch: local worker processes.")] = None,
     ) -> None:
         """Detect every exocytosis event of each movie; write one event table per movie."""
         from ..jobs import DetectRequest, detect_file
@@ -91,7 +98,14 @@ def register(app: typer.Typer) -> None:
                             channel=channel, plane=plane)
         from ..io import movie_paths
 
-        paths = movie_paths(movies)
+        if not movies and batch is None:
+            raise ExodfError("give one or more movies, or --batch FOLDER")
+        paths = movie_paths(list(movies or []) + ([batch] if batch is not None else []))
+        if batch is not None:
+            if probabilities is not None:
+                raise ExodfError("--probabilities names one file; it cannot be used with --batch")
+            _run_batch(paths, [output_for(p, out, len(paths), fmt) for p in paths], req, scheduler, workers)
+            return
         if probabilities is not None and len(paths) > 1:
             raise ExodfError("--probabilities names one file; detect one movie at a time to write probabilities")
         with _progress(not quiet and sys.stderr.isatty()) as prog:
@@ -102,3 +116,22 @@ def register(app: typer.Typer) -> None:
                 dt = time.perf_counter() - t0
                 typer.echo(f"{path}: {n_events} events ({n_events / max(1, n_frames):.3f} per frame) "
                            f"in {dt:.1f} s -> {target}")
+
+
+def _run_batch(paths: list[Path], outputs: list[Path], req: "object", scheduler: Optional[str],
+               workers: Optional[int]) -> None:
+    from ..batch import BatchResult, detect_batch
+
+    def report(res: BatchResult, done: int, total: int) -> None:
+        if res.ok:
+            typer.echo(f"[{done}/{total}] {res.movie}: {res.n_events} events "
+                       f"({res.n_events / max(1, res.n_frames):.3f} per frame) in {res.seconds:.1f} s -> {res.output}")
+        else:
+            typer.echo(f"[{done}/{total}] {res.movie}: FAILED: {res.error}", err=True)
+
+    results = detect_batch(paths, outputs, req, scheduler, workers, report)  # type: ignore[arg-type]
+    failed = [r for r in results if not r.ok]
+    typer.echo(f"{len(results)} movies: {len(results) - len(failed)} done, {len(failed)} failed")
+    if failed:
+        raise ExodfError(f"{len(failed)} of {len(results)} movies failed: "
+                         + "; ".join(f"{r.movie}" for r in failed) + " (see the messages above)")
