@@ -219,7 +219,12 @@ def _write_cover(pkg: Path, net: Any) -> Path:
     sim = _simulate(COVER_SHAPE, COVER_SIM)
     det = detect_events(sim.movie, net)
     ev = det.events
-    frame = int(np.round(ev.frame[np.argmax(ev.columns["size"])])) if len(ev) else COVER_SHAPE[0] // 2
+    frame = COVER_SHAPE[0] // 2
+    if len(ev):  # the brightest frame of the largest event (its flash), near the cluster centre's frame
+        k = int(np.argmax(ev.columns["size"]))
+        y, x = int(round(ev.y[k])), int(round(ev.x[k]))
+        near = [f for f in range(int(round(ev.frame[k])) - 3, int(round(ev.frame[k])) + 2) if 0 <= f < COVER_SHAPE[0]]
+        frame = near[int(np.argmax([sim.movie[f, y, x] for f in near]))]
     fig, ax = plt.subplots(1, 2, figsize=(8, 4), dpi=100)
     ax[0].imshow(sim.movie[frame], cmap="gray")
     near = np.abs(ev.frame - frame) <= 2
