@@ -1,0 +1,127 @@
+"""``exodf spots`` and ``exodf train``: counter-examples and (re-)training from point annotations."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Annotated, Any, Iterator, Optional
+
+import typer
+
+from ..errors import ExodfError
+
+
+@contextlib.contextmanager
+def _bar(enabled: bool) -> Iterator[Any]:
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  transient=True) as prog:
+        yield prog
+
+
+def _callback(prog: Any) -> Any:
+    if prog is None:
+        return None
+    tasks: dict[str, Any] = {}
+
+    def cb(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = prog.add_task(stage, total=total)
+        prog.update(tasks[stage], completed=done, total=total)
+
+    return cb
+
+
+def _fmt(v: Any) -> str:
+    return "  -  " if v is None else f"{v:.3f}"
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def spots(
+        movie: Annotated[Path, typer.Argument(help="Movie (TIFF, OME-TIFF, .h5, folder of frames).", exists=True)],
+        out: Annotated[Path, typer.Option("-o", "--out", help="Label map (.tif, one label per spot and frame) "
+                                          "or table of spot centroids (.csv ImageJ Results, .xml).")],
+        window: Annotated[float, typer.Option(help="σ of the local-statistics window (px).")] = 21.0,
+        pfa: Annotated[float, typer.Option(help="Probability of false alarm per pixel.")] = 0.001,
+        min_area: Annotated[int, typer.Option(help="Smallest spot kept (px).")] = 3,
+        scales: Annotated[str, typer.Option(help="LoG scales σ (px), comma-separated.")] = "1,1.5,2",
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    ) -> None:
+        """Detect bright spots (ATLAS-like: multiscale LoG, local statistics, false-alarm threshold) in each
+        frame: the counter-examples (class 1) that exodf train learns to tell from exocytosis."""
+        from ..spots import SpotConfig
+        from ..training_files import spots_file
+
+        try:
+            config = SpotConfig(scales=tuple(float(s) for s in scales.split(",")), window=window, pfa=pfa,
+                                min_area=min_area)
+        except ValueError as e:
+            raise ExodfError(f"invalid option: {e}") from None
+        with _bar(not quiet) as prog:
+            n = spots_file(movie, out, config, _callback(prog))
+        typer.echo(f"{movie.name}: {n} bright spots -> {out}")
+
+    @app.command()
+    def train(
+        movies: Annotated[list[Path], typer.Argument(help="Annotated movies (the last ones are held out for "
+                                                     "validation, see --val).", exists=True)],
+        events: Annotated[list[Path], typer.Option("--events", "-e", help="Event table of each movie, in the "
+                                                   "same order (ImageJ Results X, Y, Slice; the original's "
+                                                   ".xml/.csv). Repeat the option per movie.", exists=True,
+                                                   dir_okay=False)],
+        out: Annotated[Path, typer.Option("-o", "--out", help="Output folder: model.weights.h5, checkpoint/, "
+                                          "history.csv, training_curves.png, config.json.")],
+        spots: Annotated[Optional[list[Path]], typer.Option("--spots", help="Your bright spots per movie (label "
+                                                            "TIFF or point table); default: exodf spots.",
+                                                            exists=True, dir_okay=False)] = None,
+        no_spots: Annotated[bool, typer.Option("--no-spots", help="Train without the bright-spot class.")] = False,
+        init: Annotated[str, typer.Option(help="published (fine-tune the published model), scratch, or a "
+                                          "weights file.")] = "published",
+        patch_sizes: Annotated[str, typer.Option(help="Curriculum patch sides (frames and px).")] = "8,16,32,48",
+        batch_sizes: Annotated[str, typer.Option(help="Batch size of each stage.")] = "256,128,32,10",
+        shifts: Annotated[str, typer.Option(help="Random shift of each stage (voxels).")] = "4,8,16,32",
+        epochs: Annotated[str, typer.Option(help="Epochs of each stage.")] = "100",
+        steps: Annotated[str, typer.Option(help="Steps per epoch of each stage.")] = "100",
+        learning_rate: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-4,
+        val: Annotated[Optional[int], typer.Option(help="Movies held out for validation (default: 20 %, at "
+                                                   "least 1 of 2 or more).")] = None,
+        val_batches: Annotated[int, typer.Option(help="Validation batches per epoch.")] = 10,
+        seed: Annotated[int, typer.Option(help="Seed of the patch sampler.")] = 0,
+        resume: Annotated[bool, typer.Option(help="Continue the training checkpointed in --out.")] = False,
+        until_step: Annotated[Optional[int], typer.Option(help="Stop (checkpointed) at the end of the epoch "
+                                                          "reaching this step; continue with --resume.")] = None,
+        pixel_size: Annotated[Optional[float], typer.Option(help="Event tables are calibrated: size of a pixel "
+                                                            "(e.g. 0.16 for µm).")] = None,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    ) -> None:
+        """Train or fine-tune the network on annotated movies: patches centred on events and bright spots,
+        Tversky loss, Adam, the original's patch-size curriculum, validation on held-out movies, checkpoints."""
+        from ..training_files import TrainRequest, accelerator, parse_stages, train_files
+
+        if spots and no_spots:
+            raise ExodfError("give either --spots or --no-spots")
+        req = TrainRequest(movies=tuple(movies), events=tuple(events), out=out, spots=tuple(spots or ()),
+                           detect_spots=not no_spots, init=init,
+                           stages=parse_stages(patch_sizes, batch_sizes, shifts, epochs, steps),
+                           learning_rate=learning_rate, val=val, val_batches=val_batches, seed=seed,
+                           resume=resume, until_step=until_step, pixel_size=pixel_size)
+        typer.echo(f"training on {accelerator()}; {sum(s.epochs * s.steps for s in req.stages)} steps in "
+                   f"{len(req.stages)} stage(s)")
+
+        def on_epoch(row: dict[str, Any]) -> None:
+            typer.echo(f"step {row['step']:>6}  patch {row['patch']:>2}  epoch {row['epoch']:>3}  "
+                       f"loss {row['loss']:.4f}  val loss {_fmt(row.get('val_loss'))}  "
+                       f"val F1 exocytosis {_fmt(row.get('val_f1_exocytosis'))}  "
+                       f"spot {_fmt(row.get('val_f1_spot'))}  ({row['seconds']:.0f} s)")
+
+        with _bar(not quiet) as prog:
+            res = train_files(req, _callback(prog), on_epoch)
+        if res.finished:
+            typer.echo(f"weights: {res.weights} (use exodf detect --weights {res.weights})")
+        else:
+            typer.echo(f"stopped at step {res.step}; continue with the same command and --resume")

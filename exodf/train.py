@@ -1,0 +1,278 @@
+"""Training and fine-tuning the ExoDeepFinder network from annotated movies.
+
+The procedure is the original's: patches centred on objects with classes balanced per batch
+(:func:`exodf.sampling.sample_batch`), the Tversky loss with α = β = 0.5 (summed over classes), Adam with
+a learning rate of 1e-4, and a curriculum of growing patches with shrinking batches, each stage starting
+from the weights of the previous one (8 → 16 → 32 → 48 px with batches of 256, 128, 32, 10 and random
+shifts of 4, 8, 16, 32 voxels; 100 epochs of 100 steps each).
+
+After each epoch the network is scored on fixed validation patches drawn from held-out movies (loss and
+voxel precision/recall/F1 per class), a checkpoint is written (``OUT/checkpoint``), and ``history.csv`` and
+``training_curves.png`` are updated; ``resume=True`` restarts from the checkpoint at the exact step, with
+the optimizer's and the sampler's state. Weights are written as Keras ``*.weights.h5`` files, which
+:func:`exodf.model.load_network` (``exodf detect --weights``, ``exodf package``) accepts.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .atomic import write_text_atomic
+from .checkpoint import load_checkpoint, plot_history, save_checkpoint, save_weights, write_history
+from .errors import ExodfError
+from .sampling import N_CLASSES, TrainingMovie, sample_batch
+
+__all__ = ["Stage", "TrainConfig", "ORIGINAL_CURRICULUM", "TrainResult", "tversky_loss", "train_network",
+           "voxel_scores"]
+
+Progress = Callable[[str, int, int], None]
+EpochCallback = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of the curriculum.
+
+    Attributes
+    ----------
+    patch
+        Patch side in frames and pixels (a multiple of 4).
+    batch
+        Patches per step.
+    shift
+        Largest random shift of a patch centre from its object, per axis (voxels).
+    epochs, steps
+        Epochs of the stage, and steps per epoch.
+    """
+
+    patch: int
+    batch: int
+    shift: int
+    epochs: int = 100
+    steps: int = 100
+
+    def __post_init__(self) -> None:
+        if self.patch < 4 or self.patch % 4:
+            raise ValueError(f"Stage.patch must be a positive multiple of 4, got {self.patch}")
+        for name in ("batch", "epochs", "steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"Stage.{name} must be >= 1, got {getattr(self, name)}")
+        if self.shift < 0:
+            raise ValueError(f"Stage.shift must be >= 0, got {self.shift}")
+
+
+ORIGINAL_CURRICULUM = (Stage(8, 256, 4), Stage(16, 128, 8), Stage(32, 32, 16), Stage(48, 10, 32))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train (defaults: the original's).
+
+    Attributes
+    ----------
+    stages
+        The curriculum.
+    learning_rate
+        Adam's learning rate.
+    alpha, beta
+        Tversky weights of false positives and false negatives (0.5, 0.5: the Dice loss).
+    val_batches
+        Validation batches per epoch (fixed patches per stage, drawn once).
+    seed
+        Seed of the patch sampler.
+    """
+
+    stages: tuple[Stage, ...] = ORIGINAL_CURRICULUM
+    learning_rate: float = 1e-4
+    alpha: float = 0.5
+    beta: float = 0.5
+    val_batches: int = 10
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "stages", tuple(s if isinstance(s, Stage) else Stage(**s) for s in self.stages))
+        if not self.stages:
+            raise ValueError("TrainConfig.stages must hold at least one stage")
+        if not self.learning_rate > 0:
+            raise ValueError(f"TrainConfig.learning_rate must be > 0, got {self.learning_rate}")
+        for name in ("alpha", "beta"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if self.val_batches < 0:
+            raise ValueError(f"TrainConfig.val_batches must be >= 0, got {self.val_batches}")
+
+    @property
+    def total_steps(self) -> int:
+        return sum(s.epochs * s.steps for s in self.stages)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class TrainResult:
+    """Where the trained weights are, and what happened."""
+
+    weights: Path
+    history: list[dict[str, Any]] = field(default_factory=list)
+    step: int = 0
+    finished: bool = True
+
+
+def tversky_loss(alpha: float = 0.5, beta: float = 0.5) -> Callable[[Any, Any], Any]:
+    """The Tversky loss ``C − Σ_c TP_c / (TP_c + α FP_c + β FN_c)`` with soft counts over the whole batch."""
+    import keras
+
+    ops = keras.ops
+
+    def loss(y_true: Any, y_pred: Any) -> Any:
+        y_true = ops.cast(y_true, y_pred.dtype)
+        axes = tuple(range(len(y_pred.shape) - 1))
+        tp = ops.sum(y_pred * y_true, axis=axes)
+        fp = ops.sum(y_pred * (1.0 - y_true), axis=axes)
+        fn = ops.sum((1.0 - y_pred) * y_true, axis=axes)
+        ratio = tp / (tp + alpha * fp + beta * fn + 1e-7)
+        return ops.cast(ops.shape(y_pred)[-1], y_pred.dtype) - ops.sum(ratio)
+
+    loss.__name__ = "tversky_loss"
+    return loss
+
+
+def voxel_scores(truth: np.ndarray, pred: np.ndarray, label: int) -> tuple[float | None, float | None, float | None]:
+    """Voxel precision, recall and F1 of class ``label`` (None where undefined)."""
+    t, p = truth == label, pred == label
+    tp = int((t & p).sum())
+    fp, fn = int((~t & p).sum()), int((t & ~p).sum())
+    prec = tp / (tp + fp) if tp + fp else None
+    rec = tp / (tp + fn) if tp + fn else None
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else None
+    return prec, rec, f1
+
+
+def _validation_set(movies: list[TrainingMovie], stage: Stage, index: int, config: TrainConfig
+                    ) -> list[tuple[np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng([config.seed, 1000 + index])  # the same patches every epoch and on resume
+    return [sample_batch(movies, stage.patch, stage.batch, stage.shift, rng) for _ in range(config.val_batches)]
+
+
+def _validate(net: Any, batches: list[tuple[np.ndarray, np.ndarray]], loss_fn: Callable[[Any, Any], Any]
+              ) -> dict[str, float | None]:
+    if not batches:
+        return {}
+    import keras
+
+    to_numpy = keras.ops.convert_to_numpy
+    losses, truth, pred = [], [], []
+    for x, y in batches:
+        p = to_numpy(net(x, training=False))
+        losses.append(float(to_numpy(loss_fn(y, p))))
+        truth.append(np.argmax(y, axis=-1).astype(np.int8))
+        pred.append(np.argmax(p, axis=-1).astype(np.int8))
+    t, q = np.concatenate(truth), np.concatenate(pred)
+    out: dict[str, float | None] = {"val_loss": float(np.mean(losses))}
+    for label, name in ((2, "exocytosis"), (1, "spot")):
+        prec, rec, f1 = voxel_scores(t, q, label)
+        out.update({f"val_precision_{name}": prec, f"val_recall_{name}": rec, f"val_f1_{name}": f1})
+    return out
+
+
+def _check_sizes(movies: Sequence[TrainingMovie], config: TrainConfig) -> None:
+    biggest = max(s.patch for s in config.stages)
+    for m in movies:
+        if min(m.frames.shape) < biggest:
+            raise ValueError(f"movie {m.name!r} of shape {m.frames.shape} is smaller than the largest patch "
+                             f"({biggest}) along an axis; give smaller patch sizes or larger movies")
+
+
+def train_network(net: Any, train_movies: Sequence[TrainingMovie], val_movies: Sequence[TrainingMovie],
+                  config: TrainConfig, out: str | Path, resume: bool = False, until_step: int | None = None,
+                  progress: Progress | None = None, on_epoch: EpochCallback | None = None,
+                  metadata: dict[str, Any] | None = None) -> TrainResult:
+    """Train ``net`` (from its current weights) through the curriculum, writing checkpoints into ``out``.
+
+    Parameters
+    ----------
+    net
+        The network (e.g. :func:`exodf.model.build_unet` or :func:`exodf.model.load_network`).
+    train_movies, val_movies
+        Prepared movies; validation falls back on the training movies when ``val_movies`` is empty.
+    config
+        Curriculum and optimisation settings.
+    out
+        Output folder: ``checkpoint/``, ``config.json``, ``history.csv``, ``training_curves.png``,
+        ``stage<i>_patch<p>.weights.h5`` after each stage and ``model.weights.h5`` at the end.
+    resume
+        Continue from ``out/checkpoint`` (same configuration) instead of starting afresh.
+    until_step
+        Stop at the end of the first epoch that reaches this global step (then resume later).
+    progress
+        Called as ``progress("train", step, total_steps)`` after every step.
+    on_epoch
+        Called with each epoch's history row.
+    metadata
+        Written into ``out/config.json`` beside the settings (inputs, initial weights...).
+    """
+    import keras
+
+    out = Path(out)
+    train_movies, val_movies = list(train_movies), list(val_movies) or list(train_movies)
+    if not train_movies:
+        raise ValueError("train_network: no training movies")
+    _check_sizes(train_movies + val_movies, config)
+    loss_fn = tversky_loss(config.alpha, config.beta)
+    net.compile(optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate), loss=loss_fn)
+    cfg = config.as_dict()
+    state: dict[str, Any] = {"step": 0, "stage": 0, "epoch": 0, "history": [], "config": cfg}
+    rng = np.random.default_rng(config.seed)
+    if resume:
+        state = load_checkpoint(out, net)
+        if state.get("config") != json.loads(json.dumps(cfg)):
+            raise ExodfError(f"{out}: the checkpoint was made with other training settings "
+                             f"({state.get('config')}); resume with the same settings or start a new folder")
+        rng.bit_generator.state = state["rng"]
+    elif (out / "checkpoint").exists():
+        raise ExodfError(f"{out}: holds a training checkpoint already; add --resume to continue it, or give "
+                         "another output folder")
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "config.json", json.dumps({"train": cfg, **(metadata or {})}, indent=1) + "\n")
+    history: list[dict[str, Any]] = list(state["history"])
+    step, total = int(state["step"]), config.total_steps
+    s0, e0 = int(state["stage"]), int(state["epoch"])
+    for si in range(s0, len(config.stages)):
+        stage = config.stages[si]
+        val = _validation_set(val_movies, stage, si, config)
+        for epoch in range(e0 if si == s0 else 0, stage.epochs):
+            t0, losses = time.perf_counter(), []
+            for _ in range(stage.steps):
+                x, y = sample_batch(train_movies, stage.patch, stage.batch, stage.shift, rng)
+                res = net.train_on_batch(x, y)
+                losses.append(float(np.asarray(res[0] if isinstance(res, (list, tuple)) else res)))
+                step += 1
+                if progress:
+                    progress("train", step, total)
+            row: dict[str, Any] = {"step": step, "stage": si + 1, "patch": stage.patch, "epoch": epoch + 1,
+                                   "loss": float(np.mean(losses))}
+            row.update(_validate(net, val, loss_fn))
+            row["seconds"] = time.perf_counter() - t0
+            history.append(row)
+            done_stage = epoch + 1 == stage.epochs
+            nxt = (si + 1, 0) if done_stage else (si, epoch + 1)
+            if done_stage:
+                save_weights(net, out / f"stage{si + 1}_patch{stage.patch}.weights.h5")
+            state = {"step": step, "stage": nxt[0], "epoch": nxt[1], "history": history, "config": cfg,
+                     "rng": rng.bit_generator.state}
+            save_checkpoint(out, net, state)
+            write_history(out, history)
+            plot_history(out, history)
+            if on_epoch:
+                on_epoch(row)
+            if until_step is not None and step >= until_step and step < total:
+                return TrainResult(out / "checkpoint" / "model.weights.h5", history, step, finished=False)
+    final = save_weights(net, out / "model.weights.h5")
+    return TrainResult(final, history, step, finished=True)

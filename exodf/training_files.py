@@ -1,0 +1,197 @@
+"""File-level jobs behind ``exodf spots`` and ``exodf train``: read inputs, call the library, write outputs."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+
+from .errors import ExodfError
+from .events import EventTable, read_events, write_events
+from .io import read_movie, write_tiff
+from .normalize import normalize_frames
+from .sampling import TrainingMovie
+from .spots import SpotConfig, spot_labels, spot_table
+from .targets import make_target, training_objects
+from .train import ORIGINAL_CURRICULUM, Stage, TrainConfig, TrainResult, train_network
+
+__all__ = ["spots_file", "read_spots", "parse_stages", "TrainRequest", "train_files", "prepare_movie",
+           "accelerator"]
+
+Progress = Callable[[str, int, int], None]
+_TABLE_SUFFIXES = (".csv", ".txt", ".tsv", ".xls", ".xml")
+SPOT_POINT_RADIUS = 2  # a spot given as a point is painted as a disk of this radius in its frame
+
+
+def spots_file(movie_path: str | os.PathLike[str], out_path: str | os.PathLike[str],
+               config: SpotConfig = SpotConfig(), progress: Progress | None = None) -> int:
+    """Detect the bright spots of a movie; write a label TIFF (``.tif``) or a centroid table (csv/xml).
+
+    Returns the number of spots (2D components) found.
+    """
+    movie = read_movie(movie_path)
+    labels = spot_labels(movie, config, progress)
+    out = Path(out_path)
+    if out.suffix.lower() in (".tif", ".tiff"):
+        write_tiff(out, labels)
+        return int(labels.max())
+    if out.suffix.lower() not in _TABLE_SUFFIXES:
+        raise ExodfError(f"{out}: write the spots as a label map (.tif) or a table (.csv, .xml)")
+    table = spot_table(labels)
+    write_events(table, out, fmt="xml" if out.suffix.lower() == ".xml" else "imagej")
+    return len(table)
+
+
+def read_spots(path: str | os.PathLike[str], shape: tuple[int, int, int]) -> np.ndarray:
+    """A user's bright spots as a mask (T, Y, X): a label/mask TIFF of the movie's shape, or a point table
+    (each point painted as a disk of radius 2 in its frame)."""
+    p = Path(path)
+    if p.suffix.lower() in _TABLE_SUFFIXES:
+        table = read_events(p)
+        mask = np.zeros(shape, dtype=np.int8)
+        r = SPOT_POINT_RADIUS
+        yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
+        disk = yy * yy + xx * xx <= r * r
+        for t, y, x in np.floor(table.coords() + 0.5).astype(np.int64):
+            if not (0 <= t < shape[0]):
+                continue
+            y0, x0 = max(0, y - r), max(0, x - r)
+            y1, x1 = min(shape[1], y + r + 1), min(shape[2], x + r + 1)
+            if y0 < y1 and x0 < x1:
+                mask[t, y0:y1, x0:x1] |= disk[y0 - y + r:y1 - y + r, x0 - x + r:x1 - x + r]
+        return mask
+    labels = read_movie(p)
+    if labels.shape != tuple(shape):
+        raise ExodfError(f"{p}: the spot map has shape {labels.shape} but its movie has {tuple(shape)}; give "
+                         "the label map made from that movie (exodf spots MOVIE -o spots.tif)")
+    return labels > 0
+
+
+def prepare_movie(movie: np.ndarray, events: EventTable, spots: np.ndarray | None, name: str = "",
+                  match_distance: float = 5.0) -> TrainingMovie:
+    """A movie ready for training: normalised frames, the target, the patch centres."""
+    target = make_target(movie.shape, events, spots, match_distance)
+    return TrainingMovie(normalize_frames(movie), target, training_objects(target, events), name)
+
+
+def parse_stages(patch_sizes: str = "8,16,32,48", batch_sizes: str = "256,128,32,10",
+                 shifts: str = "4,8,16,32", epochs: str = "100", steps: str = "100") -> tuple[Stage, ...]:
+    """Stages from comma lists; shorter lists are extended with their last value (as the original's)."""
+    lists: list[list[int]] = []
+    for name, text in (("--patch-sizes", patch_sizes), ("--batch-sizes", batch_sizes), ("--shifts", shifts),
+                       ("--epochs", epochs), ("--steps", steps)):
+        try:
+            values = [int(v) for v in str(text).replace("[", "").replace("]", "").split(",") if v.strip()]
+        except ValueError:
+            raise ExodfError(f"{name} {text!r}: give integers separated by commas, e.g. 8,16,32,48") from None
+        if not values:
+            raise ExodfError(f"{name}: give at least one value")
+        lists.append(values)
+    n = max(len(v) for v in lists)
+    lists = [v + [v[-1]] * (n - len(v)) for v in lists]
+    try:
+        return tuple(Stage(*row) for row in zip(*lists))
+    except ValueError as e:
+        raise ExodfError(f"invalid curriculum: {e}") from None
+
+
+def accelerator() -> str:
+    """'GPU: <names>' when TensorFlow sees a GPU, else 'CPU'."""
+    try:
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+    except Exception:  # pragma: no cover - another Keras backend
+        gpus = []
+    return "GPU: " + ", ".join(g.name for g in gpus) if gpus else "CPU"
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """The inputs and options of ``exodf train`` (see its ``--help``)."""
+
+    movies: tuple[Path, ...]
+    events: tuple[Path, ...]
+    out: Path
+    spots: tuple[Path, ...] = ()
+    detect_spots: bool = True
+    init: str = "published"
+    stages: tuple[Stage, ...] = ORIGINAL_CURRICULUM
+    learning_rate: float = 1e-4
+    val: Optional[int] = None
+    val_batches: int = 10
+    seed: int = 0
+    resume: bool = False
+    until_step: Optional[int] = None
+    pixel_size: Optional[float] = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def n_val(self) -> int:
+        n = len(self.movies)
+        k = self.val if self.val is not None else (max(1, round(0.2 * n)) if n >= 2 else 0)
+        if not 0 <= k < n:
+            raise ExodfError(f"--val {k}: hold out between 0 and {n - 1} of the {n} movies for validation")
+        return k
+
+
+def _initial_network(init: str) -> Any:
+    from .model import build_unet, load_network
+    from .pretrained import published_weights
+
+    if init == "scratch":
+        return build_unet()
+    if init == "published":
+        return load_network(published_weights())
+    return load_network(init)
+
+
+def train_files(req: TrainRequest, progress: Progress | None = None,
+                on_epoch: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
+    """Read the annotated movies, build targets (with built-in or given bright spots) and train."""
+    if not req.movies:
+        raise ExodfError("give at least one movie to train on")
+    if len(req.events) != len(req.movies):
+        raise ExodfError(f"--events: give one event table per movie ({len(req.movies)} movies, "
+                         f"{len(req.events)} tables), in the same order")
+    if req.spots and len(req.spots) != len(req.movies):
+        raise ExodfError(f"--spots: give one spot map or table per movie ({len(req.movies)} movies, "
+                         f"{len(req.spots)} spot files), in the same order")
+    try:
+        config = TrainConfig(stages=req.stages, learning_rate=req.learning_rate, val_batches=req.val_batches,
+                             seed=req.seed)
+    except ValueError as e:
+        raise ExodfError(f"invalid training option: {e}") from None
+    n_val = req.n_val()
+    prepared: list[TrainingMovie] = []
+    for i, (mp, ep) in enumerate(zip(req.movies, req.events)):
+        movie = read_movie(mp)
+        events = read_events(ep, pixel_size=req.pixel_size)
+        if req.spots:
+            spots: np.ndarray | None = read_spots(req.spots[i], movie.shape)
+        elif req.detect_spots:
+            spots = spot_labels(movie)
+        else:
+            spots = None
+        m = prepare_movie(movie, events, spots, name=Path(mp).name)
+        if len(m.objects.events) == 0 and len(m.objects.spots) == 0:
+            raise ExodfError(f"{ep}: no annotated event of this table lies inside {mp} (shape {movie.shape}); "
+                             "check that the table belongs to the movie (X, Y in pixels, Slice 1-based)")
+        prepared.append(m)
+        if progress:
+            progress("prepare", i + 1, len(req.movies))
+    train_set, val_set = prepared[:len(prepared) - n_val], prepared[len(prepared) - n_val:]
+    net = _initial_network(req.init)
+    meta = {"init": req.init, "device": accelerator(),
+            "train_movies": [str(p) for p in req.movies[:len(prepared) - n_val]],
+            "validation_movies": [str(p) for p in req.movies[len(prepared) - n_val:]],
+            "events": [str(p) for p in req.events], "spots": [str(p) for p in req.spots] or
+            ("built-in detector" if req.detect_spots else "none"), **req.extra}
+    try:
+        return train_network(net, train_set, val_set, config, req.out, resume=req.resume,
+                             until_step=req.until_step, progress=progress, on_epoch=on_epoch, metadata=meta)
+    except ValueError as e:
+        raise ExodfError(f"cannot train: {e}") from None
+
