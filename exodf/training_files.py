@@ -36,8 +36,9 @@ def spots_file(movie_path: str | os.PathLike[str], out_path: str | os.PathLike[s
     labels = spot_labels(movie, config, progress)
     out = Path(out_path)
     if out.suffix.lower() in (".tif", ".tiff"):
-        write_tiff(out, labels)
-        return int(labels.max())
+        n = int(labels.max())
+        write_tiff(out, labels.astype(np.uint16 if n < 65536 else np.float32))  # ImageJ: no int32
+        return n
     if out.suffix.lower() not in _TABLE_SUFFIXES:
         raise ExodfError(f"{out}: write the spots as a label map (.tif) or a table (.csv, .xml)")
     table = spot_table(labels)

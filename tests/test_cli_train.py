@@ -1,0 +1,91 @@
+"""``exodf spots`` and ``exodf train`` from files, and the trained weights in ``exodf detect``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from typer.testing import CliRunner
+
+from exodf.cli import app
+from exodf.events import read_events, write_events
+from exodf.io import write_tiff
+from exodf.simulate import preset, simulate
+
+
+@pytest.fixture(scope="module")
+def sim_files(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, Path]]:
+    root = tmp_path_factory.mktemp("sims")
+    files = []
+    for seed in (0, 1):
+        sim = simulate(preset("control", n_frames=24, height=32, width=32, events_per_frame=1.0,
+                              docked_density=6.0), seed=seed)
+        movie, table = root / f"movie{seed}.tif", root / f"movie{seed}_events.csv"
+        write_tiff(movie, sim.movie)
+        write_events(sim.truth, table)
+        files.append((movie, table))
+    return files
+
+
+def test_spots_writes_labels_and_table(sim_files: list[tuple[Path, Path]], tmp_path: Path) -> None:
+    movie = sim_files[0][0]
+    res = CliRunner().invoke(app, ["spots", str(movie), "-o", str(tmp_path / "spots.tif"), "-q"])
+    assert res.exit_code == 0, res.output
+    labels = tifffile.imread(tmp_path / "spots.tif")
+    assert labels.shape == (24, 32, 32)
+    n = int(labels.max())
+    assert n > 0 and f"{n} bright spots" in res.output
+    res = CliRunner().invoke(app, ["spots", str(movie), "-o", str(tmp_path / "spots.csv"), "-q"])
+    assert res.exit_code == 0, res.output
+    table = read_events(tmp_path / "spots.csv")
+    assert len(table) == n and table.frame.min() >= 0 and table.frame.max() <= 23
+
+
+def test_train_then_detect_with_the_weights(sim_files: list[tuple[Path, Path]], tmp_path: Path) -> None:
+    (m0, e0), (m1, e1) = sim_files
+    out = tmp_path / "model"
+    args = ["train", str(m0), str(m1), "-e", str(e0), "-e", str(e1), "-o", str(out), "--init", "scratch",
+            "--patch-sizes", "8,16", "--batch-sizes", "4,2", "--shifts", "2,4", "--epochs", "1",
+            "--steps", "2", "--val-batches", "1", "-q"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, (res.output, res.exception)
+    assert "step      2  patch  8" in res.output and "step      4  patch 16" in res.output
+    assert (out / "model.weights.h5").is_file() and (out / "training_curves.png").is_file()
+    import json
+
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["train_movies"] == [str(m0)] and cfg["validation_movies"] == [str(m1)]
+    assert cfg["spots"] == "built-in detector"
+    # starting over in a folder that holds a checkpoint is refused (it asks for --resume)
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code != 0 and "--resume" in str(res.exception)
+    res = CliRunner().invoke(app, ["detect", str(m0), "--weights", str(out / "model.weights.h5"),
+                                   "-o", str(tmp_path / "found.csv"), "-q"])
+    assert res.exit_code == 0, (res.output, res.exception)
+    assert (tmp_path / "found.csv").is_file()
+
+
+def test_train_with_user_spots_table(sim_files: list[tuple[Path, Path]], tmp_path: Path) -> None:
+    from exodf.training_files import read_spots
+
+    (m0, e0), _ = sim_files
+    spots = tmp_path / "spots.csv"
+    write_events(read_events(e0).select(np.arange(3)), spots)
+    mask = read_spots(spots, (24, 32, 32))
+    assert int(mask.sum()) <= 3 * 13 and int(mask.sum()) >= 13  # disks of radius 2 (13 px), clipped at edges
+    with pytest.raises(Exception, match="spot map has shape"):
+        write_tiff(tmp_path / "bad.tif", np.zeros((24, 32, 33), dtype=np.uint8))
+        read_spots(tmp_path / "bad.tif", (24, 32, 32))
+
+
+def test_one_line_error_for_missing_tables(sim_files: list[tuple[Path, Path]], tmp_path: Path) -> None:
+    (m0, e0), (m1, _) = sim_files
+    proc = subprocess.run([sys.executable, "-m", "exodf", "train", str(m0), str(m1), "-e", str(e0),
+                           "-o", str(tmp_path / "x")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith("exodf: error: --events: give one event table per movie")
+    assert not (tmp_path / "x").exists()
