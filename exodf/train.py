@@ -192,6 +192,7 @@ def _check_sizes(movies: Sequence[TrainingMovie], config: TrainConfig) -> None:
 
 def train_network(net: Any, train_movies: Sequence[TrainingMovie], val_movies: Sequence[TrainingMovie],
                   config: TrainConfig, out: str | Path, resume: bool = False, until_step: int | None = None,
+                  max_seconds: float | None = None,
                   progress: Progress | None = None, on_epoch: EpochCallback | None = None,
                   metadata: dict[str, Any] | None = None) -> TrainResult:
     """Train ``net`` (from its current weights) through the curriculum, writing checkpoints into ``out``.
@@ -211,6 +212,8 @@ def train_network(net: Any, train_movies: Sequence[TrainingMovie], val_movies: S
         Continue from ``out/checkpoint`` (same configuration) instead of starting afresh.
     until_step
         Stop at the end of the first epoch that reaches this global step (then resume later).
+    max_seconds
+        Stop at the end of the first epoch that ends this many seconds after the start (a time budget).
     progress
         Called as ``progress("train", step, total_steps)`` after every step.
     on_epoch
@@ -220,6 +223,7 @@ def train_network(net: Any, train_movies: Sequence[TrainingMovie], val_movies: S
     """
     import keras
 
+    started = time.perf_counter()
     out = Path(out)
     train_movies, val_movies = list(train_movies), list(val_movies) or list(train_movies)
     if not train_movies:
@@ -272,7 +276,8 @@ def train_network(net: Any, train_movies: Sequence[TrainingMovie], val_movies: S
             plot_history(out, history)
             if on_epoch:
                 on_epoch(row)
-            if until_step is not None and step >= until_step and step < total:
+            over_time = max_seconds is not None and time.perf_counter() - started >= max_seconds
+            if ((until_step is not None and step >= until_step) or over_time) and step < total:
                 return TrainResult(out / "checkpoint" / "model.weights.h5", history, step, finished=False)
     final = save_weights(net, out / "model.weights.h5")
     return TrainResult(final, history, step, finished=True)

@@ -127,6 +127,7 @@ class TrainRequest:
     seed: int = 0
     resume: bool = False
     until_step: Optional[int] = None
+    max_minutes: Optional[float] = None
     pixel_size: Optional[float] = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -192,7 +193,9 @@ def train_files(req: TrainRequest, progress: Progress | None = None,
             ("built-in detector" if req.detect_spots else "none"), **req.extra}
     try:
         return train_network(net, train_set, val_set, config, req.out, resume=req.resume,
-                             until_step=req.until_step, progress=progress, on_epoch=on_epoch, metadata=meta)
+                             until_step=req.until_step,
+                             max_seconds=None if req.max_minutes is None else 60 * req.max_minutes,
+                             progress=progress, on_epoch=on_epoch, metadata=meta)
     except ValueError as e:
         raise ExodfError(f"cannot train: {e}") from None
 

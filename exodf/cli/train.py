@@ -95,6 +95,8 @@ def register(app: typer.Typer) -> None:
         resume: Annotated[bool, typer.Option(help="Continue the training checkpointed in --out.")] = False,
         until_step: Annotated[Optional[int], typer.Option(help="Stop (checkpointed) at the end of the epoch "
                                                           "reaching this step; continue with --resume.")] = None,
+        max_minutes: Annotated[Optional[float], typer.Option(help="Time budget: stop (checkpointed) at the end "
+                                                             "of the epoch that passes it.")] = None,
         pixel_size: Annotated[Optional[float], typer.Option(help="Event tables are calibrated: size of a pixel "
                                                             "(e.g. 0.16 for µm).")] = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
@@ -109,7 +111,8 @@ def register(app: typer.Typer) -> None:
                            detect_spots=not no_spots, init=init,
                            stages=parse_stages(patch_sizes, batch_sizes, shifts, epochs, steps),
                            learning_rate=learning_rate, val=val, val_batches=val_batches, seed=seed,
-                           resume=resume, until_step=until_step, pixel_size=pixel_size)
+                           resume=resume, until_step=until_step, max_minutes=max_minutes,
+                           pixel_size=pixel_size)
         typer.echo(f"training on {accelerator()}; {sum(s.epochs * s.steps for s in req.stages)} steps in "
                    f"{len(req.stages)} stage(s)")
 
