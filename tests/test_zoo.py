@@ -179,7 +179,7 @@ def test_rebuild_is_byte_identical_except_the_saved_model(built: Path, tmp_path:
     second = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     assert set(first) == set(second)
     differ = sorted(str(k) for k in first if first[k] != second[k])
-    assert differ in ([], [f"{export.PACKAGE_DIR}/{saved_model}", "model.zip"]), differ
+    assert differ in ([], sorted([f"{export.PACKAGE_DIR}/{saved_model}", "model.zip"])), differ
     z1, z2 = zipfile.ZipFile(built / "model.zip"), zipfile.ZipFile(tmp_path / "model.zip")
     assert z1.namelist() == z2.namelist()
     assert [n for n in z1.namelist() if z1.read(n) != z2.read(n)] in (
