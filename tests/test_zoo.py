@@ -189,7 +189,8 @@ def test_rebuild_is_byte_identical_except_the_saved_model(built: Path, tmp_path:
 @pytest.mark.slow
 @pytest.mark.weights
 @pytest.mark.parametrize("fmt", sorted(formats.WEIGHT_FILES))
-def test_bioimageio_test_passes(built: Path, fmt: str) -> None:
+def test_bioimageio_test_passes(built: Path, fmt: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # bioimageio.core unzips the SavedModel into the working folder
     passed, failed = export.test_package(built / "rdf.yaml", weight_format=fmt)
     assert passed, failed
 

@@ -23,6 +23,8 @@ __all__ = ["detect_with_package", "load_package", "PackageNetwork", "AXES"]
 
 AXES = ("batch", "z", "y", "x", "channel")  # the tensor layout of exodf's packages
 Progress = Callable[[str, int, int], None]
+# ONNX first: fast on CPU and unpacked in memory (bioimageio.core unzips a SavedModel into the working folder)
+PRIORITY = ("onnx", "torchscript", "tensorflow_saved_model_bundle", "keras_hdf5")
 _PIPELINES: dict[tuple[str, Optional[str]], Any] = {}
 
 
@@ -69,9 +71,12 @@ def _pipeline(model_path: str | os.PathLike[str], weight_format: Optional[str]) 
     if key not in _PIPELINES:
         descr = load_package(model_path)
         from bioimageio.core import create_prediction_pipeline
+        from bioimageio.core.backends import create_model_adapter
 
+        order = (weight_format,) if weight_format else PRIORITY
         try:
-            _PIPELINES[key] = create_prediction_pipeline(descr, weights_format=weight_format)  # type: ignore[arg-type]
+            adapter = create_model_adapter(descr, weight_format_priority_order=order)  # type: ignore[arg-type]
+            _PIPELINES[key] = create_prediction_pipeline(descr, model_adapter=adapter)
         except Exception as e:  # the backends raise many types (missing runtime, bad file)
             raise ExodfError(f"{model_path}: cannot load the weights ({type(e).__name__}: {e}); install the "
                              "runtime of one of its weight formats (torch, onnxruntime or tensorflow)") from None
@@ -123,7 +128,7 @@ def detect_with_package(model_path: str | os.PathLike[str], movie: np.ndarray,
     config, mask, progress, probabilities_out
         As for :func:`exodf.detect.detect_events`.
     weight_format
-        Which weights of the package to run (default: bioimageio.core's choice among those present).
+        Which weights of the package to run (default: the first present of :data:`PRIORITY`).
     """
     if movie.ndim != 3:
         raise ValueError(f"detect_with_package: expected a (T, Y, X) movie, got shape {movie.shape}")
