@@ -179,7 +179,7 @@ def _read_xml(raw: bytes, p: Path, exocytosis_label: int) -> EventTable:
     try:
         root = ET.fromstring(raw)
     except ET.ParseError as e:
-        raise ExodfError(f"{p}: not valid XML ({e}); expected the original's <objlist><object .../></objlist>")
+        raise ExodfError(f"{p}: not valid XML ({e}); expected the original's <objlist><object .../></objlist>") from None
     if root.tag != "objlist":
         raise ExodfError(f"{p}: root element is <{root.tag}>, expected <objlist> as written by ExoDeepFinder")
     rows = []
@@ -191,7 +191,7 @@ def _read_xml(raw: bytes, p: Path, exocytosis_label: int) -> EventTable:
                          float(obj.get("cluster_size", "nan"))))
         except (KeyError, ValueError) as e:
             raise ExodfError(f"{p}: object {ET.tostring(obj, encoding='unicode').strip()} lacks a numeric "
-                             f"x, y or z ({e}); fix or remove that line")
+                             f"x, y or z ({e}); fix or remove that line") from None
     a = np.array(rows, dtype=np.float64).reshape(-1, 4)
     cols = {} if np.isnan(a[:, 3]).all() else {"size": a[:, 3]}
     return EventTable(a[:, 0], a[:, 1], a[:, 2], cols)
@@ -228,9 +228,9 @@ def _read_delimited(text: str, p: Path, pixel_size: float | None, exocytosis_lab
              h.lower() not in ("tomo_idx", "obj_id")]
     vals: list[list[float]] = []
     for lineno, r in enumerate(body, start=2):
-        if ilabel is not None and int(float(r[ilabel])) != exocytosis_label:
-            continue
         try:
+            if ilabel is not None and int(float(r[ilabel])) != exocytosis_label:
+                continue
             vals.append([float(r[ix]), float(r[iy]), float(r[iz])] + [_num(r, i) for i, _ in extra])
         except (ValueError, IndexError):
             raise ExodfError(f"{p}, line {lineno}: {delim.join(r)!r} has no number in X, Y or "

@@ -26,7 +26,7 @@ import numpy as np
 from .atomic import write_text_atomic
 from .checkpoint import load_checkpoint, plot_history, save_checkpoint, save_weights, write_history
 from .errors import ExodfError
-from .sampling import N_CLASSES, TrainingMovie, sample_batch
+from .sampling import TrainingMovie, sample_batch
 
 __all__ = ["Stage", "TrainConfig", "ORIGINAL_CURRICULUM", "TrainResult", "tversky_loss", "train_network",
            "voxel_scores"]
