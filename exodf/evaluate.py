@@ -69,8 +69,28 @@ def _ratio(num: int, den: int) -> float | None:
     return num / den if den > 0 else None
 
 
+class _Scores:
+    """Precision, recall and F1 from ``tp``, ``fp`` and ``fn`` (``None`` where the denominator is 0)."""
+
+    tp: int
+    fp: int
+    fn: int
+
+    @property
+    def precision(self) -> float | None:
+        return _ratio(self.tp, self.tp + self.fp)
+
+    @property
+    def recall(self) -> float | None:
+        return _ratio(self.tp, self.tp + self.fn)
+
+    @property
+    def f1(self) -> float | None:
+        return _ratio(2 * self.tp, 2 * self.tp + self.fp + self.fn)
+
+
 @dataclass(frozen=True, eq=False)
-class Matching:
+class Matching(_Scores):
     """The outcome of matching one movie's predictions with its ground truth.
 
     Attributes
@@ -112,18 +132,6 @@ class Matching:
     def gt_hit(self) -> int:
         """Number of distinct ground-truth events matched by at least one prediction."""
         return int(self.gt_matched.sum())
-
-    @property
-    def precision(self) -> float | None:
-        return _ratio(self.tp, self.tp + self.fp)
-
-    @property
-    def recall(self) -> float | None:
-        return _ratio(self.tp, self.tp + self.fn)
-
-    @property
-    def f1(self) -> float | None:
-        return _ratio(2 * self.tp, 2 * self.tp + self.fp + self.fn)
 
     def as_dict(self) -> dict[str, float | int | None]:
         """Counts and scores (``None`` where undefined), for JSON."""
@@ -265,7 +273,7 @@ def mean_sd(values: Iterable[float | None]) -> tuple[float | None, float | None,
 
 
 @dataclass(frozen=True)
-class Summary:
+class Summary(_Scores):
     """Scores over several movies: per-movie mean ± SD (the paper's Table 1) and pooled counts."""
 
     n_movies: int
@@ -278,19 +286,6 @@ class Summary:
     recall_sd: float | None
     f1_mean: float | None
     f1_sd: float | None
-
-    @property
-    def precision(self) -> float | None:
-        """Pooled precision (from the summed counts)."""
-        return _ratio(self.tp, self.tp + self.fp)
-
-    @property
-    def recall(self) -> float | None:
-        return _ratio(self.tp, self.tp + self.fn)
-
-    @property
-    def f1(self) -> float | None:
-        return _ratio(2 * self.tp, 2 * self.tp + self.fp + self.fn)
 
     def as_dict(self) -> dict[str, float | int | None]:
         d: dict[str, float | int | None] = {k: getattr(self, k) for k in (
