@@ -4,7 +4,12 @@ Frame by frame, every spot may continue a track whose last spot lies at most ``m
 at most ``max_gap`` frames back (``max_gap=0``: the previous frame only). Candidate (spot, track) pairs are
 taken in order of increasing distance (ties: the more recent track, then the lower index), each spot and
 each track at most once per frame; spots left over start new tracks. This is the linking ExoJ describes
-(spatial search radius, temporal search depth) and ADAE's merging of repeated detections.
+(spatial search radius, temporal search depth: depth ``D`` is ``max_gap = D - 1``) and ADAE's merging of
+repeated detections.
+
+``metric="exoj"`` measures distance as ExoJ's code does (``Vesicle.getDistance`` in
+github.com/zs6e/excytosis-analyzer-plugin): ``sqrt(|dy| + |dx|)``, linked when strictly below
+``max_distance`` (search radius 2 px: ``|dy| + |dx| <= 3``).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ __all__ = ["link_spots", "track_slices"]
 
 
 def link_spots(frame: np.ndarray, y: np.ndarray, x: np.ndarray, max_distance: float,
-               max_gap: int = 0) -> np.ndarray:
+               max_gap: int = 0, metric: str = "euclidean") -> np.ndarray:
     """Link spots into tracks.
 
     Parameters
@@ -27,6 +32,8 @@ def link_spots(frame: np.ndarray, y: np.ndarray, x: np.ndarray, max_distance: fl
         Largest jump between consecutive spots of a track (px).
     max_gap
         Number of frames a track may skip (0: consecutive frames only).
+    metric
+        ``"euclidean"`` (linked at distance <= ``max_distance``) or ``"exoj"`` (see the module docstring).
 
     Returns
     -------
@@ -40,6 +47,9 @@ def link_spots(frame: np.ndarray, y: np.ndarray, x: np.ndarray, max_distance: fl
         raise ValueError("link_spots: frame, y and x must have the same length")
     if max_distance < 0 or max_gap < 0:
         raise ValueError("link_spots: max_distance and max_gap must be >= 0")
+    if metric not in ("euclidean", "exoj"):
+        raise ValueError(f"link_spots: metric must be 'euclidean' or 'exoj', got {metric!r}")
+    exoj = metric == "exoj"
     n = frame.shape[0]
     track = np.full(n, -1, dtype=np.int64)
     if n == 0:
@@ -57,11 +67,21 @@ def link_spots(frame: np.ndarray, y: np.ndarray, x: np.ndarray, max_distance: fl
         pairs: list[tuple[float, int, int, int]] = []
         if live:
             tree = cKDTree(np.stack([[t_y[k] for k in live], [t_x[k] for k in live]], axis=1))
-            near = tree.query_ball_point(np.stack([y[group], x[group]], axis=1), r=max_distance + 1e-9)
+            pts = np.stack([y[group], x[group]], axis=1)
+            if exoj:
+                near = tree.query_ball_point(pts, r=max_distance ** 2, p=1)
+            else:
+                near = tree.query_ball_point(pts, r=max_distance + 1e-9)
             for si, ks in enumerate(near):
                 for kk in ks:
                     k = live[kk]
-                    d = float(np.hypot(y[group[si]] - t_y[k], x[group[si]] - t_x[k]))
+                    dy, dx = y[group[si]] - t_y[k], x[group[si]] - t_x[k]
+                    if exoj:
+                        d = float(np.sqrt(abs(dy) + abs(dx)))
+                        if not d < max_distance:
+                            continue
+                    else:
+                        d = float(np.hypot(dy, dx))
                     pairs.append((d, f - t_f[k], si, k))
         pairs.sort()
         used_s: set[int] = set()
