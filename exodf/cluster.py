@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from scipy import ndimage
 
 from .events import EventTable
 
-__all__ = ["ClusterConfig", "labels_to_events", "EXOCYTOSIS"]
+__all__ = ["ClusterConfig", "labels_to_events", "points_to_events", "EXOCYTOSIS"]
 
 EXOCYTOSIS = 2
 
@@ -39,14 +38,28 @@ class ClusterConfig:
             raise ValueError(f"ClusterConfig.min_score must be within [0, 1], got {self.min_score}")
 
 
-def _groups(mask: np.ndarray, gap: float) -> list[np.ndarray]:
-    """Voxel coordinates of ``mask`` split into groups whose bounding boxes, grown by ``gap``, do not touch."""
-    lab, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
-    if n == 0:
+def _groups(points: np.ndarray, gap: float) -> list[np.ndarray]:
+    """Indices into ``points`` (N, 3), split into groups whose bounding boxes, grown by ``gap``, do not touch.
+
+    Groups start as the 26-connected components of the voxels, found from the points themselves (no dense
+    volume is needed, so memory follows the number of exocytosis voxels, not the movie's size).
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
+
+    n_pts = points.shape[0]
+    if n_pts == 0:
         return []
-    boxes = ndimage.find_objects(lab)
-    lo = np.array([[s.start for s in b] for b in boxes], dtype=float) - gap
-    hi = np.array([[s.stop - 1 for s in b] for b in boxes], dtype=float) + gap
+    pairs = cKDTree(points).query_pairs(r=1.0, p=np.inf, output_type="ndarray")
+    graph = coo_matrix((np.ones(len(pairs), dtype=np.int8), (pairs[:, 0], pairs[:, 1])), shape=(n_pts, n_pts))
+    n, comp = connected_components(graph, directed=False)
+    lo = np.full((n, 3), np.inf)
+    hi = np.full((n, 3), -np.inf)
+    np.minimum.at(lo, comp, points)
+    np.maximum.at(hi, comp, points)
+    lo -= gap
+    hi += gap
     parent = np.arange(n)
 
     def find(i: int) -> int:
@@ -55,34 +68,45 @@ def _groups(mask: np.ndarray, gap: float) -> list[np.ndarray]:
             i = parent[i]
         return int(i)
 
-    order = np.argsort(lo[:, 0])
     active: list[int] = []
-    for i in order:  # sweep along t; compare with components whose t-range can still overlap
+    for i in np.argsort(lo[:, 0], kind="stable"):  # sweep along t; compare with groups whose t-range can overlap
         active = [j for j in active if hi[j, 0] >= lo[i, 0]]
         for j in active:
             if np.all(lo[i] <= hi[j]) and np.all(lo[j] <= hi[i]):
                 parent[find(i)] = find(j)
         active.append(int(i))
-    roots = np.array([find(i) for i in range(n)])
-    coords = np.argwhere(lab > 0)
-    comp_root = roots[lab[tuple(coords.T)] - 1]
-    order = np.argsort(comp_root, kind="stable")
-    coords, comp_root = coords[order], comp_root[order]
-    splits = np.flatnonzero(np.diff(comp_root)) + 1
-    return np.split(coords, splits)
+    roots = np.array([find(i) for i in range(n)])[comp]
+    order = np.lexsort(points.T[::-1])  # C order (t, then y, then x), as np.argwhere of a volume gives
+    order = order[np.argsort(roots[order], kind="stable")]
+    splits = np.flatnonzero(np.diff(roots[order])) + 1
+    return np.split(order, splits)
 
 
 def labels_to_events(labels: np.ndarray, exo_probability: np.ndarray | None = None,
                      config: ClusterConfig = ClusterConfig(), label: int = EXOCYTOSIS,
                      progress: Callable[[int, int], None] | None = None) -> EventTable:
-    """Cluster the voxels of ``labels == label`` into events.
+    """Cluster the voxels of ``labels == label`` (a dense (T, Y, X) segmentation) into events.
+
+    ``exo_probability``, an optional (T, Y, X) exocytosis probability, gives each event's ``score`` (its
+    voxels' mean). See :func:`points_to_events`.
+    """
+    if labels.ndim != 3:
+        raise ValueError(f"labels_to_events: expected (T, Y, X) labels, got shape {labels.shape}")
+    points = np.argwhere(np.asarray(labels) == label)
+    scores = None if exo_probability is None else np.asarray(exo_probability)[tuple(points.T)]
+    return points_to_events(points, scores, config, progress)
+
+
+def points_to_events(points: np.ndarray, scores: np.ndarray | None = None, config: ClusterConfig = ClusterConfig(),
+                     progress: Callable[[int, int], None] | None = None) -> EventTable:
+    """Cluster exocytosis voxels into events, as the original does on its label volume.
 
     Parameters
     ----------
-    labels
-        (T, Y, X) segmentation (0 background, 1 bright spot, 2 exocytosis).
-    exo_probability
-        Optional (T, Y, X) exocytosis probability; each event's ``score`` is its voxels' mean.
+    points
+        (N, 3) integer (t, y, x) coordinates of the exocytosis voxels, in any order.
+    scores
+        Optional (N,) exocytosis probability of each voxel; each event's ``score`` is its voxels' mean.
     config
         Bandwidth and the size/score filters.
 
@@ -93,26 +117,28 @@ def labels_to_events(labels: np.ndarray, exo_probability: np.ndarray | None = No
     """
     from sklearn.cluster import MeanShift
 
-    if labels.ndim != 3:
-        raise ValueError(f"labels_to_events: expected (T, Y, X) labels, got shape {labels.shape}")
-    groups = _groups(np.asarray(labels) == label, 2 * config.bandwidth)
-    centres, sizes, scores = [], [], []
-    for k, pts in enumerate(groups):
-        ms = MeanShift(bandwidth=config.bandwidth, bin_seeding=True).fit(pts.astype(np.float64))
+    points = np.asarray(points)
+    if points.ndim != 2 or points.shape[1] != 3:
+        raise ValueError(f"points_to_events: expected (N, 3) t, y, x coordinates, got shape {points.shape}")
+    if scores is not None and len(scores) != len(points):
+        raise ValueError(f"points_to_events: {len(scores)} scores for {len(points)} points")
+    groups = _groups(points, 2 * config.bandwidth)
+    centres, sizes, means = [], [], []
+    for k, idx in enumerate(groups):
+        ms = MeanShift(bandwidth=config.bandwidth, bin_seeding=True).fit(points[idx].astype(np.float64))
         for c in range(ms.cluster_centers_.shape[0]):
-            members = pts[ms.labels_ == c]
+            members = idx[ms.labels_ == c]
             centres.append(ms.cluster_centers_[c])
             sizes.append(members.shape[0])
-            scores.append(float(np.mean(exo_probability[tuple(members.T)], dtype=np.float64))
-                          if exo_probability is not None else np.nan)
+            means.append(float(np.mean(scores[members], dtype=np.float64)) if scores is not None else np.nan)
         if progress is not None:
             progress(k + 1, len(groups))
     if not centres:
         return EventTable.empty(("size", "score"))
     c = np.array(centres)
     table = EventTable(c[:, 2], c[:, 1], c[:, 0], {"size": np.array(sizes, dtype=np.int64),
-                                                  "score": np.array(scores, dtype=np.float64)})
+                                                  "score": np.array(means, dtype=np.float64)})
     keep = table.columns["size"] >= config.min_size
-    if exo_probability is not None:
+    if scores is not None:
         keep &= table.columns["score"] >= config.min_score
     return table.select(keep).sorted()

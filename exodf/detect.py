@@ -7,22 +7,23 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import numpy as np
 
-from .cluster import ClusterConfig, labels_to_events
+from .cluster import EXOCYTOSIS, ClusterConfig, points_to_events
 from .evaluate import exclude_events
 from .events import EventTable
-from .predict import InferenceConfig, iter_probability_blocks, labels_from_probabilities, predict_probabilities
+from .predict import SLC, InferenceConfig, iter_probability_blocks, labels_from_probabilities, predict_probabilities
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
 
-__all__ = ["DetectConfig", "Segmentation", "Detection", "segment_movie", "events_from_segmentation",
-           "detect_events"]
+__all__ = ["DetectConfig", "Segmentation", "Detection", "segment_movie", "collect_segmentation",
+           "events_from_segmentation", "detect_events"]
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
+WHOLE: SLC = (slice(None), slice(None), slice(None))
 
 
 @dataclass(frozen=True)
@@ -50,10 +51,53 @@ class DetectConfig:
 
 @dataclass
 class Segmentation:
-    """Argmax labels (T, Y, X) int8 and the exocytosis probability (T, Y, X) float32."""
+    """What the network says about a movie, kept compact enough for a 1000-frame movie.
+
+    Attributes
+    ----------
+    labels
+        Argmax labels (T, Y, X) int8: 0 background, 1 bright spot, 2 exocytosis.
+    points
+        (N, 3) int32 (t, y, x) of the exocytosis voxels (``labels == 2``), in C order.
+    scores
+        (N,) float32 exocytosis probability of each of those voxels.
+    exocytosis_max
+        (Y, X) float32 exocytosis probability's maximum over time (for pictures).
+    """
 
     labels: np.ndarray
-    exocytosis: np.ndarray
+    points: np.ndarray
+    scores: np.ndarray
+    exocytosis_max: np.ndarray
+
+
+def collect_segmentation(shape: tuple[int, int, int], blocks: Iterable[tuple[SLC, np.ndarray]],
+                         probabilities_out: np.ndarray | None = None) -> Segmentation:
+    """Assemble a :class:`Segmentation` of a (T, Y, X) movie from (region, probabilities (t, y, x, 3)) blocks
+    that cover it once, without ever holding the probabilities of the whole movie.
+
+    ``probabilities_out``, if given, receives all class probabilities as (T, C, Y, X).
+    """
+    labels = np.zeros(shape, dtype=np.int8)
+    exo_max = np.zeros(shape[1:], dtype=np.float32)
+    points, scores = [], []
+    for region, probs in blocks:
+        lab = labels_from_probabilities(probs)
+        labels[region] = lab
+        exo = probs[..., 2]
+        idx = np.nonzero(lab == EXOCYTOSIS)
+        if idx[0].size:
+            origin = np.array([r.start or 0 for r in region], dtype=np.int32)
+            points.append(np.stack(idx, axis=1).astype(np.int32) + origin)
+            scores.append(exo[idx].astype(np.float32))
+        np.maximum(exo_max[region[1:]], exo.max(axis=0), out=exo_max[region[1:]])
+        if probabilities_out is not None:
+            t, y, x = region
+            probabilities_out[t, :, y, x] = np.moveaxis(probs, -1, 1)
+    pts = np.concatenate(points) if points else np.empty((0, 3), dtype=np.int32)
+    sc = np.concatenate(scores) if scores else np.empty(0, dtype=np.float32)
+    order = np.lexsort(pts.T[::-1])
+    return Segmentation(labels, pts[order], sc[order], exo_max)
 
 
 @dataclass
@@ -70,7 +114,7 @@ class Detection:
 
 def segment_movie(movie: np.ndarray, net: "keras.Model", config: InferenceConfig = InferenceConfig(),
                   progress: Progress | None = None, probabilities_out: np.ndarray | None = None) -> Segmentation:
-    """Normalise ``movie`` (T, Y, X), run the network, and return labels and exocytosis probability.
+    """Normalise ``movie`` (T, Y, X), run the network, and return its :class:`Segmentation`.
 
     ``probabilities_out``, if given, receives all class probabilities as (T, C, Y, X) (e.g. a memory-mapped
     ImageJ hyperstack).
@@ -79,26 +123,17 @@ def segment_movie(movie: np.ndarray, net: "keras.Model", config: InferenceConfig
         raise ValueError(f"segment_movie: expected a (T, Y, X) movie, got shape {movie.shape}")
     tile_progress = (lambda d, n: progress("network", d, n)) if progress else None
     if config.tiling == "original":
-        probs = predict_probabilities(movie, net, config, tile_progress)
-        if probabilities_out is not None:
-            probabilities_out[...] = np.moveaxis(probs, -1, 1)
-        return Segmentation(labels_from_probabilities(probs), probs[..., 2].astype(np.float32))
-    labels = np.empty(movie.shape, dtype=np.int8)
-    exo = np.empty(movie.shape, dtype=np.float32)
-    for region, probs in iter_probability_blocks(movie, net, config, tile_progress):
-        labels[region] = labels_from_probabilities(probs)
-        exo[region] = probs[..., 2]
-        if probabilities_out is not None:
-            t, y, x = region
-            probabilities_out[t, :, y, x] = np.moveaxis(probs, -1, 1)
-    return Segmentation(labels, exo)
+        blocks = [(WHOLE, predict_probabilities(movie, net, config, tile_progress))]
+        return collect_segmentation(movie.shape, blocks, probabilities_out)
+    return collect_segmentation(movie.shape, iter_probability_blocks(movie, net, config, tile_progress),
+                                probabilities_out)
 
 
 def events_from_segmentation(seg: Segmentation, config: DetectConfig = DetectConfig(),
                              mask: np.ndarray | None = None, progress: Progress | None = None) -> EventTable:
     """Mean-shift the exocytosis voxels into events, then apply the edge and mask filters."""
     cl_progress = (lambda d, n: progress("clustering", d, n)) if progress else None
-    events = labels_to_events(seg.labels, seg.exocytosis, config.cluster, progress=cl_progress)
+    events = points_to_events(seg.points, seg.scores, config.cluster, progress=cl_progress)
     return exclude_events(events, seg.labels.shape[0], config.exclude_edges, mask)
 
 

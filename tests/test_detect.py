@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from exodf.cluster import labels_to_events
+from exodf.cluster import labels_to_events, points_to_events
 from exodf.detect import DetectConfig, detect_events
 from exodf.evaluate import match_events, score_events
 from exodf.events import read_events
@@ -89,7 +89,10 @@ def test_default_probabilities_do_not_depend_on_tiles(movie: np.ndarray, publish
 
 def test_segment_and_cluster_are_consistent(default_mode) -> None:
     seg = default_mode.segmentation
-    again = labels_to_events(seg.labels, seg.exocytosis)
+    again = points_to_events(seg.points, seg.scores)
     np.testing.assert_allclose(again.coords(), default_mode.events.coords())
+    np.testing.assert_array_equal(seg.points, np.argwhere(seg.labels == 2))  # the sparse voxels are the label's
+    np.testing.assert_allclose(labels_to_events(seg.labels).coords(), default_mode.events.coords())
+    assert seg.exocytosis_max.shape == seg.labels.shape[1:] and seg.scores.max() <= seg.exocytosis_max.max()
     assert (default_mode.events.columns["score"] > 0.3).all()
     assert default_mode.events.columns["size"].sum() <= np.count_nonzero(seg.labels == 2)

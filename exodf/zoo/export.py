@@ -231,7 +231,7 @@ def _write_cover(pkg: Path, net: Any) -> Path:
     ax[0].scatter(ev.x[near], ev.y[near], s=260, facecolors="none", edgecolors="#ff4040", linewidths=2)
     ax[0].scatter(ev.x[~near], ev.y[~near], s=120, facecolors="none", edgecolors="#ffd040", linewidths=1)
     ax[0].set_title(f"frame {frame + 1}: events (red: this frame, yellow: others)", fontsize=9)
-    ax[1].imshow(det.segmentation.exocytosis.max(axis=0), cmap="magma", vmin=0, vmax=1)
+    ax[1].imshow(det.segmentation.exocytosis_max, cmap="magma", vmin=0, vmax=1)
     ax[1].set_title("exocytosis probability (max over time)", fontsize=9)
     for a in ax:
         a.set_axis_off()

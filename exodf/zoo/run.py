@@ -11,13 +11,13 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 import numpy as np
 
-from ..detect import DetectConfig, Detection, Segmentation, events_from_segmentation
+from ..detect import WHOLE, DetectConfig, Detection, collect_segmentation, events_from_segmentation
 from ..errors import ExodfError
-from ..predict import iter_tiled_blocks, labels_from_probabilities, original_probabilities
+from ..predict import SLC, iter_tiled_blocks, original_probabilities
 
 __all__ = ["detect_with_package", "load_package", "PackageNetwork", "AXES"]
 
@@ -141,17 +141,10 @@ def detect_with_package(model_path: str | os.PathLike[str], movie: np.ndarray,
     inference = config.inference
     tile_progress = (lambda d, n: progress("network", d, n)) if progress else None
     if inference.tiling == "original":
-        probs = original_probabilities(norm, net.block, inference.patch, tile_progress)
-        if probabilities_out is not None:
-            probabilities_out[...] = np.moveaxis(probs, -1, 1)
-        seg = Segmentation(labels_from_probabilities(probs), probs[..., 2].astype(np.float32))
+        blocks: Iterable[tuple[SLC, np.ndarray]] = [
+            (WHOLE, original_probabilities(norm, net.block, inference.patch, tile_progress))]
     else:
-        seg = Segmentation(np.empty(norm.shape, dtype=np.int8), np.empty(norm.shape, dtype=np.float32))
-        for region, probs in iter_tiled_blocks(norm, net.block, progress=tile_progress):
-            seg.labels[region] = labels_from_probabilities(probs)
-            seg.exocytosis[region] = probs[..., 2]
-            if probabilities_out is not None:
-                t, y, x = region
-                probabilities_out[t, :, y, x] = np.moveaxis(probs, -1, 1)
+        blocks = iter_tiled_blocks(norm, net.block, progress=tile_progress)
+    seg = collect_segmentation(movie.shape, blocks, probabilities_out)
     events = events_from_segmentation(seg, config, mask, progress)
     return Detection(events, seg, movie.shape[0], time.perf_counter() - t0)
