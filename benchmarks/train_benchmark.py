@@ -11,7 +11,7 @@
 Training movies use seeds 0.. (the last one is the validation movie), test movies seeds 1000..; every movie is
 simulated with the chosen preset at --frames x --size x --size. Training stops at the end of the epoch that
 passes --minutes (the curriculum and the learning rate are options; the defaults are sized for a CPU).
-Scores use the paper's rule with the first and last 25 frames excluded (as benchmarks/detect_benchmark.py).
+Scores use the paper's rule with the first and last 25 frames excluded (as `exodf bench`).
 """
 
 from __future__ import annotations

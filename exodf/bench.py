@@ -1,0 +1,155 @@
+"""``exodf bench``: how fast and how lean detection is here, and whether it still finds the same events.
+
+A control movie is simulated (cached in the work folder), ``exodf detect`` runs on it exactly as a user
+runs it, in a child process whose own peak resident memory comes from the kernel (``wait4``), and its
+events are compared with a reference computed independently: the network run as plain Keras calls on
+tiles whose halo covers its whole receptive field (:func:`exodf.predict.iter_tiled_blocks`), which equals
+one whole-volume pass. Agreement is the F1 of a one-to-one matching at ≤ 1.5 px and ≤ 1 frame.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from .errors import ExodfError
+
+__all__ = ["BenchResult", "run_bench", "AGREEMENT_RULE"]
+
+AGREEMENT_RULE: dict[str, Any] = {"max_distance": 1.5, "dt_min": -1, "dt_max": 1, "one_to_one": True}
+REFERENCE_CORE = (48, 192, 192)  # tiles of the reference pass (core; the halo is the receptive field)
+
+
+@dataclass
+class BenchResult:
+    """Figures of one ``exodf bench`` run (seconds are wall time; RSS is the detect process's peak)."""
+
+    frames: int
+    size: int
+    seconds: float
+    frames_per_second: float
+    peak_rss_gb: float
+    events: int
+    f1_vs_truth: Optional[float]
+    agreement_f1: Optional[float]
+    reference_events: Optional[int]
+    reference_seconds: Optional[float]
+    cpus: int
+    device: str
+    tiling: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.as_dict())
+
+
+def _device() -> str:
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    return f"GPU ({', '.join(g.name for g in gpus)})" if gpus else "CPU"
+
+
+def _simulated_movie(work: Path, frames: int, size: int, seed: int) -> tuple[Path, Path]:
+    from .events import write_events
+    from .io import write_tiff
+    from .simulate import preset, simulate
+
+    movie = work / f"control_{frames}x{size}x{size}_seed{seed}.tif"
+    truth = movie.with_name(movie.stem + "_truth.csv")
+    if not (movie.is_file() and truth.is_file()):
+        sim = simulate(preset("control", n_frames=frames, height=size, width=size), seed=seed)
+        write_tiff(movie, sim.movie)
+        write_events(sim.truth, truth)
+    return movie, truth
+
+
+def _timed_detect(movie: Path, out: Path, tiling: str, weights: Optional[Path]) -> tuple[float, float]:
+    """Run ``exodf detect`` in a child process; (seconds, its peak RSS in GB)."""
+    cmd = [sys.executable, "-m", "exodf", "detect", str(movie), "-o", str(out), "--tiling", tiling, "-q"]
+    if weights is not None:
+        cmd += ["--weights", str(weights)]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise ExodfError(f"exodf detect failed on {movie} (exit {proc.returncode}):\n{err.strip()}")
+    return seconds, usage.ru_maxrss / 1e6  # Linux reports kB
+
+
+def reference_events(movie: np.ndarray, weights: Optional[Path] = None,
+                     progress: Optional[Callable[[int, int], None]] = None) -> Any:
+    """Events from the network run as plain Keras calls on receptive-field-halo tiles (= a whole-volume pass)."""
+    from .detect import DetectConfig, collect_segmentation, events_from_segmentation
+    from .jobs import load_detector
+    from .normalize import normalize_frames
+    from .predict import iter_tiled_blocks, keras_block_fn
+
+    net = load_detector(weights)
+    blocks = iter_tiled_blocks(normalize_frames(movie), keras_block_fn(net), core=REFERENCE_CORE, progress=progress)
+    return events_from_segmentation(collect_segmentation(movie.shape, blocks), DetectConfig())
+
+
+def run_bench(frames: int = 1000, size: int = 300, seed: int = 0, work: Optional[Path] = None,
+              reference: bool = True, tiling: str = "context", weights: Optional[Path] = None,
+              progress: Optional[Callable[[str, int, int], None]] = None) -> BenchResult:
+    """Simulate (or reuse) a control movie, time ``exodf detect`` on it and score it.
+
+    Parameters
+    ----------
+    frames, size, seed
+        The simulated movie: ``frames`` × ``size`` × ``size`` px (control preset).
+    work
+        Folder for the movie and the event tables (kept; a second run reuses the movie).
+    reference
+        Also compute the independent whole-volume reference and the agreement with it (slower than detect).
+    tiling
+        ``exodf detect --tiling``.
+    """
+    from .evaluate import score_events
+    from .events import read_events
+    from .io import read_movie
+
+    if frames < 1 or size < 8:
+        raise ExodfError(f"exodf bench: --frames must be >= 1 and --size >= 8 (got {frames}, {size})")
+    work = Path(work) if work is not None else Path.cwd() / "exodf-bench"
+    work.mkdir(parents=True, exist_ok=True)
+    if progress:
+        progress("simulate", 0, 1)
+    movie_path, truth_path = _simulated_movie(work, frames, size, seed)
+    if progress:
+        progress("simulate", 1, 1)
+        progress("detect", 0, 1)
+    out = work / f"{movie_path.stem}_events_{tiling}.csv"
+    seconds, rss = _timed_detect(movie_path, out, tiling, weights)
+    if progress:
+        progress("detect", 1, 1)
+    events, truth = read_events(out), read_events(truth_path)
+    agreement = ref_events = ref_seconds = None
+    if reference:
+        t0 = time.perf_counter()
+        ref = reference_events(read_movie(movie_path), weights,
+                               (lambda d, n: progress("reference", d, n)) if progress else None)
+        ref_seconds = round(time.perf_counter() - t0, 1)
+        agreement = score_events(events, ref, **AGREEMENT_RULE).f1
+        ref_events = len(ref)
+    f1 = score_events(events, truth, frames, exclude_edges=25 if frames > 50 else 0).f1
+    return BenchResult(frames=frames, size=size, seconds=round(seconds, 1),
+                       frames_per_second=round(frames / seconds, 2), peak_rss_gb=round(rss, 2), events=len(events),
+                       f1_vs_truth=f1, agreement_f1=agreement, reference_events=ref_events,
+                       reference_seconds=ref_seconds, cpus=os.cpu_count() or 1, device=_device(), tiling=tiling)

@@ -1,0 +1,42 @@
+"""``exodf bench`` end to end on a small simulated movie: figures as JSON, the movie reused, clear errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.weights
+
+
+def _bench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "exodf", "bench", "--work", str(tmp_path / "work"), *args],
+                          capture_output=True, text=True, timeout=900)
+
+
+def test_bench_json_figures_and_agreement(tmp_path: Path, weights_path: Path) -> None:
+    res = _bench(tmp_path, "--frames", "40", "--size", "64", "--seed", "1", "--json")
+    assert res.returncode == 0, res.stderr
+    fig = json.loads(res.stdout.strip().splitlines()[-1])
+    assert fig["frames"] == 40 and fig["size"] == 64 and fig["tiling"] == "context"
+    assert fig["seconds"] > 0 and fig["frames_per_second"] == pytest.approx(40 / fig["seconds"], rel=0.01)
+    assert 0.2 < fig["peak_rss_gb"] < 8  # the child's own peak: TensorFlow alone is a few hundred MB
+    assert fig["events"] >= 2 and fig["events"] == fig["reference_events"]
+    assert fig["agreement_f1"] == 1.0  # the streamed pass finds what the whole-volume reference finds
+    assert fig["f1_vs_truth"] is not None and fig["f1_vs_truth"] >= 0.5
+    movies = sorted((tmp_path / "work").glob("*.tif"))
+    assert [m.name for m in movies] == ["control_40x64x64_seed1.tif"]
+    again = _bench(tmp_path, "--frames", "40", "--size", "64", "--seed", "1", "--no-reference", "-q")
+    assert again.returncode == 0, again.stderr
+    assert "agreement        not computed" in again.stdout and "peak RSS" in again.stdout
+    assert sorted((tmp_path / "work").glob("*.tif")) == movies  # the simulated movie is reused
+
+
+def test_bench_refuses_bad_sizes(tmp_path: Path) -> None:
+    res = _bench(tmp_path, "--frames", "0", "--no-reference")
+    assert res.returncode != 0
+    assert "--frames must be >= 1" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "work").exists()
