@@ -56,34 +56,40 @@ class Segmentation:
     Attributes
     ----------
     labels
-        Argmax labels (T, Y, X) int8: 0 background, 1 bright spot, 2 exocytosis.
+        Argmax labels (T, Y, X) int8: 0 background, 1 bright spot, 2 exocytosis; None where not kept (a
+        movie larger than memory needs only the rest).
     points
         (N, 3) int32 (t, y, x) of the exocytosis voxels (``labels == 2``), in C order.
     scores
         (N,) float32 exocytosis probability of each of those voxels.
     exocytosis_max
         (Y, X) float32 exocytosis probability's maximum over time (for pictures).
+    shape
+        The movie's (T, Y, X).
     """
 
-    labels: np.ndarray
+    labels: np.ndarray | None
     points: np.ndarray
     scores: np.ndarray
     exocytosis_max: np.ndarray
+    shape: tuple[int, int, int]
 
 
 def collect_segmentation(shape: tuple[int, int, int], blocks: Iterable[tuple[SLC, np.ndarray]],
-                         probabilities_out: np.ndarray | None = None) -> Segmentation:
+                         probabilities_out: np.ndarray | None = None, keep_labels: bool = True) -> Segmentation:
     """Assemble a :class:`Segmentation` of a (T, Y, X) movie from (region, probabilities (t, y, x, 3)) blocks
     that cover it once, without ever holding the probabilities of the whole movie.
 
-    ``probabilities_out``, if given, receives all class probabilities as (T, C, Y, X).
+    ``probabilities_out``, if given, receives all class probabilities as (T, C, Y, X). Without
+    ``keep_labels`` memory follows the exocytosis voxels only, not the movie's size.
     """
-    labels = np.zeros(shape, dtype=np.int8)
+    labels = np.zeros(shape, dtype=np.int8) if keep_labels else None
     exo_max = np.zeros(shape[1:], dtype=np.float32)
     points, scores = [], []
     for region, probs in blocks:
         lab = labels_from_probabilities(probs)
-        labels[region] = lab
+        if labels is not None:
+            labels[region] = lab
         exo = probs[..., 2]
         idx = np.nonzero(lab == EXOCYTOSIS)
         if idx[0].size:
@@ -97,7 +103,7 @@ def collect_segmentation(shape: tuple[int, int, int], blocks: Iterable[tuple[SLC
     pts = np.concatenate(points) if points else np.empty((0, 3), dtype=np.int32)
     sc = np.concatenate(scores) if scores else np.empty(0, dtype=np.float32)
     order = np.lexsort(pts.T[::-1])
-    return Segmentation(labels, pts[order], sc[order], exo_max)
+    return Segmentation(labels, pts[order], sc[order], exo_max, tuple(shape))  # type: ignore[arg-type]
 
 
 @dataclass
@@ -113,7 +119,8 @@ class Detection:
 
 
 def segment_movie(movie: np.ndarray, net: "keras.Model", config: InferenceConfig = InferenceConfig(),
-                  progress: Progress | None = None, probabilities_out: np.ndarray | None = None) -> Segmentation:
+                  progress: Progress | None = None, probabilities_out: np.ndarray | None = None,
+                  keep_labels: bool = True) -> Segmentation:
     """Normalise ``movie`` (T, Y, X), run the network, and return its :class:`Segmentation`.
 
     ``probabilities_out``, if given, receives all class probabilities as (T, C, Y, X) (e.g. a memory-mapped
@@ -124,9 +131,9 @@ def segment_movie(movie: np.ndarray, net: "keras.Model", config: InferenceConfig
     tile_progress = (lambda d, n: progress("network", d, n)) if progress else None
     if config.tiling == "original":
         blocks = [(WHOLE, predict_probabilities(movie, net, config, tile_progress))]
-        return collect_segmentation(movie.shape, blocks, probabilities_out)
+        return collect_segmentation(movie.shape, blocks, probabilities_out, keep_labels)
     return collect_segmentation(movie.shape, iter_probability_blocks(movie, net, config, tile_progress),
-                                probabilities_out)
+                                probabilities_out, keep_labels)
 
 
 def events_from_segmentation(seg: Segmentation, config: DetectConfig = DetectConfig(),
@@ -134,16 +141,19 @@ def events_from_segmentation(seg: Segmentation, config: DetectConfig = DetectCon
     """Mean-shift the exocytosis voxels into events, then apply the edge and mask filters."""
     cl_progress = (lambda d, n: progress("clustering", d, n)) if progress else None
     events = points_to_events(seg.points, seg.scores, config.cluster, progress=cl_progress)
-    return exclude_events(events, seg.labels.shape[0], config.exclude_edges, mask)
+    return exclude_events(events, seg.shape[0], config.exclude_edges, mask)
 
 
 def detect_events(movie: np.ndarray, net: "keras.Model", config: DetectConfig = DetectConfig(),
                   mask: np.ndarray | None = None, progress: Progress | None = None,
-                  probabilities_out: np.ndarray | None = None) -> Detection:
-    """Every exocytosis event of ``movie`` (T, Y, X): the whole pipeline on arrays."""
+                  probabilities_out: np.ndarray | None = None, keep_labels: bool = True) -> Detection:
+    """Every exocytosis event of ``movie`` (T, Y, X): the whole pipeline on arrays.
+
+    ``keep_labels=False`` drops the dense label volume from the result (see :class:`Segmentation`).
+    """
     if mask is not None and mask.shape != movie.shape[1:]:
         raise ValueError(f"detect_events: mask shape {mask.shape} differs from the frame shape {movie.shape[1:]}")
     t0 = time.perf_counter()
-    seg = segment_movie(movie, net, config.inference, progress, probabilities_out)
+    seg = segment_movie(movie, net, config.inference, progress, probabilities_out, keep_labels)
     events = events_from_segmentation(seg, config, mask, progress)
     return Detection(events, seg, movie.shape[0], time.perf_counter() - t0)

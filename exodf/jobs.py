@@ -104,7 +104,7 @@ def detect_file(movie_path: str | os.PathLike[str], out_path: str | os.PathLike[
             det: Detection = detect_with_package(request.model, movie, config, mask, cb, prob_map)
         else:
             net = load_detector(request.weights)
-            det = detect_events(movie, net, config, mask, cb, prob_map)
+            det = detect_events(movie, net, config, mask, cb, prob_map, keep_labels=False)
         if prob_map is not None:
             prob_map.flush()
             del prob_map

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from exodf.cluster import labels_to_events, points_to_events
-from exodf.detect import DetectConfig, detect_events
+from exodf.detect import DetectConfig, collect_segmentation, detect_events
 from exodf.evaluate import match_events, score_events
 from exodf.events import read_events
 from exodf.io import read_movie
@@ -87,6 +87,11 @@ def test_default_probabilities_do_not_depend_on_tiles(movie: np.ndarray, publish
     assert np.abs(outs[0] - whole).max() < 1e-3
 
 
+def _onehot(seg) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Probabilities whose argmax is ``seg.labels`` (a whole-movie block for collect_segmentation)."""
+    return np.eye(3, dtype=np.float32)[seg.labels]
+
+
 def test_segment_and_cluster_are_consistent(default_mode) -> None:
     seg = default_mode.segmentation
     again = points_to_events(seg.points, seg.scores)
@@ -94,5 +99,8 @@ def test_segment_and_cluster_are_consistent(default_mode) -> None:
     np.testing.assert_array_equal(seg.points, np.argwhere(seg.labels == 2))  # the sparse voxels are the label's
     np.testing.assert_allclose(labels_to_events(seg.labels).coords(), default_mode.events.coords())
     assert seg.exocytosis_max.shape == seg.labels.shape[1:] and seg.scores.max() <= seg.exocytosis_max.max()
+    lean = collect_segmentation(seg.shape, [((slice(None),) * 3, _onehot(seg))], keep_labels=False)
+    assert lean.labels is None and lean.shape == seg.shape
+    np.testing.assert_array_equal(lean.points, seg.points)
     assert (default_mode.events.columns["score"] > 0.3).all()
     assert default_mode.events.columns["size"].sum() <= np.count_nonzero(seg.labels == 2)
