@@ -25,7 +25,7 @@ from .errors import ExodfError
 __all__ = ["BenchResult", "run_bench", "AGREEMENT_RULE"]
 
 AGREEMENT_RULE: dict[str, Any] = {"max_distance": 1.5, "dt_min": -1, "dt_max": 1, "one_to_one": True}
-REFERENCE_CORE = (48, 192, 192)  # tiles of the reference pass (core; the halo is the receptive field)
+REFERENCE_CORE = (64, 320, 320)  # reference tiles (core; the halo is the receptive field): 300-px frames in one
 
 
 @dataclass
