@@ -67,6 +67,21 @@ def test_train_then_detect_with_the_weights(sim_files: list[tuple[Path, Path]], 
                                    "-o", str(tmp_path / "found.csv"), "-q"])
     assert res.exit_code == 0, (res.output, res.exception)
     assert (tmp_path / "found.csv").is_file()
+    # ... and the bioimage.io package of the trained weights, every weight format checked against Keras
+    res = CliRunner().invoke(app, ["package", "--weights", str(out / "model.weights.h5"), "--root",
+                                   str(tmp_path / "pkg")])
+    assert res.exit_code == 0, (res.output, res.exception)
+    assert "wrote" in res.output and res.output.count("max |difference| to Keras") == 4
+    import yaml
+
+    rdf = yaml.safe_load((tmp_path / "pkg" / "rdf.yaml").read_text())
+    keras_entry = next(v for k, v in rdf["weights"].items() if k.startswith("keras"))
+    packaged = tmp_path / "pkg" / keras_entry["source"]
+    from exodf.model import load_network
+
+    trained, again = load_network(out / "model.weights.h5"), load_network(packaged)
+    for a, b in zip(trained.get_weights(), again.get_weights()):
+        np.testing.assert_array_equal(a, b)  # the package carries the trained weights, not the published ones
 
 
 def test_train_with_user_spots_table(sim_files: list[tuple[Path, Path]], tmp_path: Path) -> None:
