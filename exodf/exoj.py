@@ -23,7 +23,7 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 
@@ -195,12 +195,30 @@ def find_exoj_plugin(fiji_dir: str | os.PathLike[str]) -> Path:
     return found[-1]
 
 
-def wait_for_export(folder: str | os.PathLike[str], since: float, timeout: float = 3600.0, poll: float = 1.0,
-                    settle: float = 2.0, sleep: Callable[[float], None] = time.sleep) -> Path:
-    """Wait for an ExoJ exocytosis list written in ``folder`` after ``since`` (a ``time.time()``).
+def folder_state(folder: str | os.PathLike[str]) -> dict[str, tuple[int, int]]:
+    """Name -> (size, mtime in ns) of the files in ``folder``: what was there before ExoJ ran."""
+    state: dict[str, tuple[int, int]] = {}
+    d = Path(folder)
+    if d.is_dir():
+        for f in d.iterdir():
+            try:
+                st = f.stat()
+            except OSError:
+                continue
+            if f.is_file():
+                state[f.name] = (st.st_size, st.st_mtime_ns)
+    return state
 
-    A candidate is a file modified after ``since`` whose bytes look like an ExoJ list; it is returned once
-    its size has not changed for ``settle`` seconds (ExoJ has finished writing it).
+
+def wait_for_export(folder: str | os.PathLike[str], since: float | Mapping[str, tuple[int, int]],
+                    timeout: float = 3600.0, poll: float = 1.0, settle: float = 2.0,
+                    sleep: Callable[[float], None] = time.sleep) -> Path:
+    """Wait for an ExoJ exocytosis list written in ``folder``.
+
+    ``since``: a :func:`folder_state` taken before ExoJ started (a file counts when it is new or has
+    changed: robust to copies that keep their time stamp and to coarse or skewed clocks of network
+    folders), or a ``time.time()`` (a file counts when modified after it). A candidate whose bytes look
+    like an ExoJ list is returned once its size has not changed for ``settle`` seconds (ExoJ has finished).
     """
     d = Path(folder)
     if not d.is_dir():
@@ -214,7 +232,12 @@ def wait_for_export(folder: str | os.PathLike[str], since: float, timeout: float
                 st = f.stat()
             except OSError:
                 continue
-            if not f.is_file() or st.st_mtime < since or st.st_size == 0:
+            if not f.is_file() or st.st_size == 0:
+                continue
+            if isinstance(since, Mapping):
+                if since.get(f.name) == (st.st_size, st.st_mtime_ns):
+                    continue  # there before ExoJ ran, unchanged
+            elif st.st_mtime < since:
                 continue
             prev = sizes.get(f)
             if prev is None or prev[0] != st.st_size:
@@ -229,24 +252,36 @@ def wait_for_export(folder: str | os.PathLike[str], since: float, timeout: float
         sleep(poll)
 
 
-def run_exoj(movie: str | os.PathLike[str], fiji_dir: str | os.PathLike[str], watch: Optional[Path] = None,
-             timeout: float = 3600.0, progress: Optional[Callable[[str], None]] = None) -> tuple[EventTable, Path]:
+def run_exoj(movie: str | os.PathLike[str], fiji_dir: Optional[str | os.PathLike[str]],
+             watch: Optional[Path] = None, timeout: float = 3600.0,
+             progress: Optional[Callable[[str], None]] = None, ij: Any = None) -> tuple[EventTable, Path]:
     """Open ``movie`` in the user's Fiji, start ExoJ's wizard, wait for its export and read it.
 
     ExoJ takes no macro options: the user steps through its wizard and exports the exocytosis list into
     ``watch`` (default: the movie's folder). Returns the events and the export's path.
+
+    ``ij``: an ImageJ already running in this process (:func:`exodf.fiji.start_imagej`, not headless)
+    whose menus hold ExoJ's command; ``fiji_dir`` is then not used.
     """
     from . import fiji
 
     m = Path(movie)
     if not m.is_file():
         raise ExodfError(f"{m}: movie not found; give an existing TIFF")
-    root = fiji.find_fiji(fiji_dir)
-    if root is None:
-        raise ExodfError("running ExoJ needs a Fiji with ExoJ installed; give --fiji Fiji.app or set EXODF_FIJI")
-    find_exoj_plugin(root)
     folder = Path(watch) if watch is not None else m.parent
-    ij = fiji.start_imagej(fiji=root, mode="interactive")
+    if not folder.is_dir():
+        raise ExodfError(f"{folder}: folder to watch for ExoJ's export does not exist; give an existing --watch "
+                         "folder")
+    if ij is None:
+        root = fiji.find_fiji(fiji_dir)
+        if root is None:
+            raise ExodfError("running ExoJ needs a Fiji with ExoJ installed; give --fiji Fiji.app or set "
+                             "EXODF_FIJI")
+        find_exoj_plugin(root)
+        ij = fiji.start_imagej(fiji=root, mode="interactive")
+        where = str(root)
+    else:
+        where = "this ImageJ"
     if ij.gateway is not None:
         ij.gateway.ui().showUI()
     IJ, Menus = ij.jclass("ij.IJ"), ij.jclass("ij.Menus")
@@ -255,9 +290,9 @@ def run_exoj(movie: str | os.PathLike[str], fiji_dir: str | os.PathLike[str], wa
     commands = Menus.getCommands()
     name = next((c for c in EXOJ_COMMANDS if commands is not None and commands.containsKey(c)), None)
     if name is None:
-        raise ExodfError(f"{root}: Fiji has no menu command {' or '.join(EXOJ_COMMANDS)!r}; update ExoJ's jar "
+        raise ExodfError(f"{where}: no menu command {' or '.join(map(repr, EXOJ_COMMANDS))}; update ExoJ's jar "
                          "in plugins/ and restart Fiji")
-    since = time.time()
+    since = folder_state(folder)
     if progress is not None:
         progress(f"ExoJ started on {m.name}: go through its wizard, then export the exocytosis list into "
                  f"{folder}")

@@ -134,6 +134,27 @@ def test_wait_for_export_returns_the_finished_list(tmp_path) -> None:
         wait_for_export(tmp_path / "missing", since)
 
 
+def test_wait_for_export_compares_with_the_folder_before(tmp_path) -> None:
+    """An old list already there is not the answer; a new one counts even with an old time stamp."""
+    import os
+
+    from exodf.exoj import folder_state, wait_for_export
+
+    old = tmp_path / "last_week.csv"
+    old.write_bytes(exoj_bytes())
+    before = folder_state(tmp_path)
+    with pytest.raises(ExodfError, match="no ExoJ exocytosis list appeared"):
+        wait_for_export(tmp_path, before, timeout=0, poll=0.01, settle=0.0, sleep=lambda s: None)
+    new = tmp_path / "copied.csv"  # e.g. copied with its attributes from a share whose clock is behind
+    new.write_bytes(exoj_bytes())
+    os.utime(new, ns=(10**18, 10**18))
+    os.utime(old, ns=(2 * 10**18, 2 * 10**18))  # touched but unchanged size: its (size, mtime) differ, it counts
+    found = wait_for_export(tmp_path, before, timeout=5, poll=0.01, settle=0.0, sleep=lambda s: None)
+    assert found in (new, old)
+    os.utime(old, ns=before["last_week.csv"][1:] * 2)
+    assert wait_for_export(tmp_path, before, timeout=5, poll=0.01, settle=0.0, sleep=lambda s: None) == new
+
+
 def test_run_exoj_explains_what_is_missing(tmp_path, monkeypatch) -> None:
     import sys
 

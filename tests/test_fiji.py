@@ -218,3 +218,63 @@ def test_cli_overlay(ij, tmp_path) -> None:
 
     assert sorted(zipfile.ZipFile(tmp_path / "o.zip").namelist()) == [
         "0001-0003-0002.roi", "0002-0003-0002.roi", "0006-0009-0008.roi"]
+
+
+_EXOJ_DRIVER = """
+import sys
+import scyjava
+scyjava.config.add_option("-Dplugins.dir=" + sys.argv[1])  # where ImageJ finds its plugins/ folder
+from exodf import fiji
+from exodf.exoj import run_exoj
+
+ij = fiji.start_imagej(mode="interactive")
+code = 1
+try:
+    events, export = run_exoj(sys.argv[2], None, watch=sys.argv[3], timeout=60, ij=ij)
+    print("EXPORT", export.name, len(events), list(events.frame), flush=True)
+    code = 0
+except Exception as e:
+    print("ERROR", e, flush=True)
+finally:
+    ij.jclass("java.lang.System").exit(code)  # ImageJ's windows would keep the JVM alive
+"""
+
+
+@needs_imagej
+@pytest.mark.fiji
+def test_exoj_driver_in_real_imagej(tmp_path) -> None:
+    """`exodf fiji exoj`'s driver in ImageJ 1.53t, with an ExoJ stand-in under ExoJ's menu name.
+
+    ExoJ itself (and a Fiji) cannot be installed here: the stand-in, a macro plugin named
+    "Exocytosis Analyzer", writes an exocytosis list as ExoJ does after its wizard. Everything else is real:
+    the movie is opened and shown, the command found in ImageJ's menus and run, the export waited for.
+    """
+    import subprocess
+    import sys
+
+    from test_exoj import exoj_bytes
+
+    app, out = tmp_path / "app with spaces", tmp_path / "exports"
+    (app / "plugins").mkdir(parents=True)
+    out.mkdir()
+    movie, _ = _small_simulation(tmp_path)
+    made_by_exoj = tmp_path / "made_by_exoj.csv"
+    made_by_exoj.write_bytes(exoj_bytes())
+    (app / "plugins" / "Exocytosis_Analyzer.ijm").write_text(  # ExoJ names its export after the image
+        f'if (nImages == 0) exit("no image open");\n'
+        f'File.copy("{made_by_exoj}", "{out}/" + getTitle() + "_Exocytosis_List.csv");\n')
+    script = tmp_path / "driver.py"
+    script.write_text(_EXOJ_DRIVER)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    cmd = [sys.executable, str(script), str(app), str(movie), str(out)]
+    if not os.environ.get("DISPLAY"):
+        cmd = [shutil.which("xvfb-run"), "-a"] + cmd
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    expected = read_events(made_by_exoj)
+    assert f"EXPORT small movie.tif_Exocytosis_List.csv {len(expected)} {list(expected.frame)}" in p.stdout, (
+        p.stdout + p.stderr)
+    # a Fiji without ExoJ's command: one clear error, not a wait for an export that never comes
+    (app / "plugins" / "Exocytosis_Analyzer.ijm").unlink()
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert p.returncode != 0 and "no menu command 'Exocytosis Analyzer' or 'ExoJ'" in p.stdout, (
+        p.stdout + p.stderr)
