@@ -66,7 +66,7 @@ def _read_tiff(p: Path, channel: int | None, plane: int | None) -> np.ndarray:
             raise ExodfError(f"{p}: holds no readable image ({type(e).__name__}: {e}); re-save it from Fiji as "
                              "TIFF") from None
         try:
-            data = tifffile.memmap(p, series=0) if series.dataoffset is not None else series.asarray()
+            data = tifffile.memmap(p, series=0, mode="r") if series.dataoffset is not None else series.asarray()
         except (ValueError, OSError):
             data = series.asarray()
         except Exception as e:

@@ -30,7 +30,7 @@ class DetectRequest:
     model: Optional[Path] = None
     tiling: str = "context"
     patch_size: int = 160
-    tile: tuple[int, ...] = (4, 448, 448)
+    tile: tuple[int, ...] = (2, 448, 448)
     min_size: int = 1
     min_score: float = 0.0
     mask: Optional[Path] = None

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 
 from exodf.normalize import normalize_frame, normalize_frames
 
@@ -18,3 +21,40 @@ def test_flat_frame_becomes_zero_and_frames_are_independent() -> None:
     assert (out[0] == 0).all()
     np.testing.assert_array_equal(out[1], normalize_frame(m[1]))
     assert np.isclose(np.percentile(out[1], 1), 0, atol=1e-6) and np.isclose(np.percentile(out[1], 99), 1)
+
+
+def _resident_kb(path: str) -> int:
+    """Resident kB of this process's mappings of ``path`` (Linux /proc/self/smaps)."""
+    total, inside = 0, False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            first = line.split(maxsplit=1)[0]
+            if "-" in first and not first.endswith(":"):  # a mapping's header line
+                inside = line.rstrip().endswith(path)
+            elif inside and first == "Rss:":
+                total += int(line.split()[1])
+    return total
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="needs Linux /proc/self/smaps")
+def test_memory_mapped_movie_does_not_stay_resident(tmp_path: Path) -> None:
+    """Frames read forward are released: a long movie is never resident as a whole (issue: RSS ≤ 2 GB)."""
+    from exodf.io import read_movie, write_tiff
+    from exodf.predict import NormalizedFrames
+
+    rng = np.random.default_rng(0)
+    movie = rng.integers(0, 4000, (128, 256, 512), dtype=np.uint16)  # 32 MiB
+    path = tmp_path / "movie.tif"
+    write_tiff(path, movie)
+    mapped = read_movie(path)
+    assert isinstance(mapped, np.memmap)
+    frames = NormalizedFrames(mapped)
+    peak = 0
+    for t0 in range(0, 128, 2):
+        np.testing.assert_array_equal(frames[t0:t0 + 2], normalize_frames(movie[t0:t0 + 2]))
+        peak = max(peak, _resident_kb(str(path)))
+    # the frames being read, plus the kernel's read-around, never the movie
+    assert peak < 8 * 1024, f"{peak} kB of the 32 MiB movie resident at once"
+    assert not mapped.flags.writeable  # mapped read-only: exodf never writes into a movie
+    # a second pass (the next y/x tile) reads the same values again
+    np.testing.assert_array_equal(frames[10:12, 4:8, 4:8], normalize_frames(movie[10:12])[:, 4:8, 4:8])

@@ -91,7 +91,7 @@ def register(app: typer.Typer) -> None:
         try:
             core = tuple(int(v) for v in tile.split(","))
         except ValueError:
-            raise ExodfError(f"--tile {tile!r}: give three integers T,Y,X, e.g. 4,448,448") from None
+            raise ExodfError(f"--tile {tile!r}: give three integers T,Y,X, e.g. 2,448,448") from None
         req = DetectRequest(fmt=fmt, weights=weights, model=model, tiling=tiling, patch_size=patch_size,
                             tile=core, min_size=min_size, min_score=min_score, mask=mask,
                             exclude_edges=exclude_edges, pixel_size=pixel_size, row_numbers=row_numbers,
