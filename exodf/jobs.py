@@ -16,7 +16,7 @@ from .detect import DetectConfig, Detection, detect_events
 from .errors import ExodfError
 from .events import write_events
 from .io import create_probability_map, read_mask, read_movie
-from .predict import InferenceConfig
+from .predict import DEFAULT_TILE, InferenceConfig
 
 __all__ = ["DetectRequest", "detect_file", "load_detector"]
 
@@ -30,7 +30,7 @@ class DetectRequest:
     model: Optional[Path] = None
     tiling: str = "context"
     patch_size: int = 160
-    tile: tuple[int, ...] = (2, 448, 448)
+    tile: tuple[int, ...] = DEFAULT_TILE
     min_size: int = 1
     min_score: float = 0.0
     mask: Optional[Path] = None

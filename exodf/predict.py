@@ -20,11 +20,13 @@ from .tiling import ORIGINAL_PAD, RECEPTIVE_HALO, Tile, context_tiles, original_
 if TYPE_CHECKING:  # pragma: no cover
     import keras
 
-__all__ = ["InferenceConfig", "predict_probabilities", "iter_probability_blocks", "NormalizedFrames", "Progress",
+__all__ = ["InferenceConfig", "DEFAULT_TILE", "predict_probabilities", "iter_probability_blocks", "NormalizedFrames", "Progress",
            "iter_tiled_blocks", "original_probabilities", "keras_block_fn", "BlockFn",
            "labels_from_probabilities"]
 
 Progress = Callable[[int, int], None]  # (done, total) tiles
+# context tiling: frames fed per streamed step (2: least memory at the same speed), largest y/x core
+DEFAULT_TILE: tuple[int, int, int] = (2, 448, 448)
 SLC = tuple[slice, slice, slice]
 
 
@@ -47,7 +49,7 @@ class InferenceConfig:
     """
 
     tiling: Literal["context", "original"] = "context"
-    tile: tuple[int, int, int] = (2, 448, 448)
+    tile: tuple[int, int, int] = DEFAULT_TILE
     patch: int = 160
     halo: tuple[int, int, int] = field(default=RECEPTIVE_HALO)
 

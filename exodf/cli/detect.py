@@ -11,6 +11,7 @@ from typing import Annotated, Iterator, Optional
 import typer
 
 from ..errors import ExodfError
+from ..predict import DEFAULT_TILE
 
 OUT_SUFFIXES = (".csv", ".txt", ".tsv", ".xml")
 
@@ -63,7 +64,7 @@ def register(app: typer.Typer) -> None:
                                             "original (reproduces ExoDeepFinder 0.3.14 exactly).")] = "context",
         patch_size: Annotated[int, typer.Option(help="Patch side for --tiling original.")] = 160,
         tile: Annotated[str, typer.Option(help="Largest tile core T,Y,X for context tiling (memory vs speed).")]
-        = "4,448,448",
+        = ",".join(map(str, DEFAULT_TILE)),
         probabilities: Annotated[Optional[Path], typer.Option(help="Also write the class probabilities "
                                                               "(ImageJ hyperstack T,C,Y,X float32) here.")] = None,
         min_size: Annotated[int, typer.Option(help="Drop events of fewer voxels.")] = 1,
