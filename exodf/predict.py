@@ -20,8 +20,8 @@ from .tiling import ORIGINAL_PAD, RECEPTIVE_HALO, Tile, context_tiles, original_
 if TYPE_CHECKING:  # pragma: no cover
     import keras
 
-__all__ = ["InferenceConfig", "DEFAULT_TILE", "predict_probabilities", "iter_probability_blocks", "NormalizedFrames", "Progress",
-           "iter_tiled_blocks", "original_probabilities", "keras_block_fn", "BlockFn",
+__all__ = ["InferenceConfig", "DEFAULT_TILE", "predict_probabilities", "iter_probability_blocks",
+           "NormalizedFrames", "Progress", "iter_tiled_blocks", "original_probabilities", "keras_block_fn", "BlockFn",
            "labels_from_probabilities"]
 
 Progress = Callable[[int, int], None]  # (done, total) tiles
