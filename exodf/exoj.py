@@ -210,42 +210,33 @@ def folder_state(folder: str | os.PathLike[str]) -> dict[str, tuple[int, int]]:
     return state
 
 
-def wait_for_export(folder: str | os.PathLike[str], since: float | Mapping[str, tuple[int, int]],
+def wait_for_export(folder: str | os.PathLike[str], before: Mapping[str, tuple[int, int]],
                     timeout: float = 3600.0, poll: float = 1.0, settle: float = 2.0,
                     sleep: Callable[[float], None] = time.sleep) -> Path:
     """Wait for an ExoJ exocytosis list written in ``folder``.
 
-    ``since``: a :func:`folder_state` taken before ExoJ started (a file counts when it is new or has
-    changed: robust to copies that keep their time stamp and to coarse or skewed clocks of network
-    folders), or a ``time.time()`` (a file counts when modified after it). A candidate whose bytes look
-    like an ExoJ list is returned once its size has not changed for ``settle`` seconds (ExoJ has finished).
+    ``before``: the :func:`folder_state` taken before ExoJ started. A file counts when it is new or has
+    changed (robust to copies that keep their time stamp and to coarse or skewed clocks of network
+    folders); one whose bytes look like an ExoJ list is returned once its size has not changed for
+    ``settle`` seconds (ExoJ has finished writing it).
     """
     d = Path(folder)
     if not d.is_dir():
         raise ExodfError(f"{d}: folder to watch for ExoJ's export does not exist; give an existing --watch folder")
     deadline = time.time() + timeout
-    sizes: dict[Path, tuple[int, float]] = {}
+    sizes: dict[str, tuple[int, float]] = {}
     while True:
         now = time.time()
-        for f in d.iterdir():
-            try:
-                st = f.stat()
-            except OSError:
-                continue
-            if not f.is_file() or st.st_size == 0:
-                continue
-            if isinstance(since, Mapping):
-                if since.get(f.name) == (st.st_size, st.st_mtime_ns):
-                    continue  # there before ExoJ ran, unchanged
-            elif st.st_mtime < since:
-                continue
-            prev = sizes.get(f)
-            if prev is None or prev[0] != st.st_size:
-                sizes[f] = (st.st_size, now)
+        for name, (size, mtime) in folder_state(d).items():
+            if size == 0 or before.get(name) == (size, mtime):
+                continue  # empty, or there before ExoJ ran and unchanged
+            prev = sizes.get(name)
+            if prev is None or prev[0] != size:
+                sizes[name] = (size, now)
             elif now - prev[1] >= settle:
-                with open(f, "rb") as fh:
+                with open(d / name, "rb") as fh:
                     if looks_like_exoj(fh.read(4096)):
-                        return f
+                        return d / name
         if now > deadline:
             raise ExodfError(f"{d}: no ExoJ exocytosis list appeared within {timeout:.0f} s; in ExoJ's results "
                              "window export the list into this folder, or raise --timeout")
@@ -292,10 +283,10 @@ def run_exoj(movie: str | os.PathLike[str], fiji_dir: Optional[str | os.PathLike
     if name is None:
         raise ExodfError(f"{where}: no menu command {' or '.join(map(repr, EXOJ_COMMANDS))}; update ExoJ's jar "
                          "in plugins/ and restart Fiji")
-    since = folder_state(folder)
+    before = folder_state(folder)
     if progress is not None:
         progress(f"ExoJ started on {m.name}: go through its wizard, then export the exocytosis list into "
                  f"{folder}")
     IJ.run(imp, name, "")
-    export = wait_for_export(folder, since, timeout)
+    export = wait_for_export(folder, before, timeout)
     return parse_exoj(export.read_bytes(), export), export

@@ -112,11 +112,9 @@ def test_not_exoj_and_damaged(tmp_path) -> None:
 
 # -- waiting for ExoJ's export in the user's Fiji ----------------------------------------------------
 def test_wait_for_export_returns_the_finished_list(tmp_path) -> None:
-    import time as _time
+    from exodf.exoj import folder_state, wait_for_export
 
-    from exodf.exoj import wait_for_export
-
-    since = _time.time() - 1
+    since = folder_state(tmp_path)
     (tmp_path / "notes.txt").write_text("not a list")
     target = tmp_path / "movie.tif_secretions.csv"
     calls: list[float] = []
@@ -129,7 +127,7 @@ def test_wait_for_export_returns_the_finished_list(tmp_path) -> None:
     assert wait_for_export(tmp_path, since, timeout=30, poll=0.01, settle=0.0, sleep=fake_sleep) == target
     assert len(calls) >= 1
     with pytest.raises(ExodfError, match="no ExoJ exocytosis list appeared within 0 s"):
-        wait_for_export(tmp_path, _time.time() + 10, timeout=0, poll=0.01, sleep=lambda s: None)
+        wait_for_export(tmp_path, folder_state(tmp_path), timeout=0, poll=0.01, sleep=lambda s: None)
     with pytest.raises(ExodfError, match="does not exist"):
         wait_for_export(tmp_path / "missing", since)
 
