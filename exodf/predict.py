@@ -7,6 +7,7 @@ whole array in memory.
 
 from __future__ import annotations
 
+import mmap
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterator, Literal
 
@@ -104,19 +105,14 @@ class _MappedPages:
     """
 
     def __init__(self, movie: np.ndarray) -> None:
-        import mmap
-
-        self._mm = getattr(movie, "_mmap", None) if isinstance(movie, np.memmap) else None
+        mm = getattr(movie, "_mmap", None) if isinstance(movie, np.memmap) else None
+        self._mm = mm if mm is not None and movie.size and hasattr(mmap, "MADV_DONTNEED") else None
         self._movie = movie
         self._done = 0
-        if self._mm is not None and (not hasattr(mmap, "MADV_DONTNEED") or movie.size == 0):
-            self._mm = None
         if self._mm is not None:
             self._base = np.frombuffer(self._mm, dtype=np.uint8).ctypes.data
 
     def release_before(self, frame: int) -> None:
-        import mmap
-
         if self._mm is None or frame <= 0 or frame >= self._movie.shape[0]:
             return
         # bytes of the mapping that hold only frames before ``frame`` (the movie may be a strided view)
