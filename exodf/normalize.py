@@ -4,19 +4,28 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["normalize_frames", "normalize_frame", "EPSILON"]
+__all__ = ["normalize_frames", "normalize_frame", "frame_range", "apply_range", "EPSILON"]
 
 EPSILON = 1e-3  # a frame with p99 - p1 <= EPSILON becomes 0
 
 
-def normalize_frame(frame: np.ndarray, lower: float = 1.0, upper: float = 99.0) -> np.ndarray:
-    """(frame - p1) / (p99 - p1) in float32, without clipping; a flat frame becomes 0."""
+def frame_range(frame: np.ndarray, lower: float = 1.0, upper: float = 99.0) -> tuple[np.float32, np.float32]:
+    """The (p1, p99) of one frame, as :func:`normalize_frame` uses them."""
     f = np.asarray(frame, dtype=np.float32)
-    p_hi = np.percentile(f, upper)
-    p_lo = np.percentile(f, lower)
+    return np.percentile(f, lower), np.percentile(f, upper)
+
+
+def apply_range(data: np.ndarray, p_lo: np.float32, p_hi: np.float32) -> np.ndarray:
+    """(data - p_lo) / (p_hi - p_lo) in float32 (any part of a frame); 0 where the frame is flat."""
+    f = np.asarray(data, dtype=np.float32)
     if p_hi - p_lo > EPSILON:
         return (f - p_lo) / (p_hi - p_lo)
     return np.zeros(f.shape, dtype=np.float32)
+
+
+def normalize_frame(frame: np.ndarray, lower: float = 1.0, upper: float = 99.0) -> np.ndarray:
+    """(frame - p1) / (p99 - p1) in float32, without clipping; a flat frame becomes 0."""
+    return apply_range(frame, *frame_range(frame, lower, upper))
 
 
 def normalize_frames(movie: np.ndarray, lower: float = 1.0, upper: float = 99.0,
