@@ -4,6 +4,7 @@ The library API is typed and works on numpy arrays; only :mod:`exodf.io` and :mo
 touch files. TensorFlow is imported only when a network is built or loaded.
 """
 
+from .candidates import CandidateConfig
 from .cluster import ClusterConfig, labels_to_events, points_to_events
 from .detect import DetectConfig, Detection, Segmentation, detect_events, events_from_segmentation, segment_movie
 from .errors import ExodfError
@@ -18,7 +19,7 @@ from .pretrained import published_weights
 __version__ = "0.1.0"
 
 __all__ = [
-    "ClusterConfig", "DetectConfig", "Detection", "EventTable", "ExodfError", "InferenceConfig", "Segmentation",
+    "CandidateConfig", "ClusterConfig", "DetectConfig", "Detection", "EventTable", "ExodfError", "InferenceConfig", "Segmentation",
     "build_unet", "detect_events", "events_from_segmentation", "exclude_events", "labels_to_events", "load_network", "points_to_events",
     "normalize_frames", "predict_probabilities", "published_weights", "read_events", "read_mask", "read_movie",
     "match_events", "score_events", "segment_movie", "write_events", "write_probabilities", "write_tiff",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable, Union
 
 import numpy as np
 
@@ -24,6 +24,8 @@ __all__ = ["DetectConfig", "Segmentation", "Detection", "segment_movie", "collec
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 WHOLE: SLC = (slice(None), slice(None), slice(None))
+# (region, probabilities (t, y, x, 3)) or (region, probabilities, keep mask (t, y, x))
+Block = Union[tuple[SLC, np.ndarray], tuple[SLC, np.ndarray, np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -75,22 +77,31 @@ class Segmentation:
     shape: tuple[int, int, int]
 
 
-def collect_segmentation(shape: tuple[int, int, int], blocks: Iterable[tuple[SLC, np.ndarray]],
+def collect_segmentation(shape: tuple[int, int, int], blocks: Iterable[Block],
                          probabilities_out: np.ndarray | None = None, keep_labels: bool = True) -> Segmentation:
     """Assemble a :class:`Segmentation` of a (T, Y, X) movie from (region, probabilities (t, y, x, 3)) blocks
     that cover it once, without ever holding the probabilities of the whole movie.
 
+    A block may carry a third item, a (t, y, x) bool mask of the voxels it contributes (candidate tiling:
+    its regions overlap, its masks do not); voxels no block contributes are background.
     ``probabilities_out``, if given, receives all class probabilities as (T, C, Y, X). Without
     ``keep_labels`` memory follows the exocytosis voxels only, not the movie's size.
     """
     labels = np.zeros(shape, dtype=np.int8) if keep_labels else None
     exo_max = np.zeros(shape[1:], dtype=np.float32)
     points, scores = [], []
-    for region, probs in blocks:
+    for region, probs, *rest in blocks:
+        keep = rest[0] if rest else None
         lab = labels_from_probabilities(probs)
-        if labels is not None:
-            labels[region] = lab
         exo = probs[..., 2]
+        if keep is not None:
+            lab = np.where(keep, lab, np.int8(0))
+            exo = np.where(keep, exo, np.float32(0))
+        if labels is not None:
+            if keep is None:
+                labels[region] = lab
+            else:
+                labels[region][keep] = lab[keep]
         idx = np.nonzero(lab == EXOCYTOSIS)
         if idx[0].size:
             origin = np.array([r.start or 0 for r in region], dtype=np.int32)
@@ -99,7 +110,10 @@ def collect_segmentation(shape: tuple[int, int, int], blocks: Iterable[tuple[SLC
         np.maximum(exo_max[region[1:]], exo.max(axis=0), out=exo_max[region[1:]])
         if probabilities_out is not None:
             t, y, x = region
-            probabilities_out[t, :, y, x] = np.moveaxis(probs, -1, 1)
+            if keep is None:
+                probabilities_out[t, :, y, x] = np.moveaxis(probs, -1, 1)
+            else:
+                np.copyto(probabilities_out[t, :, y, x], np.moveaxis(probs, -1, 1), where=keep[:, None])
     pts = np.concatenate(points) if points else np.empty((0, 3), dtype=np.int32)
     sc = np.concatenate(scores) if scores else np.empty(0, dtype=np.float32)
     order = np.lexsort(pts.T[::-1])
@@ -129,6 +143,9 @@ def segment_movie(movie: np.ndarray, net: "keras.Model", config: InferenceConfig
     if movie.ndim != 3:
         raise ValueError(f"segment_movie: expected a (T, Y, X) movie, got shape {movie.shape}")
     tile_progress = (lambda d, n: progress("network", d, n)) if progress else None
+    if config.tiling == "candidates" and probabilities_out is not None:  # outside the boxes: background
+        probabilities_out[:, 0] = 1
+        probabilities_out[:, 1:] = 0
     if config.tiling == "original":
         blocks = [(WHOLE, predict_probabilities(movie, net, config, tile_progress))]
         return collect_segmentation(movie.shape, blocks, probabilities_out, keep_labels)

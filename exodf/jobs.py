@@ -16,7 +16,7 @@ from .detect import DetectConfig, Detection, detect_events
 from .errors import ExodfError
 from .events import write_events
 from .io import create_probability_map, read_mask, read_movie
-from .predict import DEFAULT_TILE, InferenceConfig
+from .predict import DEFAULT_TILE, TILINGS, InferenceConfig
 
 __all__ = ["DetectRequest", "detect_file", "load_detector"]
 
@@ -41,8 +41,11 @@ class DetectRequest:
     plane: Optional[int] = None
 
     def config(self) -> DetectConfig:
-        if self.tiling not in ("context", "original"):
-            raise ExodfError(f"--tiling {self.tiling!r}: choose 'context' or 'original'")
+        if self.tiling not in TILINGS:
+            raise ExodfError(f"--tiling {self.tiling!r}: choose {', '.join(repr(t) for t in TILINGS)}")
+        if self.tiling == "candidates" and self.model is not None:
+            raise ExodfError("--tiling candidates runs the Keras network (--weights), not a bioimage.io --model: "
+                             "drop --model, or use --tiling context")
         try:
             return DetectConfig(
                 inference=InferenceConfig(tiling=self.tiling, tile=tuple(self.tile),  # type: ignore[arg-type]

@@ -99,3 +99,22 @@ def test_interrupted_detection_leaves_no_file(movies: Path, weights_path: Path, 
     with pytest.raises(KeyboardInterrupt):
         jobs.detect_file(movies / "cell2.tif", tmp_path / "e.csv", probabilities=tmp_path / "p.tif")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_detect_candidates_tiling_finds_the_default_events(movies: Path, weights_path: Path,
+                                                          tmp_path: Path) -> None:
+    r = _exodf("detect", movies, "-o", tmp_path / "default", "-q", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = _exodf("detect", movies, "-o", tmp_path / "fast", "--tiling", "candidates", "-q", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    for name in ("cell 1_events.csv", "cell2_events.csv"):  # cell2: 60 px, not a multiple of 4
+        full, fast = read_events(tmp_path / "default" / name), read_events(tmp_path / "fast" / name)
+        assert len(full) >= 2
+        np.testing.assert_allclose(np.c_[fast.x, fast.y, fast.frame], np.c_[full.x, full.y, full.frame], atol=0.5)
+
+
+def test_candidates_tiling_needs_the_keras_network(movies: Path, tmp_path: Path) -> None:
+    r = _exodf("detect", movies / "cell2.tif", "--tiling", "candidates", "--model", tmp_path / "rdf.yaml",
+               "-o", tmp_path / "e.csv", cwd=tmp_path)
+    assert r.returncode != 0 and "--tiling candidates" in r.stderr and "--model" in r.stderr, r.stderr
+    assert not (tmp_path / "e.csv").exists()

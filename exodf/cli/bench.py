@@ -20,7 +20,8 @@ def register(app: typer.Typer) -> None:
                                            "reused).")] = Path("exodf-bench"),
         reference: Annotated[bool, typer.Option(help="Also compute the independent whole-volume reference and "
                                                 "the agreement with it (takes about twice as long).")] = True,
-        tiling: Annotated[str, typer.Option(help="The --tiling of exodf detect to time.")] = "context",
+        tiling: Annotated[str, typer.Option(help="The --tiling of exodf detect to time (context, candidates or "
+                                            "original).")] = "context",
         weights: Annotated[Optional[Path], typer.Option(help="Network weights (default: the published model).")]
         = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the figures as one JSON object.")] = False,

@@ -60,8 +60,10 @@ def register(app: typer.Typer) -> None:
                                                         "published model (or $EXODF_WEIGHTS).")] = None,
         model: Annotated[Optional[Path], typer.Option(help="A bioimage.io model (rdf.yaml or .zip) to run "
                                                       "through bioimageio.core instead of --weights.")] = None,
-        tiling: Annotated[str, typer.Option(help="context (default: tile-independent, no edge artefacts) or "
-                                            "original (reproduces ExoDeepFinder 0.3.14 exactly).")] = "context",
+        tiling: Annotated[str, typer.Option(help="context (default: tile-independent, no edge artefacts), "
+                                            "original (reproduces ExoDeepFinder 0.3.14 exactly) or candidates "
+                                            "(network only around sudden brightenings: several times faster, "
+                                            "same events to F1 >= 0.99 on simulated movies).")] = "context",
         patch_size: Annotated[int, typer.Option(help="Patch side for --tiling original.")] = 160,
         tile: Annotated[str, typer.Option(help="Largest tile core T,Y,X for context tiling (memory vs speed).")]
         = ",".join(map(str, DEFAULT_TILE)),

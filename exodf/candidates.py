@@ -1,0 +1,267 @@
+"""Candidate puffs: run the network only where a cheap test says a movie brightens suddenly.
+
+Exocytosis events are rare (well under one per frame) and every one the network reports starts with a
+local brightening: the frame, smoothed, exceeds the brightest of its few previous smoothed frames. This
+test costs a few milliseconds per frame. The network then runs on boxes around the brightenings only,
+with a halo of context, and everything outside the boxes is background.
+
+This is an approximation of the whole-volume pass (``--tiling context``), measured, not exact:
+
+- the halo is smaller than the network's whole receptive field (:data:`exodf.tiling.RECEPTIVE_HALO`), so
+  voxels with a probability near the decision boundary can flip;
+- an exocytosis label without any brightening before it (a lone voxel next to a static bright spot) is
+  not looked for.
+
+On simulated movies it finds the same events as the whole-volume pass to F1 ≥ 0.99 (README, Performance;
+``exodf bench --tiling candidates`` measures it on any machine). Where brightenings are everywhere
+(crowded or very noisy movies) the boxes merge and the cost tends to that of the whole-volume pass.
+
+The first frames of a movie, whose brightening test has too little history, are always fully covered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from .model import SPATIAL_MULTIPLE
+from .normalize import EPSILON, frame_range
+from .tiling import split_axis
+
+if TYPE_CHECKING:  # pragma: no cover
+    import keras
+
+__all__ = ["CandidateConfig", "Box", "brightening_scores", "candidate_boxes", "iter_candidate_blocks"]
+
+Progress = Callable[[int, int], None]
+SLC = tuple[slice, slice, slice]
+CELL = SPATIAL_MULTIPLE  # boxes sit on the pooling grid, so a box sees the same pooling phases as the movie
+
+
+@dataclass(frozen=True)
+class CandidateConfig:
+    """Where the network runs under ``--tiling candidates``.
+
+    Attributes
+    ----------
+    sigma
+        Gaussian smoothing (px) of each normalised frame before the brightening test.
+    history
+        A frame is compared with the brightest of this many previous smoothed frames.
+    threshold
+        A pixel is a candidate when its brightening exceeds the frame's median brightening by this many
+        robust standard deviations (1.4826 × MAD). Events the network reports measure ≥ 12 on the
+        simulated presets, the noise rarely 8.
+    before, after
+        Frames of each box before and after a candidate's frames: the network labels the frames after
+        the brightening, and reports echoes of large events up to ~8 frames later.
+    margin
+        Pixels of each box around a candidate's pixels.
+    halo
+        Context (frames, px) around each box that the network sees but whose output is not kept.
+    """
+
+    sigma: float = 1.5
+    history: int = 3
+    threshold: float = 8.0
+    before: int = 1
+    after: int = 10
+    margin: int = 8
+    halo: tuple[int, int] = (4, 16)
+
+    def __post_init__(self) -> None:
+        if self.sigma <= 0 or self.history < 1 or self.threshold <= 0:
+            raise ValueError(f"CandidateConfig: sigma and threshold must be > 0 and history >= 1, got {self}")
+        if min(self.before, self.after, self.margin, *self.halo) < 0:
+            raise ValueError(f"CandidateConfig: before, after, margin and halo must be >= 0, got {self}")
+        if self.halo[1] % CELL:
+            raise ValueError(f"CandidateConfig: the pixel halo must be a multiple of {CELL}, got {self.halo[1]}")
+
+
+@dataclass(frozen=True)
+class Box:
+    """A connected set of 4 × 4-px cells where the network's output is kept, and its bounding box
+    [t0, t1) × [y0, y1) × [x0, x1) in pixels of the movie padded to multiples of 4.
+
+    ``cells`` is the (t1 - t0, (y1 - y0) / 4, (x1 - x0) / 4) bool mask of the set inside the bounding box.
+    Different boxes' cells never overlap (their bounding boxes may).
+    """
+
+    t0: int
+    t1: int
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+    cells: np.ndarray
+
+    @property
+    def voxels(self) -> int:
+        return int(self.cells.sum()) * CELL * CELL
+
+    def keep(self, ts: slice, ys: slice, xs: slice) -> np.ndarray:
+        """The (t, y, x) bool mask of this box's cells over a part of its bounding box (movie pixels)."""
+        c = self.cells[ts.start - self.t0: ts.stop - self.t0]
+        c = np.repeat(np.repeat(c, CELL, axis=1), CELL, axis=2)
+        return c[:, ys.start - self.y0: ys.stop - self.y0, xs.start - self.x0: xs.stop - self.x0]
+
+
+class _RangedFrames:
+    """Crops of a raw movie normalised with precomputed per-frame (p1, p99), y/x padded like
+    :class:`exodf.predict.NormalizedFrames` (mirrored to multiples of 4): equal to cropping that view."""
+
+    def __init__(self, movie: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
+        self.movie, self.lo, self.hi = movie, lo, hi
+        t, h, w = movie.shape
+        self.padded = (t, h + (-h) % CELL, w + (-w) % CELL)
+        self._reflect = h > (-h) % CELL and w > (-w) % CELL
+
+    def _index(self, s: slice, n: int) -> np.ndarray:
+        i = np.arange(s.start, s.stop)
+        return np.where(i < n, i, 2 * (n - 1) - i if self._reflect else n - 1)
+
+    def crop(self, ts: slice, ys: slice, xs: slice) -> np.ndarray:
+        _, h, w = self.movie.shape
+        yi, xi = self._index(ys, h), self._index(xs, w)
+        block = np.asarray(self.movie[ts, yi.min(): yi.max() + 1, xi.min(): xi.max() + 1], dtype=np.float32)
+        block = block[:, yi - yi.min()][:, :, xi - xi.min()]
+        span = self.hi[ts] - self.lo[ts]
+        flat = ~(span > EPSILON)
+        out = (block - self.lo[ts, None, None]) / np.where(flat, np.float32(1), span)[:, None, None]
+        out[flat] = 0
+        return out
+
+
+class _CropView:
+    """(T, Y, X) frames of one box's input, for :class:`exodf.stream.StreamingNetwork`."""
+
+    def __init__(self, frames: _RangedFrames, ts: slice, ys: slice, xs: slice) -> None:
+        self.frames, self.ts, self.ys, self.xs = frames, ts, ys, xs
+        self.shape = (ts.stop - ts.start, ys.stop - ys.start, xs.stop - xs.start)
+        self.ndim = 3
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        a = self.ts.start + (key.start or 0)
+        b = self.ts.start + (self.shape[0] if key.stop is None else key.stop)
+        return self.frames.crop(slice(a, b), self.ys, self.xs)
+
+
+def _pages(movie: np.ndarray) -> Any:
+    from .predict import _MappedPages  # a memory-mapped movie's pages, handed back once read
+
+    return _MappedPages(movie)
+
+
+def brightening_scores(movie: np.ndarray, config: CandidateConfig = CandidateConfig(),
+                       progress: Progress | None = None) -> Iterator[tuple[int, np.float32, np.float32, np.ndarray]]:
+    """Yield (frame, p1, p99, robust z-score of its brightening (Y, X) float32) for each frame of ``movie``.
+
+    Brightening: the normalised frame smoothed with a Gaussian of ``sigma`` px, minus the pixel-wise
+    maximum of the ``history`` previous smoothed frames (0 for the first frame).
+    """
+    previous: list[np.ndarray] = []
+    n = movie.shape[0]
+    for t in range(n):
+        raw = np.asarray(movie[t], dtype=np.float32)
+        lo, hi = frame_range(raw)
+        norm = (raw - lo) / (hi - lo) if hi - lo > EPSILON else np.zeros(raw.shape, dtype=np.float32)
+        smooth = ndi.gaussian_filter(norm, config.sigma)
+        if previous:
+            rise = smooth - (previous[0] if len(previous) == 1 else np.maximum.reduce(previous))
+            med = np.median(rise)
+            mad = 1.4826 * np.median(np.abs(rise - med))
+            # a frame without noise (a flat or synthetic frame) leaves nothing to compare with: every
+            # change counts, and the network then decides
+            z = (rise - med) / mad if mad > 0 else np.where(rise > med, np.inf, 0).astype(np.float32)
+        else:
+            z = np.zeros(raw.shape, dtype=np.float32)
+        previous = (previous + [smooth])[-config.history:]
+        if progress is not None:
+            progress(t + 1, n)
+        yield t, lo, hi, z.astype(np.float32, copy=False)
+
+
+def candidate_boxes(movie: np.ndarray, config: CandidateConfig = CandidateConfig(),
+                    progress: Progress | None = None) -> tuple[list[Box], np.ndarray, np.ndarray]:
+    """The boxes of a raw (T, Y, X) movie where the network must run; also each frame's (p1, p99).
+
+    Boxes are the connected parts of the 4 × 4-px cells (on the pooling grid of the movie padded to
+    multiples of 4) within ``before``/``after`` frames and ``margin`` px of a candidate pixel, plus the
+    first ``history + after + 1`` frames whole.
+    """
+    t_n, h, w = movie.shape
+    gy, gx = -(-h // CELL), -(-w // CELL)
+    grid = np.zeros((t_n, gy, gx), dtype=bool)
+    grid[: config.history + config.after + 1] = True
+    lo = np.empty(t_n, dtype=np.float32)
+    hi = np.empty(t_n, dtype=np.float32)
+    pages = _pages(movie)
+    for t, p_lo, p_hi, z in brightening_scores(movie, config, progress):
+        lo[t], hi[t] = p_lo, p_hi
+        pages.release_before(t)
+        labels, n = ndi.label(z > config.threshold)
+        if not n:
+            continue
+        for ys, xs in ndi.find_objects(labels):
+            y0, y1 = max(0, ys.start - config.margin) // CELL, -(-min(h, ys.stop + config.margin) // CELL)
+            x0, x1 = max(0, xs.start - config.margin) // CELL, -(-min(w, xs.stop + config.margin) // CELL)
+            grid[max(0, t - config.before): t + 1 + config.after, y0:y1, x0:x1] = True
+    labels, _ = ndi.label(grid)
+    boxes = [Box(ts.start, ts.stop, ys.start * CELL, ys.stop * CELL, xs.start * CELL, xs.stop * CELL,
+                 labels[ts, ys, xs] == k + 1)
+             for k, (ts, ys, xs) in enumerate(ndi.find_objects(labels))]
+    return boxes, lo, hi
+
+
+def iter_candidate_blocks(movie: np.ndarray, net: "keras.Model", config: CandidateConfig = CandidateConfig(),
+                          tile: tuple[int, int, int] = (2, 448, 448), progress: Progress | None = None
+                          ) -> Iterator[tuple[SLC, np.ndarray, np.ndarray]]:
+    """Yield (region, probabilities (t, y, x, 3) float32, keep (t, y, x) bool) for the candidate boxes of
+    a raw (T, Y, X) movie.
+
+    Only the voxels marked ``keep`` belong to the result; they are never marked twice, and voxels never
+    marked are background. Each box runs frame-streamed
+    (:class:`exodf.stream.StreamingNetwork`) on its input (the box and its halo), in y/x pieces no larger
+    than ``tile``'s core, so memory is bounded whatever the boxes become.
+    """
+    from .stream import StreamingNetwork
+
+    if movie.ndim != 3:
+        raise ValueError(f"iter_candidate_blocks: expected a (T, Y, X) movie, got shape {movie.shape}")
+    t_n, h, w = movie.shape
+    # progress: the brightening pass counts one unit per frame, the network one per frame of box kept
+    boxes, lo, hi = candidate_boxes(movie, config, (lambda d, n: progress(d, 2 * n)) if progress else None)
+    frames = _RangedFrames(movie, lo, hi)
+    _, hp, wp = frames.padded
+    ht, hpx = config.halo
+    # voxels fed at once: as many as the whole-movie stream feeds (tile[0] frames of at most a tile's core)
+    budget = tile[0] * min(hp, tile[1]) * min(wp, tile[2])
+    box_frames = sum(b.t1 - b.t0 for b in boxes) or 1
+    done = 0
+    stream = StreamingNetwork(net)
+    pages = _pages(movie)
+    for box in boxes:  # in order of their first frame
+        it0, it1 = max(0, box.t0 - ht), min(t_n, box.t1 + ht)
+        pages.release_before(it0)
+        for py0, py1 in [(box.y0 + a, box.y0 + b) for a, b in split_axis(box.y1 - box.y0, tile[1], CELL)]:
+            for px0, px1 in [(box.x0 + a, box.x0 + b) for a, b in split_axis(box.x1 - box.x0, tile[2], CELL)]:
+                y1, x1 = min(py1, h), min(px1, w)
+                if y1 <= py0 or x1 <= px0:
+                    continue
+                iy0, iy1 = max(0, py0 - hpx), min(hp, py1 + hpx)
+                ix0, ix1 = max(0, px0 - hpx), min(wp, px1 + hpx)
+                view = _CropView(frames, slice(it0, it1), slice(iy0, iy1), slice(ix0, ix1))
+                chunk = max(tile[0], budget // ((iy1 - iy0) * (ix1 - ix0)))
+                for s0, probs in stream.run(view, chunk):
+                    a, b = max(box.t0, it0 + s0), min(box.t1, it0 + s0 + probs.shape[0])
+                    if b <= a:
+                        continue
+                    block = probs[a - it0 - s0: b - it0 - s0, py0 - iy0: y1 - iy0, px0 - ix0: x1 - ix0]
+                    region = (slice(a, b), slice(py0, y1), slice(px0, x1))
+                    yield region, block, box.keep(*region)
+        done += box.t1 - box.t0
+        if progress is not None:
+            progress(t_n + round(t_n * done / box_frames), 2 * t_n)

@@ -1,0 +1,109 @@
+"""Candidate tiling: the network only around sudden brightenings, checked against the whole-volume pass."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from exodf.candidates import CELL, CandidateConfig, _RangedFrames, brightening_scores, candidate_boxes
+from exodf.detect import DetectConfig, collect_segmentation, detect_events
+from exodf.evaluate import score_events
+from exodf.predict import InferenceConfig, NormalizedFrames, predict_probabilities
+
+
+def _puff_movie(t: int = 40, h: int = 50, w: int = 62, at: tuple[int, int, int] = (20, 30, 17)) -> np.ndarray:
+    rng = np.random.default_rng(1)
+    movie = rng.normal(100, 3, (t, h, w))
+    yy, xx = np.mgrid[:h, :w]
+    t0, y0, x0 = at
+    for k, amp in enumerate((80, 40, 20)):  # flashes up, decays over 3 frames
+        movie[t0 + k] += amp * np.exp(-((yy - y0) ** 2 + (xx - x0) ** 2) / (2 * 1.5 ** 2))
+    return movie.astype(np.uint16)
+
+
+def test_brightening_marks_the_puff_only() -> None:
+    movie = _puff_movie()
+    z = np.stack([s for _, _, _, s in brightening_scores(movie)])
+    assert z[20, 30, 17] > 20  # the rise frame
+    assert z[21:].max() < CandidateConfig().threshold  # the decay is no rise
+    assert (z[1:20] > CandidateConfig().threshold).sum() == 0  # noise alone never reaches the threshold
+    assert not z[0].any()  # no history for the first frame
+
+
+def test_boxes_cover_the_puff_and_the_first_frames() -> None:
+    movie = _puff_movie()
+    cfg = CandidateConfig()
+    boxes, lo, hi = candidate_boxes(movie, cfg)
+    cover = np.zeros((40, 52, 64), dtype=int)  # the movie padded to multiples of 4
+    for b in boxes:
+        assert b.y0 % CELL == 0 and b.x0 % CELL == 0 and b.y1 % CELL == 0 and b.x1 % CELL == 0
+        cover[b.t0:b.t1, b.y0:b.y1, b.x0:b.x1] += b.keep(slice(b.t0, b.t1), slice(b.y0, b.y1), slice(b.x0, b.x1))
+    assert cover.max() == 1  # no voxel belongs to two boxes
+    assert cover[: cfg.history + cfg.after + 1].all()  # the first frames, whole
+    # the puff: from a frame before the rise to `after` frames after it, `margin` px around it
+    m = cfg.margin
+    assert cover[20 - cfg.before: 21 + cfg.after, 30 - m: 31 + m, 17 - m: 18 + m].all()
+    assert not cover[21 + cfg.after:].any() and not cover[15:19].any()  # nothing else
+    np.testing.assert_array_equal(lo, [np.percentile(f.astype(np.float32), 1) for f in movie])
+    np.testing.assert_array_equal(hi, [np.percentile(f.astype(np.float32), 99) for f in movie])
+
+
+@pytest.mark.parametrize("shape", [(6, 50, 62), (3, 3, 2)])
+def test_ranged_crops_equal_the_normalised_padded_movie(shape: tuple[int, int, int]) -> None:
+    movie = np.random.default_rng(2).integers(0, 4000, shape).astype(np.uint16)
+    movie[2] = 7  # a flat frame normalises to 0
+    ref = NormalizedFrames(movie)
+    boxes, lo, hi = candidate_boxes(movie)
+    frames = _RangedFrames(movie, lo, hi)
+    assert frames.padded == ref.shape
+    _, hp, wp = ref.shape
+    for ys, xs in [(slice(0, hp), slice(0, wp)), (slice(hp - 4, hp), slice(0, 4)),
+                   (slice(0, min(hp, 8)), slice(wp - 4, wp))]:
+        np.testing.assert_array_equal(frames.crop(slice(1, shape[0]), ys, xs), ref[1:, ys, xs])
+
+
+def test_collect_segmentation_keeps_only_the_masked_voxels() -> None:
+    probs = np.zeros((2, 4, 4, 3), np.float32)
+    probs[..., 2] = 0.9
+    probs[..., 0] = 0.1
+    keep_a = np.zeros((2, 4, 4), bool)
+    keep_a[:, :2] = True
+    region = (slice(0, 2), slice(0, 4), slice(0, 4))
+    # two overlapping regions with disjoint masks: each voxel counted once; unmasked voxels stay background
+    out = np.full((2, 3, 4, 4), -1, np.float32)
+    out[:, 0] = 1
+    out[:, 1:] = 0
+    seg = collect_segmentation((2, 4, 4), [(region, probs, keep_a), (region, probs * 0 + [1, 0, 0], ~keep_a)], out)
+    assert seg.labels is not None and (seg.labels[:, :2] == 2).all() and (seg.labels[:, 2:] == 0).all()
+    assert len(seg.points) == 16 and len({tuple(p) for p in seg.points}) == 16
+    assert (out[:, 2, :2] == np.float32(0.9)).all() and (out[:, 0, 2:] == 1).all()
+
+
+def test_candidates_find_the_events_of_the_whole_volume_pass(published_net) -> None:  # type: ignore[no-untyped-def]
+    from exodf.simulate import preset, simulate
+
+    sim = simulate(preset("control", n_frames=120, height=128, width=128, events_per_frame=0.3), seed=4)
+    movie = sim.movie
+    full = detect_events(movie, published_net, DetectConfig())
+    cand_cfg = DetectConfig(inference=InferenceConfig(tiling="candidates"))
+    probs = np.empty((movie.shape[0], 3) + movie.shape[1:], np.float32)
+    fast = detect_events(movie, published_net, cand_cfg, probabilities_out=probs)
+    assert len(full.events) >= 10
+    agreement = score_events(fast.events, full.events, max_distance=1.5, dt_min=-1, dt_max=1, one_to_one=True)
+    assert agreement.f1 >= 0.99, (len(fast.events), len(full.events))
+    # the network ran on a small part of the movie, and everything else is background
+    boxes, _, _ = candidate_boxes(movie)
+    covered = np.zeros(movie.shape, bool)
+    for b in boxes:
+        covered[b.t0:b.t1, b.y0:b.y1, b.x0:b.x1] |= b.keep(slice(b.t0, b.t1), slice(b.y0, b.y1),
+                                                           slice(b.x0, b.x1))[:, :128, :128]
+    assert covered.mean() < 0.5
+    outside = ~covered
+    assert (probs[:, 0][outside] == 1).all() and (probs[:, 1:].transpose(1, 0, 2, 3)[:, outside] == 0).all()
+    assert fast.segmentation.labels is not None and full.segmentation.labels is not None
+    assert (fast.segmentation.labels[outside] == 0).all()
+    # inside the boxes, labels are the whole-volume pass's but for a few boundary voxels
+    same = fast.segmentation.labels[covered] == full.segmentation.labels[covered]
+    assert same.mean() > 0.999
+    ref = predict_probabilities(movie, published_net, cand_cfg.inference)
+    np.testing.assert_array_equal(np.moveaxis(ref, -1, 1), probs)
