@@ -39,6 +39,8 @@ __all__ = ["CandidateConfig", "Box", "brightening_scores", "candidate_boxes", "i
 Progress = Callable[[int, int], None]
 SLC = tuple[slice, slice, slice]
 CELL = SPATIAL_MULTIPLE  # boxes sit on the pooling grid, so a box sees the same pooling phases as the movie
+# when the boxes' inputs exceed this fraction of the movie, the whole-volume pass (exact) is run instead
+FALLBACK = 0.8  # (their time is about this fraction of the pass's, plus the brightening test's)
 
 
 @dataclass(frozen=True)
@@ -236,32 +238,64 @@ def iter_candidate_blocks(movie: np.ndarray, net: "keras.Model", config: Candida
     boxes, lo, hi = candidate_boxes(movie, config, (lambda d, n: progress(d, 2 * n)) if progress else None)
     frames = _RangedFrames(movie, lo, hi)
     _, hp, wp = frames.padded
-    ht, hpx = config.halo
+    pieces = [(box, piece) for box in boxes for piece in _pieces(box, t_n, h, w, hp, wp, config.halo, tile)]
+    if sum(_volume(p[0]) for _, p in pieces) > FALLBACK * t_n * hp * wp:
+        # brightenings everywhere: the boxes would cost about as much as the exact whole-volume pass
+        from .predict import InferenceConfig, iter_probability_blocks
+
+        context = InferenceConfig(tile=tile)
+        yield from iter_probability_blocks(movie, net, context,
+                                           (lambda d, n: progress(n + d, 2 * n)) if progress else None)
+        return
     # voxels fed at once: as many as the whole-movie stream feeds (tile[0] frames of at most a tile's core)
     budget = tile[0] * min(hp, tile[1]) * min(wp, tile[2])
     box_frames = sum(b.t1 - b.t0 for b in boxes) or 1
     done = 0
     stream = StreamingNetwork(net)
     pages = _pages(movie)
-    for box in boxes:  # in order of their first frame
-        it0, it1 = max(0, box.t0 - ht), min(t_n, box.t1 + ht)
-        pages.release_before(it0)
-        for py0, py1 in [(box.y0 + a, box.y0 + b) for a, b in split_axis(box.y1 - box.y0, tile[1], CELL)]:
-            for px0, px1 in [(box.x0 + a, box.x0 + b) for a, b in split_axis(box.x1 - box.x0, tile[2], CELL)]:
-                y1, x1 = min(py1, h), min(px1, w)
-                if y1 <= py0 or x1 <= px0:
-                    continue
-                iy0, iy1 = max(0, py0 - hpx), min(hp, py1 + hpx)
-                ix0, ix1 = max(0, px0 - hpx), min(wp, px1 + hpx)
-                view = _CropView(frames, slice(it0, it1), slice(iy0, iy1), slice(ix0, ix1))
-                chunk = max(tile[0], budget // ((iy1 - iy0) * (ix1 - ix0)))
-                for s0, probs in stream.run(view, chunk):
-                    a, b = max(box.t0, it0 + s0), min(box.t1, it0 + s0 + probs.shape[0])
-                    if b <= a:
-                        continue
-                    block = probs[a - it0 - s0: b - it0 - s0, py0 - iy0: y1 - iy0, px0 - ix0: x1 - ix0]
-                    region = (slice(a, b), slice(py0, y1), slice(px0, x1))
-                    yield region, block, box.keep(*region)
-        done += box.t1 - box.t0
-        if progress is not None:
-            progress(t_n + round(t_n * done / box_frames), 2 * t_n)
+    current = None
+    for box, (source, target) in pieces:  # in order of the boxes' first frame
+        if box is not current:
+            if current is not None:
+                done += current.t1 - current.t0
+                if progress is not None:
+                    progress(t_n + round(t_n * done / box_frames), 2 * t_n)
+            current = box
+            pages.release_before(source[0].start)
+        ts, ys, xs = source
+        view = _CropView(frames, ts, ys, xs)
+        chunk = max(tile[0], budget // ((ys.stop - ys.start) * (xs.stop - xs.start)))
+        for s0, probs in stream.run(view, chunk):
+            a, b = max(target[0].start, ts.start + s0), min(target[0].stop, ts.start + s0 + probs.shape[0])
+            if b <= a:
+                continue
+            k0 = a - ts.start - s0
+            block = probs[k0: k0 + b - a, target[1].start - ys.start: target[1].stop - ys.start,
+                          target[2].start - xs.start: target[2].stop - xs.start]
+            region = (slice(a, b), target[1], target[2])
+            yield region, block, box.keep(*region)
+    if progress is not None:
+        progress(2 * t_n, 2 * t_n)
+
+
+def _volume(region: SLC) -> int:
+    return int(np.prod([s.stop - s.start for s in region]))
+
+
+def _pieces(box: Box, t_n: int, h: int, w: int, hp: int, wp: int, halo: tuple[int, int],
+            tile: tuple[int, int, int]) -> list[tuple[SLC, SLC]]:
+    """(network input, kept output) regions of one box: y/x pieces no larger than ``tile``'s core, each
+    with ``halo`` (frames, px) of context clipped to the padded movie; outputs clipped to the movie."""
+    ht, hpx = halo
+    it0, it1 = max(0, box.t0 - ht), min(t_n, box.t1 + ht)
+    out = []
+    for a, b in split_axis(box.y1 - box.y0, tile[1], CELL):
+        for c, d in split_axis(box.x1 - box.x0, tile[2], CELL):
+            py0, py1, px0, px1 = box.y0 + a, box.y0 + b, box.x0 + c, box.x0 + d
+            y1, x1 = min(py1, h), min(px1, w)
+            if y1 <= py0 or x1 <= px0:
+                continue
+            source = (slice(it0, it1), slice(max(0, py0 - hpx), min(hp, py1 + hpx)),
+                      slice(max(0, px0 - hpx), min(wp, px1 + hpx)))
+            out.append((source, (slice(box.t0, box.t1), slice(py0, y1), slice(px0, x1))))
+    return out

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from exodf.candidates import CELL, CandidateConfig, _RangedFrames, brightening_scores, candidate_boxes
+from exodf.candidates import (CELL, FALLBACK, CandidateConfig, _pieces, _RangedFrames, _volume, brightening_scores,
+                              candidate_boxes)
 from exodf.detect import DetectConfig, collect_segmentation, detect_events
 from exodf.evaluate import score_events
 from exodf.predict import InferenceConfig, NormalizedFrames, predict_probabilities
@@ -82,8 +83,11 @@ def test_collect_segmentation_keeps_only_the_masked_voxels() -> None:
 def test_candidates_find_the_events_of_the_whole_volume_pass(published_net) -> None:  # type: ignore[no-untyped-def]
     from exodf.simulate import preset, simulate
 
-    sim = simulate(preset("control", n_frames=120, height=128, width=128, events_per_frame=0.3), seed=4)
+    sim = simulate(preset("control", n_frames=200, height=128, width=128, events_per_frame=0.1), seed=4)
     movie = sim.movie
+    boxes, _, _ = candidate_boxes(movie)
+    inputs = sum(_volume(src) for b in boxes for src, _ in _pieces(b, *movie.shape, 128, 128, (4, 16), (2, 448, 448)))
+    assert inputs < FALLBACK * movie.size  # the boxes, not the fallback, are tested here
     full = detect_events(movie, published_net, DetectConfig())
     cand_cfg = DetectConfig(inference=InferenceConfig(tiling="candidates"))
     probs = np.empty((movie.shape[0], 3) + movie.shape[1:], np.float32)
@@ -92,7 +96,6 @@ def test_candidates_find_the_events_of_the_whole_volume_pass(published_net) -> N
     agreement = score_events(fast.events, full.events, max_distance=1.5, dt_min=-1, dt_max=1, one_to_one=True)
     assert agreement.f1 >= 0.99, (len(fast.events), len(full.events))
     # the network ran on a small part of the movie, and everything else is background
-    boxes, _, _ = candidate_boxes(movie)
     covered = np.zeros(movie.shape, bool)
     for b in boxes:
         covered[b.t0:b.t1, b.y0:b.y1, b.x0:b.x1] |= b.keep(slice(b.t0, b.t1), slice(b.y0, b.y1),
@@ -107,3 +110,18 @@ def test_candidates_find_the_events_of_the_whole_volume_pass(published_net) -> N
     assert same.mean() > 0.999
     ref = predict_probabilities(movie, published_net, cand_cfg.inference)
     np.testing.assert_array_equal(np.moveaxis(ref, -1, 1), probs)
+
+
+def test_brightenings_everywhere_fall_back_to_the_exact_pass(published_net) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(5)
+    movie = rng.normal(100, 2, (36, 64, 64))
+    yy, xx = np.mgrid[:64, :64]
+    for t in range(1, 36):  # a dozen puffs rising in every frame
+        for y, x in rng.uniform(0, 64, (12, 2)):
+            movie[t] += 60 * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / 4.5)
+    movie = movie.astype(np.uint16)
+    boxes, _, _ = candidate_boxes(movie)
+    inputs = sum(_volume(src) for b in boxes for src, _ in _pieces(b, 36, 64, 64, 64, 64, (4, 16), (2, 448, 448)))
+    assert inputs > FALLBACK * movie.size
+    fast = predict_probabilities(movie, published_net, InferenceConfig(tiling="candidates"))
+    np.testing.assert_array_equal(fast, predict_probabilities(movie, published_net, InferenceConfig()))
