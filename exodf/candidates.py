@@ -28,7 +28,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .model import SPATIAL_MULTIPLE
-from .normalize import EPSILON, frame_range
+from .normalize import EPSILON, apply_range, frame_range
 from .tiling import split_axis
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -83,7 +83,7 @@ class CandidateConfig:
             raise ValueError(f"CandidateConfig: the pixel halo must be a multiple of {CELL}, got {self.halo[1]}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Box:
     """A connected set of 4 × 4-px cells where the network's output is kept, and its bounding box
     [t0, t1) × [y0, y1) × [x0, x1) in pixels of the movie padded to multiples of 4.
@@ -169,8 +169,7 @@ def brightening_scores(movie: np.ndarray, config: CandidateConfig = CandidateCon
     for t in range(n):
         raw = np.asarray(movie[t], dtype=np.float32)
         lo, hi = frame_range(raw)
-        norm = (raw - lo) / (hi - lo) if hi - lo > EPSILON else np.zeros(raw.shape, dtype=np.float32)
-        smooth = ndi.gaussian_filter(norm, config.sigma)
+        smooth = ndi.gaussian_filter(apply_range(raw, lo, hi), config.sigma)
         if previous:
             rise = smooth - (previous[0] if len(previous) == 1 else np.maximum.reduce(previous))
             med = np.median(rise)
