@@ -65,7 +65,8 @@ def register(app: typer.Typer) -> None:
                                             "(network only around sudden brightenings: several times faster, "
                                             "same events to F1 >= 0.99 on simulated movies).")] = "context",
         patch_size: Annotated[int, typer.Option(help="Patch side for --tiling original.")] = 160,
-        tile: Annotated[str, typer.Option(help="Largest tile core T,Y,X for context tiling (memory vs speed).")]
+        tile: Annotated[str, typer.Option(help="Largest tile core T,Y,X for context and candidates tiling (memory "
+                                          "vs speed).")]
         = ",".join(map(str, DEFAULT_TILE)),
         probabilities: Annotated[Optional[Path], typer.Option(help="Also write the class probabilities "
                                                               "(ImageJ hyperstack T,C,Y,X float32) here.")] = None,
