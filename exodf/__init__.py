@@ -19,7 +19,8 @@ from .pretrained import published_weights
 __version__ = "0.1.0"
 
 __all__ = [
-    "CandidateConfig", "ClusterConfig", "DetectConfig", "Detection", "EventTable", "ExodfError", "InferenceConfig", "Segmentation",
+    "CandidateConfig", "ClusterConfig", "DetectConfig", "Detection", "EventTable", "ExodfError", "InferenceConfig",
+    "Segmentation",
     "build_unet", "detect_events", "events_from_segmentation", "exclude_events", "labels_to_events", "load_network", "points_to_events",
     "normalize_frames", "predict_probabilities", "published_weights", "read_events", "read_mask", "read_movie",
     "match_events", "score_events", "segment_movie", "write_events", "write_probabilities", "write_tiff",

@@ -28,7 +28,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .model import SPATIAL_MULTIPLE
-from .normalize import EPSILON, apply_range, frame_range
+from .normalize import apply_range, frame_range
 from .tiling import split_axis
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -112,43 +112,28 @@ class Box:
 
 
 class _RangedFrames:
-    """Crops of a raw movie normalised with precomputed per-frame (p1, p99), y/x padded like
-    :class:`exodf.predict.NormalizedFrames` (mirrored to multiples of 4): equal to cropping that view."""
+    """A raw movie normalised with precomputed per-frame (p1, p99) on access, y/x padded like
+    :class:`exodf.predict.NormalizedFrames` (mirrored to multiples of 4): ``frames[ts, ys, xs]`` equals the
+    same crop of that view, without a percentile per access."""
 
     def __init__(self, movie: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
         self.movie, self.lo, self.hi = movie, lo, hi
         t, h, w = movie.shape
-        self.padded = (t, h + (-h) % CELL, w + (-w) % CELL)
+        self.shape = (t, h + (-h) % CELL, w + (-w) % CELL)
+        self.ndim = 3
         self._reflect = h > (-h) % CELL and w > (-w) % CELL
 
     def _index(self, s: slice, n: int) -> np.ndarray:
         i = np.arange(s.start, s.stop)
         return np.where(i < n, i, 2 * (n - 1) - i if self._reflect else n - 1)
 
-    def crop(self, ts: slice, ys: slice, xs: slice) -> np.ndarray:
+    def __getitem__(self, key: SLC) -> np.ndarray:
+        ts, ys, xs = key
         _, h, w = self.movie.shape
         yi, xi = self._index(ys, h), self._index(xs, w)
         block = np.asarray(self.movie[ts, yi.min(): yi.max() + 1, xi.min(): xi.max() + 1], dtype=np.float32)
         block = block[:, yi - yi.min()][:, :, xi - xi.min()]
-        span = self.hi[ts] - self.lo[ts]
-        flat = ~(span > EPSILON)
-        out = (block - self.lo[ts, None, None]) / np.where(flat, np.float32(1), span)[:, None, None]
-        out[flat] = 0
-        return out
-
-
-class _CropView:
-    """(T, Y, X) frames of one box's input, for :class:`exodf.stream.StreamingNetwork`."""
-
-    def __init__(self, frames: _RangedFrames, ts: slice, ys: slice, xs: slice) -> None:
-        self.frames, self.ts, self.ys, self.xs = frames, ts, ys, xs
-        self.shape = (ts.stop - ts.start, ys.stop - ys.start, xs.stop - xs.start)
-        self.ndim = 3
-
-    def __getitem__(self, key: slice) -> np.ndarray:
-        a = self.ts.start + (key.start or 0)
-        b = self.ts.start + (self.shape[0] if key.stop is None else key.stop)
-        return self.frames.crop(slice(a, b), self.ys, self.xs)
+        return np.stack([apply_range(f, lo, hi) for f, lo, hi in zip(block, self.lo[ts], self.hi[ts])])
 
 
 def _pages(movie: np.ndarray) -> Any:
@@ -228,6 +213,7 @@ def iter_candidate_blocks(movie: np.ndarray, net: "keras.Model", config: Candida
     (:class:`exodf.stream.StreamingNetwork`) on its input (the box and its halo), in y/x pieces no larger
     than ``tile``'s core, so memory is bounded whatever the boxes become.
     """
+    from .predict import _TileView
     from .stream import StreamingNetwork
 
     if movie.ndim != 3:
@@ -236,7 +222,7 @@ def iter_candidate_blocks(movie: np.ndarray, net: "keras.Model", config: Candida
     # progress: the brightening pass counts one unit per frame, the network one per frame of box kept
     boxes, lo, hi = candidate_boxes(movie, config, (lambda d, n: progress(d, 2 * n)) if progress else None)
     frames = _RangedFrames(movie, lo, hi)
-    _, hp, wp = frames.padded
+    _, hp, wp = frames.shape
     pieces = [(box, piece) for box in boxes for piece in _pieces(box, t_n, h, w, hp, wp, config.halo, tile)]
     if sum(_volume(p[0]) for _, p in pieces) > FALLBACK * t_n * hp * wp:
         # brightenings everywhere: the boxes would cost about as much as the exact whole-volume pass
@@ -262,7 +248,7 @@ def iter_candidate_blocks(movie: np.ndarray, net: "keras.Model", config: Candida
             current = box
             pages.release_before(source[0].start)
         ts, ys, xs = source
-        view = _CropView(frames, ts, ys, xs)
+        view = _TileView(frames, ys, xs, ts)
         chunk = max(tile[0], budget // ((ys.stop - ys.start) * (xs.stop - xs.start)))
         for s0, probs in stream.run(view, chunk):
             a, b = max(target[0].start, ts.start + s0), min(target[0].stop, ts.start + s0 + probs.shape[0])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import mmap
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterator, Literal
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal
 
 import numpy as np
 
@@ -177,15 +177,20 @@ def iter_probability_blocks(movie: np.ndarray, net: "keras.Model", config: Infer
 
 
 class _TileView:
-    """Frames of one y/x tile of a :class:`NormalizedFrames` (whole frames are normalised, then cropped)."""
+    """(t, y, x) frames of one tile of a normalised movie view indexed as ``frames[ts, ys, xs]`` (a
+    :class:`NormalizedFrames`, or the candidate boxes' pre-ranged frames), for
+    :class:`exodf.stream.StreamingNetwork`; the tile spans all frames unless ``ts`` is given."""
 
-    def __init__(self, frames: NormalizedFrames, ys: slice, xs: slice) -> None:
+    def __init__(self, frames: Any, ys: slice, xs: slice, ts: slice | None = None) -> None:
         self.frames, self.ys, self.xs = frames, ys, xs
-        self.shape = (frames.shape[0], ys.stop - ys.start, xs.stop - xs.start)
+        self.ts = ts if ts is not None else slice(0, frames.shape[0])
+        self.shape = (self.ts.stop - self.ts.start, ys.stop - ys.start, xs.stop - xs.start)
         self.ndim = 3
 
-    def __getitem__(self, ts: slice) -> np.ndarray:
-        return self.frames[ts, self.ys, self.xs]
+    def __getitem__(self, key: slice) -> np.ndarray:
+        a = self.ts.start + (key.start or 0)
+        b = self.ts.start + (self.shape[0] if key.stop is None else key.stop)
+        return self.frames[slice(a, b), self.ys, self.xs]
 
 
 BlockFn = Callable[[np.ndarray], np.ndarray]  # (t, y, x) float32 -> (t, y, x, 3) float32
