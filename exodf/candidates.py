@@ -250,15 +250,10 @@ def iter_candidate_blocks(movie: np.ndarray, net: "keras.Model", config: Candida
         ts, ys, xs = source
         view = _TileView(frames, ys, xs, ts)
         chunk = max(tile[0], budget // ((ys.stop - ys.start) * (xs.stop - xs.start)))
-        for s0, probs in stream.run(view, chunk):
-            a, b = max(target[0].start, ts.start + s0), min(target[0].stop, ts.start + s0 + probs.shape[0])
-            if b <= a:
-                continue
-            k0 = a - ts.start - s0
-            block = probs[k0: k0 + b - a, target[1].start - ys.start: target[1].stop - ys.start,
-                          target[2].start - xs.start: target[2].stop - xs.start]
-            region = (slice(a, b), target[1], target[2])
-            yield region, block, box.keep(*region)
+        keep = tuple(slice(t.start - s.start, t.stop - s.start) for t, s in zip(target, source))
+        for s0, probs in stream.run(view, chunk, keep=keep):  # type: ignore[arg-type]
+            region = (slice(ts.start + s0, ts.start + s0 + probs.shape[0]), target[1], target[2])
+            yield region, probs, box.keep(*region)
     if progress is not None:
         progress(2 * t_n, 2 * t_n)
 

@@ -171,9 +171,9 @@ def iter_probability_blocks(movie: np.ndarray, net: "keras.Model", config: Infer
             continue
         view = _TileView(frames, ys, xs)
         tile_progress = (lambda d, n, k=k: progress(k * t + d, total)) if progress else None
-        for t0, probs in stream.run(view, config.tile[0], tile_progress):
-            block = probs[:, yi.start: yi.start + (y1 - yt.start), xi.start: xi.start + (x1 - xt.start)]
-            yield (slice(t0, t0 + probs.shape[0]), slice(yt.start, y1), slice(xt.start, x1)), block
+        keep = (slice(None), slice(yi.start, yi.start + y1 - yt.start), slice(xi.start, xi.start + x1 - xt.start))
+        for t0, probs in stream.run(view, config.tile[0], tile_progress, keep=keep):
+            yield (slice(t0, t0 + probs.shape[0]), slice(yt.start, y1), slice(xt.start, x1)), probs
 
 
 class _TileView:

@@ -6,6 +6,10 @@ Feeding the movie a few frames at a time, each layer computes the output frames 
 determines and keeps only the input frames its consumers will still need. The result equals one pass over
 the whole movie (the network's own 'same' zero padding at the first and last frame included) with no
 recomputation in time, and memory that depends on the frame size, not on the movie's length.
+
+When only part of the output is wanted (a tile's core inside its halo of context), each layer computes
+only the frames and pixels that part depends on: the encoder still sees the whole input, but the decoder's
+layers shrink towards the kept region. The kept values are those of the whole pass.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["StreamingNetwork"]
 
+Span = tuple[int, int]  # [start, stop) along one axis
+
 
 @dataclass
 class _Node:
@@ -30,18 +36,35 @@ class _Node:
     bias: Any = None
     k: int = 1  # temporal (and spatial) kernel size of a conv
     act: str = "relu"
-    done: int = 0  # output frames computed so far
+    scale: int = 1  # pixels of the input per pixel of this node's output
+    # what is computed of this node's output: frames [t0, t1), pixels ys × xs (its own resolution)
+    t0: int = 0
+    t1: int = 0
+    ys: Span = (0, 0)
+    xs: Span = (0, 0)
+    size: Span = (0, 0)  # (Y, X) of the whole output at this node's resolution
+    done: int = 0  # output frames [t0, done) computed so far
     buf: Any = None  # output frames [start, done) still needed by consumers
     start: int = 0
     consumers: list["_Node"] = field(default_factory=list)
 
     @property
-    def before(self) -> int:  # frames before t that output t needs
+    def before(self) -> int:  # frames (and pixels) before t that output t needs
         return 1 if self.op == "conv" and self.k == 3 else 0
 
     @property
-    def after(self) -> int:  # frames after t that output t needs
+    def after(self) -> int:  # frames (and pixels) after t that output t needs
         return 1 if self.op == "conv" and self.k in (2, 3) else 0
+
+    def need(self, src: "_Node") -> tuple[Span, Span, Span]:
+        """The source's frames and pixels (its coordinates, possibly outside it: zeros) this node needs."""
+        t = (self.t0 - self.before, self.t1 + self.after)
+        if self.op == "pool":
+            return t, (2 * self.ys[0], 2 * self.ys[1]), (2 * self.xs[0], 2 * self.xs[1])
+        if self.op == "up":
+            return t, (self.ys[0] // 2, (self.ys[1] + 1) // 2), (self.xs[0] // 2, (self.xs[1] + 1) // 2)
+        return (t, (self.ys[0] - self.before, self.ys[1] + self.after),
+                (self.xs[0] - self.before, self.xs[1] + self.after))
 
 
 def _graph(net: "keras.Model") -> list[_Node]:
@@ -65,6 +88,10 @@ def _graph(net: "keras.Model") -> list[_Node]:
     return nodes
 
 
+def _union(spans: list[Span], n: int) -> Span:
+    return max(0, min(s[0] for s in spans)), min(n, max(s[1] for s in spans))
+
+
 class StreamingNetwork:
     """The ExoDeepFinder network evaluated frame-streamed over time.
 
@@ -84,42 +111,55 @@ class StreamingNetwork:
                 n.kernel = tf.constant(n.kernel)
                 n.bias = tf.constant(n.bias)
 
-    def _fresh(self) -> dict[str, _Node]:
+    def _plan(self, n_frames: int, size: Span, keep: tuple[Span, Span, Span]) -> list[_Node]:
+        """Fresh nodes in topological order, each with the frames and pixels it must compute for ``keep``."""
         nodes = {n.name: _Node(n.name, n.op, list(n.inputs), n.kernel, n.bias, n.k, n.act) for n in self._proto}
-        for n in nodes.values():
+        order = list(nodes.values())
+        for n in order:
             for src in n.inputs:
                 nodes[src].consumers.append(n)
-        return nodes
+            if n.inputs:
+                s = nodes[n.inputs[0]]
+                n.scale = s.scale * 2 if n.op == "pool" else s.scale // 2 if n.op == "up" else s.scale
+            n.size = (size[0] // n.scale, size[1] // n.scale)
+        for n in reversed(order):
+            if not n.consumers:
+                (n.t0, n.t1), n.ys, n.xs = keep
+                continue
+            needs = [c.need(n) for c in n.consumers]
+            n.t0, n.t1 = _union([t for t, _, _ in needs], n_frames)
+            n.ys = _union([y for _, y, _ in needs], n.size[0])
+            n.xs = _union([x for _, _, x in needs], n.size[1])
+        for n in order:
+            n.done = n.start = n.t0
+        return order
 
-    def _frames(self, node: _Node, a: int, b: int, n_frames: int) -> Any:
-        """Output frames [a, b) of ``node``; frames outside the movie are zeros ('same' padding in time)."""
+    def _gather(self, s: _Node, t: Span, ys: Span, xs: Span, n_frames: int) -> Any:
+        """Frames ``t`` and pixels ``ys`` × ``xs`` of source ``s``'s output, zeros outside the movie ('same'
+        padding of the whole input)."""
         tf = self._tf
-        lo, hi = max(a, 0), min(b, n_frames)
-        parts = []
-        if lo > a:
-            parts.append(tf.zeros_like(node.buf[:, :1]) if lo - a == 1 else
-                         tf.repeat(tf.zeros_like(node.buf[:, :1]), lo - a, axis=1))
-        parts.append(node.buf[:, lo - node.start: hi - node.start])
-        if b > hi:
-            parts.append(tf.repeat(tf.zeros_like(node.buf[:, :1]), b - hi, axis=1))
-        return parts[0] if len(parts) == 1 else tf.concat(parts, axis=1)
+        ca, cb = max(t[0], 0), min(t[1], n_frames)
+        ya, yb = max(ys[0], 0), min(ys[1], s.size[0])
+        xa, xb = max(xs[0], 0), min(xs[1], s.size[1])
+        part = s.buf[:, ca - s.start: cb - s.start, ya - s.ys[0]: yb - s.ys[0], xa - s.xs[0]: xb - s.xs[0]]
+        pads = [[0, 0], [ca - t[0], t[1] - cb], [ya - ys[0], ys[1] - yb], [xa - xs[0], xs[1] - xb], [0, 0]]
+        return tf.pad(part, pads) if any(p for pair in pads for p in pair) else part
 
     def _compute(self, n: _Node, nodes: dict[str, _Node], a: int, b: int, n_frames: int) -> Any:
         tf = self._tf
         src = [nodes[s] for s in n.inputs]
         if n.op == "concat":
-            return tf.concat([self._frames(s, a, b, n_frames) for s in src], axis=-1)
-        x = self._frames(src[0], a - n.before, b + n.after, n_frames)
+            return tf.concat([self._gather(s, (a, b), n.ys, n.xs, n_frames) for s in src], axis=-1)
+        _, ys, xs = n.need(src[0])
+        x = self._gather(src[0], (a - n.before, b + n.after), ys, xs, n_frames)
         if n.op == "pool":
             return tf.nn.max_pool3d(x, (1, 1, 2, 2, 1), (1, 1, 2, 2, 1), "VALID")
         if n.op == "up":
-            return tf.repeat(tf.repeat(x, 2, axis=2), 2, axis=3)
-        # conv: 'same' in y/x (TensorFlow pads an even kernel at the end), 'valid' in time on the frames
-        # gathered above (which carry the zero frames at the movie's edges)
-        pad = [[0, 0], [0, 0], [1, 1], [1, 1], [0, 0]] if n.k == 3 else \
-            [[0, 0], [0, 0], [0, 1], [0, 1], [0, 0]] if n.k == 2 else None
-        if pad is not None:
-            x = tf.pad(x, pad)
+            y0, x0 = n.ys[0] - 2 * ys[0], n.xs[0] - 2 * xs[0]
+            x = tf.repeat(tf.repeat(x, 2, axis=2), 2, axis=3)
+            return x[:, :, y0: y0 + n.ys[1] - n.ys[0], x0: x0 + n.xs[1] - n.xs[0]]
+        # conv: 'valid' on the frames and pixels gathered above, which carry the zeros of 'same' padding
+        # (TensorFlow pads an even kernel at the end only)
         y = tf.nn.conv3d(x, n.kernel, strides=(1, 1, 1, 1, 1), padding="VALID") + n.bias
         return tf.nn.softmax(y, axis=-1) if n.act == "softmax" else tf.nn.relu(y)
 
@@ -132,9 +172,8 @@ class StreamingNetwork:
             moved = False
             for n in order[1:]:
                 src = [nodes[s] for s in n.inputs]
-                ready = min(s.done for s in src)
-                if ready < n_frames:
-                    ready -= n.after
+                # a complete source holds every frame this node needs (the plan made it so)
+                ready = min(n.t1 if s.done >= s.t1 else s.done - n.after for s in src)
                 if ready <= n.done:
                     continue
                 b = min(ready, n.done + chunk)
@@ -143,32 +182,41 @@ class StreamingNetwork:
                 n.done = b
                 moved = True
                 for s in src:
-                    need = min(c.done - c.before for c in s.consumers)
+                    need = min(c.done - c.before if c.done < c.t1 else s.done for c in s.consumers)
                     drop = max(0, need - s.start)
                     if drop:
                         s.buf = s.buf[:, drop:]
                         s.start += drop
 
-    def run(self, frames: np.ndarray, chunk: int = 4,
-            progress: Callable[[int, int], None] | None = None) -> Iterator[tuple[int, np.ndarray]]:
-        """Yield (first frame, probabilities (n, Y, X, 3) float32) for consecutive frame ranges of ``frames``.
+    def run(self, frames: np.ndarray, chunk: int = 4, progress: Callable[[int, int], None] | None = None,
+            keep: tuple[slice, slice, slice] | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield (first frame, probabilities (n, y, x, 3) float32) for consecutive frame ranges.
 
-        ``frames`` is a normalised (T, Y, X) array (Y and X multiples of 4), e.g. a memory map; ``chunk``
-        frames are fed and computed at a time (memory grows with it, speed barely).
+        ``frames`` is a normalised (T, Y, X) array (Y and X multiples of 4), e.g. a memory map, or any
+        object with ``shape`` whose ``frames[a:b]`` gives frames a to b; ``chunk`` frames are fed and computed
+        at a time (memory grows with it, speed barely). ``keep`` (frames, rows, columns) restricts the
+        output to a part of the volume (default: all of it); only what that part depends on is computed.
         """
         tf = self._tf
-        if frames.ndim != 3 or frames.shape[1] % 4 or frames.shape[2] % 4:
+        if len(frames.shape) != 3 or frames.shape[1] % 4 or frames.shape[2] % 4:
             raise ValueError(f"StreamingNetwork.run: expected (T, Y, X) with Y, X multiples of 4, got {frames.shape}")
         if chunk < 1:
             raise ValueError(f"StreamingNetwork.run: chunk must be >= 1, got {chunk}")
-        n_frames = frames.shape[0]
-        nodes = self._fresh()
-        order = list(nodes.values())
+        n_frames, h, w = frames.shape
+        spans = tuple(s.indices(n)[:2] for s, n in zip(keep or (slice(None),) * 3, (n_frames, h, w)))
+        if any(b <= a for a, b in spans):
+            raise ValueError(f"StreamingNetwork.run: keep {keep} is empty for frames of shape {frames.shape}")
+        order = self._plan(n_frames, (h, w), spans)  # type: ignore[arg-type]
+        nodes = {n.name: n for n in order}
         inp, out = nodes["in"], nodes["out"]
-        emitted = 0
-        for t0 in range(0, n_frames, chunk):
-            t1 = min(n_frames, t0 + chunk)
-            new = tf.constant(np.ascontiguousarray(frames[t0:t1], dtype=np.float32)[None, ..., None])
+        whole = inp.ys == (0, h) and inp.xs == (0, w)
+        emitted = out.t0
+        for t0 in range(inp.t0, inp.t1, chunk):
+            t1 = min(inp.t1, t0 + chunk)
+            block = frames[t0:t1]
+            if not whole:
+                block = block[:, inp.ys[0]: inp.ys[1], inp.xs[0]: inp.xs[1]]
+            new = tf.constant(np.ascontiguousarray(block, dtype=np.float32)[None, ..., None])
             inp.buf = new if inp.buf is None else tf.concat([inp.buf, new], axis=1)
             inp.done = t1
             self._advance(order, nodes, n_frames, chunk)
@@ -177,6 +225,6 @@ class StreamingNetwork:
                 out.buf, out.start = None, out.done
                 emitted = out.done
             if progress is not None:
-                progress(t1, n_frames)
-        if emitted != n_frames:  # pragma: no cover - the last chunk always flushes every layer
-            raise RuntimeError(f"StreamingNetwork.run: emitted {emitted} of {n_frames} frames")
+                progress(t1 - inp.t0, inp.t1 - inp.t0)
+        if emitted != out.t1:  # pragma: no cover - the last chunk always flushes every layer
+            raise RuntimeError(f"StreamingNetwork.run: emitted frames up to {emitted}, expected {out.t1}")
