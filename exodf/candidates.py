@@ -3,7 +3,8 @@
 Exocytosis events are rare (well under one per frame) and every one the network reports starts with a
 local brightening: the frame, smoothed, exceeds the brightest of its few previous smoothed frames. This
 test costs a few milliseconds per frame. The network then runs on boxes around the brightenings only,
-with a halo of context, and everything outside the boxes is background.
+with a halo of context, and everything outside the boxes is background. Within a box, only the encoder
+sees the halo: the decoder computes what the kept voxels depend on (:meth:`exodf.stream.StreamingNetwork.run`).
 
 This is an approximation of the whole-volume pass (``--tiling context``), measured, not exact:
 
@@ -34,13 +35,14 @@ from .tiling import split_axis
 if TYPE_CHECKING:  # pragma: no cover
     import keras
 
-__all__ = ["CandidateConfig", "Box", "brightening_scores", "candidate_boxes", "iter_candidate_blocks"]
+__all__ = ["CandidateConfig", "Box", "brightening_scores", "candidate_boxes", "iter_candidate_blocks",
+           "work_fraction"]
 
 Progress = Callable[[int, int], None]
 SLC = tuple[slice, slice, slice]
 CELL = SPATIAL_MULTIPLE  # boxes sit on the pooling grid, so a box sees the same pooling phases as the movie
-# when the boxes' inputs exceed this fraction of the movie, the whole-volume pass (exact) is run instead
-FALLBACK = 0.8  # (their time is about this fraction of the pass's, plus the brightening test's)
+# when the boxes would cost this fraction of the whole-volume pass's convolutions, that pass (exact) is run
+FALLBACK = 0.8  # instead (boxes are a little slower per operation: smaller tensors, more of them)
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,9 @@ class CandidateConfig:
     margin
         Pixels of each box around a candidate's pixels.
     halo
-        Context (frames, px) around each box that the network sees but whose output is not kept.
+        Context (frames, px) around each box that the network sees but whose output is not kept. The
+        receptive field is 12–14 frames and 34 px: on the 1000-frame bench movie, 4 frames lost two
+        events of the whole-volume pass, 6 frames none.
     """
 
     sigma: float = 1.5
@@ -72,7 +76,7 @@ class CandidateConfig:
     before: int = 1
     after: int = 10
     margin: int = 8
-    halo: tuple[int, int] = (4, 16)
+    halo: tuple[int, int] = (6, 16)
 
     def __post_init__(self) -> None:
         if self.sigma <= 0 or self.history < 1 or self.threshold <= 0:
@@ -224,7 +228,8 @@ def iter_candidate_blocks(movie: np.ndarray, net: "keras.Model", config: Candida
     frames = _RangedFrames(movie, lo, hi)
     _, hp, wp = frames.shape
     pieces = [(box, piece) for box in boxes for piece in _pieces(box, t_n, h, w, hp, wp, config.halo, tile)]
-    if sum(_volume(p[0]) for _, p in pieces) > FALLBACK * t_n * hp * wp:
+    stream = StreamingNetwork(net)
+    if _work(stream, [p for _, p in pieces]) > FALLBACK * stream.macs(frames.shape):
         # brightenings everywhere: the boxes would cost about as much as the exact whole-volume pass
         from .predict import InferenceConfig, iter_probability_blocks
 
@@ -236,7 +241,6 @@ def iter_candidate_blocks(movie: np.ndarray, net: "keras.Model", config: Candida
     budget = tile[0] * min(hp, tile[1]) * min(wp, tile[2])
     box_frames = sum(b.t1 - b.t0 for b in boxes) or 1
     done = 0
-    stream = StreamingNetwork(net)
     pages = _pages(movie)
     current = None
     for box, (source, target) in pieces:  # in order of the boxes' first frame
@@ -258,8 +262,24 @@ def iter_candidate_blocks(movie: np.ndarray, net: "keras.Model", config: Candida
         progress(2 * t_n, 2 * t_n)
 
 
-def _volume(region: SLC) -> int:
-    return int(np.prod([s.stop - s.start for s in region]))
+def _work(stream: Any, pieces: list[tuple[SLC, SLC]]) -> int:
+    """Multiply-accumulates the network spends on these (input, kept output) pieces."""
+    return sum(stream.macs(tuple(s.stop - s.start for s in source),  # type: ignore[arg-type]
+                           tuple(slice(t.start - s.start, t.stop - s.start) for t, s in zip(target, source)))
+               for source, target in pieces)
+
+
+def work_fraction(boxes: list[Box], shape: tuple[int, int, int], net: "keras.Model",
+                  config: CandidateConfig = CandidateConfig(), tile: tuple[int, int, int] = (2, 448, 448)) -> float:
+    """The boxes' network work as a fraction of the whole-volume pass's, for a (T, Y, X) movie of ``shape``
+    (above :data:`FALLBACK`, :func:`iter_candidate_blocks` runs the whole-volume pass instead)."""
+    from .stream import StreamingNetwork
+
+    t_n, h, w = shape
+    hp, wp = h + (-h) % CELL, w + (-w) % CELL
+    stream = StreamingNetwork(net)
+    pieces = [p for box in boxes for p in _pieces(box, t_n, h, w, hp, wp, config.halo, tile)]
+    return _work(stream, pieces) / stream.macs((t_n, hp, wp))
 
 
 def _pieces(box: Box, t_n: int, h: int, w: int, hp: int, wp: int, halo: tuple[int, int],

@@ -134,6 +134,20 @@ class StreamingNetwork:
             n.done = n.start = n.t0
         return order
 
+    def macs(self, shape: tuple[int, int, int], keep: tuple[slice, slice, slice] | None = None) -> int:
+        """Multiply-accumulates of the convolutions :meth:`run` spends on frames of ``shape`` for ``keep``:
+        its plan, costed without computing anything."""
+        spans = self._spans(shape, keep)
+        return sum(int(np.prod(n.kernel.shape)) * (n.t1 - n.t0) * (n.ys[1] - n.ys[0]) * (n.xs[1] - n.xs[0])
+                   for n in self._plan(shape[0], shape[1:], spans) if n.op == "conv")
+
+    @staticmethod
+    def _spans(shape: tuple[int, ...], keep: tuple[slice, slice, slice] | None) -> tuple[Span, Span, Span]:
+        spans = tuple(s.indices(n)[:2] for s, n in zip(keep or (slice(None),) * 3, shape))
+        if any(b <= a for a, b in spans):
+            raise ValueError(f"StreamingNetwork: keep {keep} is empty for frames of shape {tuple(shape)}")
+        return spans  # type: ignore[return-value]
+
     def _gather(self, s: _Node, t: Span, ys: Span, xs: Span, n_frames: int) -> Any:
         """Frames ``t`` and pixels ``ys`` × ``xs`` of source ``s``'s output, zeros outside the movie ('same'
         padding of the whole input)."""
@@ -203,10 +217,7 @@ class StreamingNetwork:
         if chunk < 1:
             raise ValueError(f"StreamingNetwork.run: chunk must be >= 1, got {chunk}")
         n_frames, h, w = frames.shape
-        spans = tuple(s.indices(n)[:2] for s, n in zip(keep or (slice(None),) * 3, (n_frames, h, w)))
-        if any(b <= a for a, b in spans):
-            raise ValueError(f"StreamingNetwork.run: keep {keep} is empty for frames of shape {frames.shape}")
-        order = self._plan(n_frames, (h, w), spans)  # type: ignore[arg-type]
+        order = self._plan(n_frames, (h, w), self._spans(frames.shape, keep))
         nodes = {n.name: n for n in order}
         inp, out = nodes["in"], nodes["out"]
         whole = inp.ys == (0, h) and inp.xs == (0, w)

@@ -43,8 +43,9 @@ def test_bench_refuses_bad_sizes(tmp_path: Path) -> None:
 
 
 def test_bench_candidates_tiling(tmp_path: Path, weights_path: Path) -> None:
-    from exodf.candidates import FALLBACK, _pieces, _volume, candidate_boxes
+    from exodf.candidates import FALLBACK, candidate_boxes, work_fraction
     from exodf.io import read_movie
+    from exodf.model import load_network
 
     res = _bench(tmp_path, "--frames", "200", "--size", "128", "--seed", "1", "--tiling", "candidates", "--json")
     assert res.returncode == 0, res.stderr
@@ -54,5 +55,4 @@ def test_bench_candidates_tiling(tmp_path: Path, weights_path: Path) -> None:
     # this movie runs the boxes, not the whole-volume fallback
     movie = read_movie(tmp_path / "work" / "control_200x128x128_seed1.tif")
     boxes, _, _ = candidate_boxes(movie)
-    assert sum(_volume(s) for b in boxes for s, _ in _pieces(b, 200, 128, 128, 128, 128, (4, 16), (2, 448, 448))) \
-        < FALLBACK * movie.size
+    assert work_fraction(boxes, movie.shape, load_network(weights_path)) < FALLBACK

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from exodf.candidates import (CELL, FALLBACK, CandidateConfig, _pieces, _RangedFrames, _volume, brightening_scores,
-                              candidate_boxes)
+from exodf.candidates import (CELL, FALLBACK, CandidateConfig, _RangedFrames, brightening_scores,
+                              candidate_boxes, work_fraction)
 from exodf.detect import DetectConfig, collect_segmentation, detect_events
 from exodf.evaluate import score_events
 from exodf.predict import InferenceConfig, NormalizedFrames, predict_probabilities
@@ -86,8 +86,7 @@ def test_candidates_find_the_events_of_the_whole_volume_pass(published_net) -> N
     sim = simulate(preset("control", n_frames=200, height=128, width=128, events_per_frame=0.1), seed=4)
     movie = sim.movie
     boxes, _, _ = candidate_boxes(movie)
-    inputs = sum(_volume(src) for b in boxes for src, _ in _pieces(b, *movie.shape, 128, 128, (4, 16), (2, 448, 448)))
-    assert inputs < FALLBACK * movie.size  # the boxes, not the fallback, are tested here
+    assert work_fraction(boxes, movie.shape, published_net) < FALLBACK  # the boxes, not the fallback, are tested
     full = detect_events(movie, published_net, DetectConfig())
     cand_cfg = DetectConfig(inference=InferenceConfig(tiling="candidates"))
     probs = np.empty((movie.shape[0], 3) + movie.shape[1:], np.float32)
@@ -121,7 +120,6 @@ def test_brightenings_everywhere_fall_back_to_the_exact_pass(published_net) -> N
             movie[t] += 60 * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / 4.5)
     movie = movie.astype(np.uint16)
     boxes, _, _ = candidate_boxes(movie)
-    inputs = sum(_volume(src) for b in boxes for src, _ in _pieces(b, 36, 64, 64, 64, 64, (4, 16), (2, 448, 448)))
-    assert inputs > FALLBACK * movie.size
+    assert work_fraction(boxes, movie.shape, published_net) > FALLBACK
     fast = predict_probabilities(movie, published_net, InferenceConfig(tiling="candidates"))
     np.testing.assert_array_equal(fast, predict_probabilities(movie, published_net, InferenceConfig()))

@@ -70,5 +70,9 @@ def test_stream_keep_computes_less(random_net) -> None:  # type: ignore[no-untyp
     nodes = {n.name: n for n in order}
     assert (nodes["in"].t0, nodes["in"].t1) == (16 - 12, 24 + 14)
     assert area["in"] == 34 * 64 * 64
+    # its cost: the whole pass spends ~0.24 M multiply-accumulates per voxel (0.46 MFLOP, README)
+    whole = stream.macs((40, 64, 64))
+    assert 0.2e6 < whole / (40 * 64 * 64) < 0.26e6
+    assert stream.macs((40, 64, 64), (slice(16, 24), slice(24, 40), slice(24, 40))) < 0.5 * whole
     with pytest.raises(ValueError, match="empty"):
         list(stream.run(np.zeros((4, 8, 8), np.float32), keep=(slice(2, 2), slice(None), slice(None))))
