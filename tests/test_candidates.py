@@ -31,6 +31,17 @@ def test_brightening_marks_the_puff_only() -> None:
     assert not z[0].any()  # no history for the first frame
 
 
+def test_brightening_blocks_carry_the_history_across(monkeypatch: pytest.MonkeyPatch) -> None:
+    import exodf.candidates as cand
+
+    movie = _puff_movie()
+    whole = [z for _, _, _, z in brightening_scores(movie)]
+    monkeypatch.setattr(cand, "BLOCK", 3)  # frames 20 (the rise) and its history fall in different blocks
+    for (t, lo, hi, z), ref in zip(brightening_scores(movie), whole):
+        np.testing.assert_array_equal(z, ref)
+    assert t == len(movie) - 1
+
+
 def test_boxes_cover_the_puff_and_the_first_frames() -> None:
     movie = _puff_movie()
     cfg = CandidateConfig()
@@ -40,11 +51,11 @@ def test_boxes_cover_the_puff_and_the_first_frames() -> None:
         assert b.y0 % CELL == 0 and b.x0 % CELL == 0 and b.y1 % CELL == 0 and b.x1 % CELL == 0
         cover[b.t0:b.t1, b.y0:b.y1, b.x0:b.x1] += b.keep(slice(b.t0, b.t1), slice(b.y0, b.y1), slice(b.x0, b.x1))
     assert cover.max() == 1  # no voxel belongs to two boxes
-    assert cover[: cfg.history + cfg.after + 1].all()  # the first frames, whole
+    assert cover[: cfg.after + 1].all()  # the first frames, whole
     # the puff: from a frame before the rise to `after` frames after it, `margin` px around it
     m = cfg.margin
     assert cover[20 - cfg.before: 21 + cfg.after, 30 - m: 31 + m, 17 - m: 18 + m].all()
-    assert not cover[21 + cfg.after:].any() and not cover[15:19].any()  # nothing else
+    assert not cover[21 + cfg.after:].any() and not cover[cfg.after + 1: 19].any()  # nothing else
     np.testing.assert_array_equal(lo, [np.percentile(f.astype(np.float32), 1) for f in movie])
     np.testing.assert_array_equal(hi, [np.percentile(f.astype(np.float32), 99) for f in movie])
 
