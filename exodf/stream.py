@@ -190,7 +190,7 @@ class StreamingNetwork:
                 ready = min(n.t1 if s.done >= s.t1 else s.done - n.after for s in src)
                 if ready <= n.done:
                     continue
-                b = min(ready, n.done + chunk)
+                b = min(ready, n.done + chunk, n.t1)  # a source may run ahead for its other consumers
                 y = self._compute(n, nodes, n.done, b, n_frames)
                 n.buf = y if n.buf is None else tf.concat([n.buf, y], axis=1)
                 n.done = b
