@@ -247,8 +247,7 @@ def iter_candidate_blocks(movie: np.ndarray, net: "keras.Model", config: Candida
     frames = _RangedFrames(movie, lo, hi)
     _, hp, wp = frames.shape
     pieces = [(box, piece) for box in boxes for piece in _pieces(box, t_n, h, w, hp, wp, config.halo, tile)]
-    stream = StreamingNetwork(net)
-    if _work(stream, [p for _, p in pieces]) > FALLBACK * stream.macs(frames.shape):
+    if work_fraction(boxes, movie.shape, net, config, tile) > FALLBACK:
         # brightenings everywhere: the boxes would cost about as much as the exact whole-volume pass
         from .predict import InferenceConfig, iter_probability_blocks
 
@@ -260,6 +259,7 @@ def iter_candidate_blocks(movie: np.ndarray, net: "keras.Model", config: Candida
     budget = tile[0] * min(hp, tile[1]) * min(wp, tile[2])
     box_frames = sum(b.t1 - b.t0 for b in boxes) or 1
     done = 0
+    stream = StreamingNetwork(net)
     pages = _pages(movie)
     current = None
     for box, (source, target) in pieces:  # in order of the boxes' first frame
@@ -273,19 +273,11 @@ def iter_candidate_blocks(movie: np.ndarray, net: "keras.Model", config: Candida
         ts, ys, xs = source
         view = _TileView(frames, ys, xs, ts)
         chunk = max(tile[0], budget // ((ys.stop - ys.start) * (xs.stop - xs.start)))
-        keep = tuple(slice(t.start - s.start, t.stop - s.start) for t, s in zip(target, source))
-        for s0, probs in stream.run(view, chunk, keep=keep):  # type: ignore[arg-type]
+        for s0, probs in stream.run(view, chunk, keep=_within(target, source)):
             region = (slice(ts.start + s0, ts.start + s0 + probs.shape[0]), target[1], target[2])
             yield region, probs, box.keep(*region)
     if progress is not None:
         progress(2 * t_n, 2 * t_n)
-
-
-def _work(stream: Any, pieces: list[tuple[SLC, SLC]]) -> int:
-    """Multiply-accumulates the network spends on these (input, kept output) pieces."""
-    return sum(stream.macs(tuple(s.stop - s.start for s in source),  # type: ignore[arg-type]
-                           tuple(slice(t.start - s.start, t.stop - s.start) for t, s in zip(target, source)))
-               for source, target in pieces)
 
 
 def work_fraction(boxes: list[Box], shape: tuple[int, int, int], net: "keras.Model",
@@ -297,8 +289,17 @@ def work_fraction(boxes: list[Box], shape: tuple[int, int, int], net: "keras.Mod
     t_n, h, w = shape
     hp, wp = h + (-h) % CELL, w + (-w) % CELL
     stream = StreamingNetwork(net)
-    pieces = [p for box in boxes for p in _pieces(box, t_n, h, w, hp, wp, config.halo, tile)]
-    return _work(stream, pieces) / stream.macs((t_n, hp, wp))
+    work = sum(stream.macs((source[0].stop - source[0].start, source[1].stop - source[1].start,
+                            source[2].stop - source[2].start), _within(target, source))
+               for box in boxes for source, target in _pieces(box, t_n, h, w, hp, wp, config.halo, tile))
+    return work / stream.macs((t_n, hp, wp))
+
+
+def _within(target: SLC, source: SLC) -> SLC:
+    """``target`` in the coordinates of ``source`` (a piece's kept output inside its input)."""
+    return (slice(target[0].start - source[0].start, target[0].stop - source[0].start),
+            slice(target[1].start - source[1].start, target[1].stop - source[1].start),
+            slice(target[2].start - source[2].start, target[2].stop - source[2].start))
 
 
 def _pieces(box: Box, t_n: int, h: int, w: int, hp: int, wp: int, halo: tuple[int, int],
