@@ -56,8 +56,8 @@ class _Node:
     def after(self) -> int:  # frames (and pixels) after t that output t needs
         return 1 if self.op == "conv" and self.k in (2, 3) else 0
 
-    def need(self, src: "_Node") -> tuple[Span, Span, Span]:
-        """The source's frames and pixels (its coordinates, possibly outside it: zeros) this node needs."""
+    def need(self) -> tuple[Span, Span, Span]:
+        """Frames and pixels of its source(s) this node needs (source coordinates; outside it: zeros)."""
         t = (self.t0 - self.before, self.t1 + self.after)
         if self.op == "pool":
             return t, (2 * self.ys[0], 2 * self.ys[1]), (2 * self.xs[0], 2 * self.xs[1])
@@ -126,7 +126,7 @@ class StreamingNetwork:
             if not n.consumers:
                 (n.t0, n.t1), n.ys, n.xs = keep
                 continue
-            needs = [c.need(n) for c in n.consumers]
+            needs = [c.need() for c in n.consumers]
             n.t0, n.t1 = _union([t for t, _, _ in needs], n_frames)
             n.ys = _union([y for _, y, _ in needs], n.size[0])
             n.xs = _union([x for _, _, x in needs], n.size[1])
@@ -164,7 +164,7 @@ class StreamingNetwork:
         src = [nodes[s] for s in n.inputs]
         if n.op == "concat":
             return tf.concat([self._gather(s, (a, b), n.ys, n.xs, n_frames) for s in src], axis=-1)
-        _, ys, xs = n.need(src[0])
+        _, ys, xs = n.need()
         x = self._gather(src[0], (a - n.before, b + n.after), ys, xs, n_frames)
         if n.op == "pool":
             return tf.nn.max_pool3d(x, (1, 1, 2, 2, 1), (1, 1, 2, 2, 1), "VALID")
