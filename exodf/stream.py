@@ -10,6 +10,10 @@ recomputation in time, and memory that depends on the frame size, not on the mov
 When only part of the output is wanted (a tile's core inside its halo of context), each layer computes
 only the frames and pixels that part depends on: the encoder still sees the whole input, but the decoder's
 layers shrink towards the kept region. The kept values are those of the whole pass.
+
+The layers can compute in bfloat16 or float16 (``dtype``) instead of float32: weights and activations are
+stored in that type, the convolutions accumulate in float32 inside oneDNN and cuDNN, and the softmax is
+taken in float32. Faster where the hardware has such arithmetic; the probabilities change slightly.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ import numpy as np
 if TYPE_CHECKING:  # pragma: no cover
     import keras
 
-__all__ = ["StreamingNetwork"]
+__all__ = ["StreamingNetwork", "DTYPES", "native_dtype"]
+
+DTYPES = ("float32", "bfloat16", "float16")
 
 Span = tuple[int, int]  # [start, stop) along one axis
 
@@ -88,6 +94,29 @@ def _graph(net: "keras.Model") -> list[_Node]:
     return nodes
 
 
+def native_dtype(dtype: str) -> bool:
+    """Whether this machine computes ``dtype`` natively: always float32; bfloat16 and float16 on a GPU, or on
+    a CPU with bfloat16 (AVX512_BF16, AMX-BF16) or float16 (AVX512_FP16, AMX-FP16) instructions. Elsewhere
+    TensorFlow emulates them, slower than float32."""
+    if dtype == "float32":
+        return True
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        return True
+    wanted = {"bfloat16": {"avx512_bf16", "amx_bf16"}, "float16": {"avx512_fp16", "amx_fp16"}}[dtype]
+    return bool(_cpu_flags() & wanted)
+
+
+def _cpu_flags() -> set[str]:
+    """The CPU's feature flags (Linux; empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return {w for line in f if line.startswith("flags") for w in line.split(":", 1)[1].split()}
+    except OSError:
+        return set()
+
+
 def _union(spans: list[Span], n: int) -> Span:
     return max(0, min(s[0] for s in spans)), min(n, max(s[1] for s in spans))
 
@@ -99,17 +128,28 @@ class StreamingNetwork:
     ----------
     net
         A Keras model with the ExoDeepFinder layer sequence (as built by :func:`exodf.model.build_unet`).
+    dtype
+        What the layers compute in: ``"float32"`` (default, the network as trained), ``"bfloat16"`` or
+        ``"float16"``. The output is float32 probabilities either way.
     """
 
-    def __init__(self, net: "keras.Model") -> None:
+    def __init__(self, net: "keras.Model", dtype: str = "float32") -> None:
         import tensorflow as tf
 
+        if dtype not in DTYPES:
+            raise ValueError(f"StreamingNetwork: dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
         self._tf = tf
+        self._dtype = tf.as_dtype(dtype)
+        self._pool_float32 = False
+        try:  # TensorFlow has no CPU max pooling kernel for float16: pool in float32 there (exact)
+            tf.nn.max_pool3d(tf.zeros((1, 1, 2, 2, 1), self._dtype), (1, 1, 2, 2, 1), (1, 1, 2, 2, 1), "VALID")
+        except tf.errors.NotFoundError:
+            self._pool_float32 = True
         self._proto = _graph(net)
         for n in self._proto:
             if n.op == "conv":
-                n.kernel = tf.constant(n.kernel)
-                n.bias = tf.constant(n.bias)
+                n.kernel = tf.constant(n.kernel, dtype=self._dtype)
+                n.bias = tf.constant(n.bias, dtype=self._dtype)
 
     def _plan(self, n_frames: int, size: Span, keep: tuple[Span, Span, Span]) -> list[_Node]:
         """Fresh nodes in topological order, each with the frames and pixels it must compute for ``keep``."""
@@ -167,6 +207,9 @@ class StreamingNetwork:
         _, ys, xs = n.need()
         x = self._gather(src[0], (a - n.before, b + n.after), ys, xs, n_frames)
         if n.op == "pool":
+            if self._pool_float32:
+                return tf.cast(tf.nn.max_pool3d(tf.cast(x, tf.float32), (1, 1, 2, 2, 1), (1, 1, 2, 2, 1), "VALID"),
+                               self._dtype)
             return tf.nn.max_pool3d(x, (1, 1, 2, 2, 1), (1, 1, 2, 2, 1), "VALID")
         if n.op == "up":
             y0, x0 = n.ys[0] - 2 * ys[0], n.xs[0] - 2 * xs[0]
@@ -175,7 +218,7 @@ class StreamingNetwork:
         # conv: 'valid' on the frames and pixels gathered above, which carry the zeros of 'same' padding
         # (TensorFlow pads an even kernel at the end only)
         y = tf.nn.conv3d(x, n.kernel, strides=(1, 1, 1, 1, 1), padding="VALID") + n.bias
-        return tf.nn.softmax(y, axis=-1) if n.act == "softmax" else tf.nn.relu(y)
+        return tf.nn.softmax(tf.cast(y, tf.float32), axis=-1) if n.act == "softmax" else tf.nn.relu(y)
 
     def _advance(self, order: list[_Node], nodes: dict[str, _Node], n_frames: int, chunk: int) -> None:
         """Compute every frame the input fed so far determines, at most ``chunk`` frames per layer call,
@@ -227,7 +270,7 @@ class StreamingNetwork:
             block = frames[t0:t1]
             if not whole:
                 block = block[:, inp.ys[0]: inp.ys[1], inp.xs[0]: inp.xs[1]]
-            new = tf.constant(np.ascontiguousarray(block, dtype=np.float32)[None, ..., None])
+            new = tf.cast(tf.constant(np.ascontiguousarray(block, dtype=np.float32)[None, ..., None]), self._dtype)
             inp.buf = new if inp.buf is None else tf.concat([inp.buf, new], axis=1)
             inp.done = t1
             self._advance(order, nodes, n_frames, chunk)

@@ -76,3 +76,47 @@ def test_stream_keep_computes_less(random_net) -> None:  # type: ignore[no-untyp
     assert stream.macs((40, 64, 64), (slice(16, 24), slice(24, 40), slice(24, 40))) < 0.5 * whole
     with pytest.raises(ValueError, match="empty"):
         list(stream.run(np.zeros((4, 8, 8), np.float32), keep=(slice(2, 2), slice(None), slice(None))))
+
+
+@pytest.mark.weights
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_stream_in_reduced_precision_stays_close(published_net, dtype: str) -> None:  # type: ignore[no-untyped-def]
+    from exodf.normalize import normalize_frames
+    from exodf.simulate import preset, simulate
+
+    movie = simulate(preset("control", n_frames=24, height=48, width=48, events_per_frame=0.5), seed=2).movie
+    x = normalize_frames(movie).astype(np.float32)
+    exact = np.concatenate([p for _, p in StreamingNetwork(published_net).run(x, 4)])
+    parts = list(StreamingNetwork(published_net, dtype).run(x, 4))
+    low = np.concatenate([p for _, p in parts])
+    assert low.dtype == np.float32 and low.shape == exact.shape
+    assert np.allclose(low.sum(-1), 1, atol=1e-5)  # the softmax is taken in float32
+    diff = np.abs(low - exact)
+    assert diff.mean() < 1e-3, diff.mean()  # measured: 5e-5 (bfloat16), 2e-5 (float16)
+    assert not np.array_equal(low, exact)  # it really computed in dtype
+    # labels change only where two classes are nearly tied
+    assert (low.argmax(-1) == exact.argmax(-1)).mean() > 0.999
+    # a kept part equals that part of the reduced-precision whole pass as in float32
+    keep = (slice(5, 9), slice(8, 20), slice(30, 44))
+    part = np.concatenate([p for _, p in StreamingNetwork(published_net, dtype).run(x, 3, keep=keep)])
+    np.testing.assert_allclose(part, low[keep], atol=1e-2)
+
+
+def test_stream_refuses_unknown_dtype(random_net) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match="dtype must be one of float32, bfloat16, float16"):
+        StreamingNetwork(random_net, "float64")
+
+
+def test_native_dtype_reads_the_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tensorflow as tf
+
+    from exodf import stream
+
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
+    monkeypatch.setattr(stream, "_cpu_flags", lambda: {"avx2", "avx512f", "avx512_bf16"})
+    assert stream.native_dtype("float32") and stream.native_dtype("bfloat16")
+    assert not stream.native_dtype("float16")
+    monkeypatch.setattr(stream, "_cpu_flags", lambda: {"avx2"})
+    assert not stream.native_dtype("bfloat16")
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["GPU:0"])
+    assert stream.native_dtype("bfloat16") and stream.native_dtype("float16")
