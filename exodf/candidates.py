@@ -226,15 +226,16 @@ def candidate_boxes(movie: np.ndarray, config: CandidateConfig = CandidateConfig
 
 
 def iter_candidate_blocks(movie: np.ndarray, net: "keras.Model", config: CandidateConfig = CandidateConfig(),
-                          tile: tuple[int, int, int] = (2, 448, 448), progress: Progress | None = None
-                          ) -> Iterator[tuple[SLC, np.ndarray, np.ndarray]]:
+                          tile: tuple[int, int, int] = (2, 448, 448), progress: Progress | None = None,
+                          dtype: str = "float32") -> Iterator[tuple[SLC, np.ndarray, np.ndarray]]:
     """Yield (region, probabilities (t, y, x, 3) float32, keep (t, y, x) bool) for the candidate boxes of
     a raw (T, Y, X) movie.
 
     Only the voxels marked ``keep`` belong to the result; they are never marked twice, and voxels never
     marked are background. Each box runs frame-streamed
     (:class:`exodf.stream.StreamingNetwork`) on its input (the box and its halo), in y/x pieces no larger
-    than ``tile``'s core, so memory is bounded whatever the boxes become.
+    than ``tile``'s core, so memory is bounded whatever the boxes become. ``dtype``: what the network
+    computes in (see :class:`exodf.stream.StreamingNetwork`).
     """
     from .predict import _TileView
     from .stream import StreamingNetwork
@@ -251,7 +252,7 @@ def iter_candidate_blocks(movie: np.ndarray, net: "keras.Model", config: Candida
         # brightenings everywhere: the boxes would cost about as much as the exact whole-volume pass
         from .predict import InferenceConfig, iter_probability_blocks
 
-        context = InferenceConfig(tile=tile)
+        context = InferenceConfig(tile=tile, dtype=dtype)  # type: ignore[arg-type]
         yield from iter_probability_blocks(movie, net, context,
                                            (lambda d, n: progress(n + d, 2 * n)) if progress else None)
         return
@@ -259,7 +260,7 @@ def iter_candidate_blocks(movie: np.ndarray, net: "keras.Model", config: Candida
     budget = tile[0] * min(hp, tile[1]) * min(wp, tile[2])
     box_frames = sum(b.t1 - b.t0 for b in boxes) or 1
     done = 0
-    stream = StreamingNetwork(net)
+    stream = StreamingNetwork(net, dtype)
     pages = _pages(movie)
     current = None
     for box, (source, target) in pieces:  # in order of the boxes' first frame

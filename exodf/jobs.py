@@ -17,6 +17,7 @@ from .errors import ExodfError
 from .events import write_events
 from .io import create_probability_map, read_mask, read_movie
 from .predict import DEFAULT_TILE, TILINGS, InferenceConfig
+from .stream import DTYPES
 
 __all__ = ["DetectRequest", "detect_file", "load_detector"]
 
@@ -39,6 +40,7 @@ class DetectRequest:
     row_numbers: bool = True
     channel: Optional[int] = None
     plane: Optional[int] = None
+    dtype: str = "float32"
 
     def config(self) -> DetectConfig:
         if self.tiling not in TILINGS:
@@ -46,10 +48,18 @@ class DetectRequest:
         if self.tiling == "candidates" and self.model is not None:
             raise ExodfError("--tiling candidates runs the Keras network (--weights), not a bioimage.io --model: "
                              "drop --model, or use --tiling context")
+        if self.dtype not in DTYPES:
+            raise ExodfError(f"--dtype {self.dtype!r}: choose {', '.join(DTYPES)}")
+        if self.dtype != "float32" and self.tiling == "original":
+            raise ExodfError(f"--dtype {self.dtype}: --tiling original reproduces the original, in float32; use "
+                             "--tiling context or candidates, or drop --dtype")
+        if self.dtype != "float32" and self.model is not None:
+            raise ExodfError(f"--dtype {self.dtype} applies to the Keras network (--weights), not to a bioimage.io "
+                             "--model (it runs as its package says): drop --model or --dtype")
         try:
             return DetectConfig(
                 inference=InferenceConfig(tiling=self.tiling, tile=tuple(self.tile),  # type: ignore[arg-type]
-                                          patch=self.patch_size),
+                                          patch=self.patch_size, dtype=self.dtype),  # type: ignore[arg-type]
                 cluster=ClusterConfig(min_size=self.min_size, min_score=self.min_score),
                 exclude_edges=self.exclude_edges)
         except ValueError as e:

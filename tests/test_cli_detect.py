@@ -118,3 +118,25 @@ def test_candidates_tiling_needs_the_keras_network(movies: Path, tmp_path: Path)
                "-o", tmp_path / "e.csv", cwd=tmp_path)
     assert r.returncode != 0 and "--tiling candidates" in r.stderr and "--model" in r.stderr, r.stderr
     assert not (tmp_path / "e.csv").exists()
+
+
+def test_detect_in_bfloat16_finds_the_float32_events(movies: Path, weights_path: Path, tmp_path: Path) -> None:
+    movie = movies / "cell 1.tif"
+    r = _exodf("detect", movie, "-o", tmp_path / "f32.csv", "-q", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = _exodf("detect", movie, "-o", tmp_path / "bf16.csv", "--dtype", "bfloat16", "-q", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    full, fast = read_events(tmp_path / "f32.csv"), read_events(tmp_path / "bf16.csv")
+    assert len(full) >= 2 and len(fast) == len(full)
+    np.testing.assert_allclose(np.c_[fast.x, fast.y, fast.frame], np.c_[full.x, full.y, full.frame], atol=0.5)
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--dtype", "half"], "--dtype 'half': choose float32, bfloat16, float16"),
+    (["--dtype", "bfloat16", "--tiling", "original"], "--tiling original reproduces the original, in float32"),
+    (["--dtype", "float16", "--model", "rdf.yaml"], "not to a bioimage.io --model"),
+])
+def test_detect_refuses_a_dtype_it_cannot_honour(movies: Path, tmp_path: Path, args: list[str], says: str) -> None:
+    r = _exodf("detect", movies / "cell2.tif", "-o", tmp_path / "e.csv", *args, cwd=tmp_path)
+    assert r.returncode != 0 and says in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "e.csv").exists()

@@ -68,6 +68,20 @@ def test_default_mode_at_least_as_accurate_as_the_original(default_mode, referen
     assert score_events(default_mode.events, gt, n).f1 >= 0.75
 
 
+def test_bfloat16_finds_the_default_events(movie: np.ndarray, default_mode, published_net,
+                                          reference_dir: Path) -> None:
+    """--dtype bfloat16 (faster where the CPU has bfloat16 arithmetic) on the reference movie: the float32
+    default's events, and at least the original's accuracy."""
+    fast = detect_events(movie, published_net, DetectConfig(inference=InferenceConfig(dtype="bfloat16")))
+    m = match_events(fast.events, default_mode.events, max_distance=1.5, dt_min=-1, dt_max=1, one_to_one=True)
+    assert m.f1 is not None and m.f1 >= 0.99, m.as_dict()
+    gt, orig = read_events(reference_dir / "ground_truth.csv"), read_events(reference_dir / "original_events.xml")
+    for edges in (0, 25):
+        ours = score_events(fast.events, gt, fast.n_frames, exclude_edges=edges).f1
+        theirs = score_events(orig, gt, fast.n_frames, exclude_edges=edges).f1
+        assert ours is not None and theirs is not None and ours >= theirs, (edges, ours, theirs)
+
+
 def test_default_probabilities_do_not_depend_on_tiles(movie: np.ndarray, published_net) -> None:
     """Streamed, y/x-tiled and one plain whole-volume Keras pass agree within 1e-3."""
     crop = np.asarray(movie[:40, :, :198])  # x not a multiple of 4: exercises the mirrored padding too
