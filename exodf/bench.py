@@ -45,6 +45,7 @@ class BenchResult:
     cpus: int
     device: str
     tiling: str
+    dtype: str = "float32"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,9 +75,11 @@ def _simulated_movie(work: Path, frames: int, size: int, seed: int) -> tuple[Pat
     return movie, truth
 
 
-def _timed_detect(movie: Path, out: Path, tiling: str, weights: Optional[Path]) -> tuple[float, float]:
+def _timed_detect(movie: Path, out: Path, tiling: str, weights: Optional[Path],
+                  dtype: str = "float32") -> tuple[float, float]:
     """Run ``exodf detect`` in a child process; (seconds, its peak RSS in GB)."""
-    cmd = [sys.executable, "-m", "exodf", "detect", str(movie), "-o", str(out), "--tiling", tiling, "-q"]
+    cmd = [sys.executable, "-m", "exodf", "detect", str(movie), "-o", str(out), "--tiling", tiling, "--dtype",
+           dtype, "-q"]
     if weights is not None:
         cmd += ["--weights", str(weights)]
     t0 = time.perf_counter()
@@ -107,7 +110,7 @@ def reference_events(movie: np.ndarray, weights: Optional[Path] = None,
 
 def run_bench(frames: int = 1000, size: int = 300, seed: int = 0, work: Optional[Path] = None,
               reference: bool = True, tiling: str = "context", weights: Optional[Path] = None,
-              progress: Optional[Callable[[str, int, int], None]] = None) -> BenchResult:
+              progress: Optional[Callable[[str, int, int], None]] = None, dtype: str = "float32") -> BenchResult:
     """Simulate (or reuse) a control movie, time ``exodf detect`` on it and score it.
 
     Parameters
@@ -118,13 +121,17 @@ def run_bench(frames: int = 1000, size: int = 300, seed: int = 0, work: Optional
         Folder for the movie and the event tables (kept; a second run reuses the movie).
     reference
         Also compute the independent whole-volume reference and the agreement with it (slower than detect).
-    tiling
-        ``exodf detect --tiling``.
+    tiling, dtype
+        ``exodf detect --tiling`` and ``--dtype`` (the reference is always float32).
     """
     from .evaluate import score_events
     from .events import read_events
     from .io import read_movie
 
+    from .stream import DTYPES
+
+    if dtype not in DTYPES:
+        raise ExodfError(f"exodf bench: --dtype {dtype!r}: choose {', '.join(DTYPES)}")
     if frames < 1 or size < 8:
         raise ExodfError(f"exodf bench: --frames must be >= 1 and --size >= 8 (got {frames}, {size})")
     work = Path(work) if work is not None else Path.cwd() / "exodf-bench"
@@ -135,8 +142,8 @@ def run_bench(frames: int = 1000, size: int = 300, seed: int = 0, work: Optional
     if progress:
         progress("simulate", 1, 1)
         progress("detect", 0, 1)
-    out = work / f"{movie_path.stem}_events_{tiling}.csv"
-    seconds, rss = _timed_detect(movie_path, out, tiling, weights)
+    out = work / f"{movie_path.stem}_events_{tiling}{'' if dtype == 'float32' else '_' + dtype}.csv"
+    seconds, rss = _timed_detect(movie_path, out, tiling, weights, dtype)
     if progress:
         progress("detect", 1, 1)
     events, truth = read_events(out), read_events(truth_path)
@@ -152,4 +159,5 @@ def run_bench(frames: int = 1000, size: int = 300, seed: int = 0, work: Optional
     return BenchResult(frames=frames, size=size, seconds=round(seconds, 1),
                        frames_per_second=round(frames / seconds, 2), peak_rss_gb=round(rss, 2), events=len(events),
                        f1_vs_truth=f1, agreement_f1=agreement, reference_events=ref_events,
-                       reference_seconds=ref_seconds, cpus=os.cpu_count() or 1, device=_device(), tiling=tiling)
+                       reference_seconds=ref_seconds, cpus=os.cpu_count() or 1, device=_device(), tiling=tiling,
+                       dtype=dtype)

@@ -42,6 +42,18 @@ def test_bench_refuses_bad_sizes(tmp_path: Path) -> None:
     assert not (tmp_path / "work").exists()
 
 
+def test_bench_times_a_dtype(tmp_path: Path, weights_path: Path) -> None:
+    res = _bench(tmp_path, "--frames", "30", "--size", "48", "--dtype", "bfloat16", "--json")
+    assert res.returncode == 0, res.stderr
+    fig = json.loads(res.stdout.strip().splitlines()[-1])
+    assert fig["dtype"] == "bfloat16" and fig["tiling"] == "context"
+    assert fig["agreement_f1"] is not None and fig["agreement_f1"] >= 0.99  # against the float32 reference
+    assert (tmp_path / "work" / "control_30x48x48_seed0_events_context_bfloat16.csv").is_file()
+    bad = _bench(tmp_path / "b", "--dtype", "int8", "--no-reference")
+    assert bad.returncode != 0 and "--dtype 'int8'" in bad.stderr and "Traceback" not in bad.stderr
+    assert not (tmp_path / "b").exists()
+
+
 def test_bench_candidates_tiling(tmp_path: Path, weights_path: Path) -> None:
     from exodf.candidates import FALLBACK, candidate_boxes, work_fraction
     from exodf.io import read_movie

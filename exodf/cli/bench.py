@@ -22,6 +22,8 @@ def register(app: typer.Typer) -> None:
                                                 "the agreement with it (takes about twice as long).")] = True,
         tiling: Annotated[str, typer.Option(help="The --tiling of exodf detect to time (context, candidates or "
                                             "original).")] = "context",
+        dtype: Annotated[str, typer.Option(help="The --dtype of exodf detect to time (float32, bfloat16, "
+                                           "float16); the reference stays float32.")] = "float32",
         weights: Annotated[Optional[Path], typer.Option(help="Network weights (default: the published model).")]
         = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the figures as one JSON object.")] = False,
@@ -42,7 +44,7 @@ def register(app: typer.Typer) -> None:
                     tasks[stage] = prog.add_task(stage, total=total)  # type: ignore[attr-defined]
                 prog.update(tasks[stage], completed=done, total=total)  # type: ignore[attr-defined]
 
-            res = run_bench(frames, size, seed, work, reference, tiling, weights, report)
+            res = run_bench(frames, size, seed, work, reference, tiling, weights, report, dtype)
         if as_json:
             typer.echo(res.to_json())
             return
@@ -50,7 +52,7 @@ def register(app: typer.Typer) -> None:
             f"F1 {res.agreement_f1:.3f} ({res.events} vs {res.reference_events} events, reference "
             f"{res.reference_seconds:.0f} s)")
         truth = "undefined" if res.f1_vs_truth is None else f"{res.f1_vs_truth:.3f}"
-        typer.echo(f"exodf detect, {res.frames} x {res.size} x {res.size} px ({res.tiling}) on {res.cpus} CPU cores, "
+        typer.echo(f"exodf detect, {res.frames} x {res.size} x {res.size} px ({res.tiling}, {res.dtype}) on {res.cpus} CPU cores, "
                    f"{res.device}:\n"
                    f"  seconds          {res.seconds:.1f} ({res.frames_per_second:.2f} frames/s)\n"
                    f"  peak RSS         {res.peak_rss_gb:.2f} GB\n"
