@@ -1,11 +1,13 @@
-"""`--tiling candidates` against the default whole-volume pass on every simulator preset (issue 7; not a test).
+"""A fast path (`--tiling candidates`, `--dtype`) against the default whole-volume pass on every simulator
+preset (issue 7; not a test).
 
-For each preset a movie (--frames x --size x --size, seed --seed) is simulated, both tilings detect its events
-in this process, and the JSON printed per preset gives each one's seconds, the events found, the agreement of
-candidates with the default (F1, <= 1.5 px, <= 1 frame, one-to-one, as `exodf bench`) and the events of the
-default that candidates missed, with their size in voxels. ``--cache DIR`` keeps the default's events and
-seconds per movie there and reuses them (the default pass is the slow part); ``--halo T,PX`` tries another
-candidate halo.
+For each preset a movie (--frames x --size x --size, seed --seed) is simulated, the default and the fast path
+detect its events in this process, and the JSON printed per preset gives each one's seconds, the events
+found, the agreement of the fast path with the default (F1, <= 1.5 px, <= 1 frame, one-to-one, as
+`exodf bench`) and the default's events the fast path missed, with their size in voxels. ``--cache DIR``
+keeps the default's events and seconds per movie there and reuses them (the default pass is the slow part);
+``--halo T,PX`` tries another candidate halo; ``--tiling context --dtype bfloat16`` measures reduced
+precision alone.
 
     nice -n 19 python3 benchmarks/candidates_presets.py --frames 300 --size 300 > candidates_presets.json
 """
@@ -40,9 +42,12 @@ def main() -> None:
     ap.add_argument("--presets", default=",".join(PRESETS))
     ap.add_argument("--halo", default=",".join(map(str, CandidateConfig().halo)))
     ap.add_argument("--cache", type=Path, default=None)
+    ap.add_argument("--tiling", default="candidates", choices=("candidates", "context"))
+    ap.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
     args = ap.parse_args()
     halo = tuple(int(v) for v in args.halo.split(","))
-    candidates = InferenceConfig(tiling="candidates", candidates=CandidateConfig(halo=halo))  # type: ignore[arg-type]
+    fast_config = InferenceConfig(tiling=args.tiling, candidates=CandidateConfig(halo=halo),  # type: ignore[arg-type]
+                                  dtype=args.dtype)
     net = load_detector(None)
     for name in args.presets.split(","):
         movie = simulate(preset(name, n_frames=args.frames, height=args.size, width=args.size), seed=args.seed).movie
@@ -59,14 +64,15 @@ def main() -> None:
                 write_events(full, cached)
                 cached.with_suffix(".json").write_text(json.dumps({"seconds": t_full}))
         t0 = time.perf_counter()
-        fast = detect_events(movie, net, DetectConfig(inference=candidates), keep_labels=False).events
+        fast = detect_events(movie, net, DetectConfig(inference=fast_config), keep_labels=False).events
         t_fast = round(time.perf_counter() - t0, 1)
         m = match_events(fast, full, **AGREEMENT_RULE)
         missed = full.select(~m.gt_matched)
         print(json.dumps({
             "preset": name, "frames": args.frames, "size": args.size, "seed": args.seed, "halo": list(halo),
-            "context_seconds": t_full, "candidates_seconds": t_fast, "context_events": len(full),
-            "candidates_events": len(fast), "agreement_f1": m.f1,
+            "tiling": args.tiling, "dtype": args.dtype,
+            "context_seconds": t_full, "fast_seconds": t_fast, "context_events": len(full),
+            "fast_events": len(fast), "agreement_f1": m.f1,
             "missed": [{"x": round(float(x), 1), "y": round(float(y), 1), "frame": int(f), "size": int(s)}
                        for x, y, f, s in zip(missed.x, missed.y, missed.frame, missed.columns["size"])],
         }), flush=True)
