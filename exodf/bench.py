@@ -127,7 +127,6 @@ def run_bench(frames: int = 1000, size: int = 300, seed: int = 0, work: Optional
     from .evaluate import score_events
     from .events import read_events
     from .io import read_movie
-
     from .stream import DTYPES
 
     if dtype not in DTYPES:
