@@ -50,7 +50,9 @@ class _Node:
     xs: Span = (0, 0)
     size: Span = (0, 0)  # (Y, X) of the whole output at this node's resolution
     done: int = 0  # output frames [t0, done) computed so far
-    buf: Any = None  # output frames [start, done) still needed by consumers
+    # output frames [start, done) still needed by consumers, as computed: consecutive (1, n, y, x, c)
+    # tensors (appending or releasing frames copies nothing)
+    parts: list[Any] = field(default_factory=list)
     start: int = 0
     consumers: list["_Node"] = field(default_factory=list)
 
@@ -195,7 +197,18 @@ class StreamingNetwork:
         ca, cb = max(t[0], 0), min(t[1], n_frames)
         ya, yb = max(ys[0], 0), min(ys[1], s.size[0])
         xa, xb = max(xs[0], 0), min(xs[1], s.size[1])
-        part = s.buf[:, ca - s.start: cb - s.start, ya - s.ys[0]: yb - s.ys[0], xa - s.xs[0]: xb - s.xs[0]]
+        whole_yx = (ya, yb, xa, xb) == (s.ys[0], s.ys[1], s.xs[0], s.xs[1])
+        pieces, p0 = [], s.start
+        for p in s.parts:
+            p1 = p0 + p.shape[1]
+            a, b = max(ca, p0), min(cb, p1)
+            if a < b:
+                if (a, b) == (p0, p1) and whole_yx:
+                    pieces.append(p)  # all of it: no copy
+                else:
+                    pieces.append(p[:, a - p0: b - p0, ya - s.ys[0]: yb - s.ys[0], xa - s.xs[0]: xb - s.xs[0]])
+            p0 = p1
+        part = pieces[0] if len(pieces) == 1 else tf.concat(pieces, axis=1)
         pads = [[0, 0], [ca - t[0], t[1] - cb], [ya - ys[0], ys[1] - yb], [xa - xs[0], xs[1] - xb], [0, 0]]
         return tf.pad(part, pads) if any(p for pair in pads for p in pair) else part
 
@@ -225,7 +238,6 @@ class StreamingNetwork:
     def _advance(self, order: list[_Node], nodes: dict[str, _Node], n_frames: int, chunk: int) -> None:
         """Compute every frame the input fed so far determines, at most ``chunk`` frames per layer call,
         releasing each input frame as soon as no consumer needs it."""
-        tf = self._tf
         moved = True
         while moved:
             moved = False
@@ -237,15 +249,13 @@ class StreamingNetwork:
                     continue
                 b = min(ready, n.done + chunk, n.t1)  # a source may run ahead for its other consumers
                 y = self._compute(n, nodes, n.done, b, n_frames)
-                n.buf = y if n.buf is None else tf.concat([n.buf, y], axis=1)
+                n.parts.append(y)
                 n.done = b
                 moved = True
-                for s in src:
+                for s in src:  # release the source's parts that no consumer needs any more
                     need = min(c.done - c.before if c.done < c.t1 else s.done for c in s.consumers)
-                    drop = max(0, need - s.start)
-                    if drop:
-                        s.buf = s.buf[:, drop:]
-                        s.start += drop
+                    while s.parts and s.start + s.parts[0].shape[1] <= need:
+                        s.start += s.parts.pop(0).shape[1]
 
     def run(self, frames: np.ndarray, chunk: int = 4, progress: Callable[[int, int], None] | None = None,
             keep: tuple[slice, slice, slice] | None = None) -> Iterator[tuple[int, np.ndarray]]:
@@ -273,12 +283,13 @@ class StreamingNetwork:
             if not whole:
                 block = block[:, inp.ys[0]: inp.ys[1], inp.xs[0]: inp.xs[1]]
             new = tf.cast(tf.constant(np.ascontiguousarray(block, dtype=np.float32)[None, ..., None]), self._dtype)
-            inp.buf = new if inp.buf is None else tf.concat([inp.buf, new], axis=1)
+            inp.parts.append(new)
             inp.done = t1
             self._advance(order, nodes, n_frames, chunk)
             if out.done > emitted:
-                yield emitted, np.asarray(out.buf[0, emitted - out.start:])
-                out.buf, out.start = None, out.done
+                # the output has no consumers: its parts are exactly the frames [emitted, done)
+                yield emitted, np.concatenate([np.asarray(p[0]) for p in out.parts])
+                out.parts, out.start = [], out.done
                 emitted = out.done
             if progress is not None:
                 progress(t1 - inp.t0, inp.t1 - inp.t0)
