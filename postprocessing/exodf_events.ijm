@@ -11,7 +11,10 @@
 // Columns: X, Y, Slice, Size (voxels of the event), Score (their mean exocytosis probability).
 //
 // Run on the current image (Plugins > Macros > Run...), or headless:
-//   xvfb-run -a java -jar ij.jar -batch exodf_events.ijm "input=/path/probs.tif output=/path/events.csv"
+//   xvfb-run -a java -jar ij.jar -batch exodf_events.ijm "input=[/path/probs.tif] output=[/path/events.csv]"
+// (brackets keep paths with spaces whole). `output` is written on success only, also with no event (the
+// header line alone), and an older file of that name is removed first: ImageJ's exit status is 0 even
+// when a macro stops on an error, so a missing output file is how a script tells a failed run.
 // The agreement with exodf's events is tested in exodf's tests/test_postprocessing_macro.py.
 
 // ---- parameters -----------------------------------------------------------------------------------------
@@ -29,6 +32,11 @@ setOption("ExpandableArrays", true);
 args = getArgument();
 input = argValue(args, "input");
 output = argValue(args, "output");
+if (output != "" && File.exists(output)) {
+    if (!File.delete(output)) exit("exodf_events: cannot replace " + output + "; is it open or read-only?");
+}
+if (input != "" && !File.exists(input))
+    exit("exodf_events: input " + input + " not found (give input=[PATH], brackets around a path with spaces)");
 if (input != "") {
     setBatchMode(true);
     open(input);
@@ -244,8 +252,15 @@ updateResults();
 selectImage(ids); close();
 selectImage(fg); close();
 selectImage(exo); close();
-if (output != "")
-    saveAs("Results", output);
+if (output != "") {
+    if (row > 0) saveAs("Results", output);
+    else {  // ImageJ saves nothing for an empty table: write the header line alone, as exodf does
+        sep = ",";
+        low = toLowerCase(output);
+        if (!endsWith(low, ".csv")) sep = "\t";
+        File.saveString("X" + sep + "Y" + sep + "Slice" + sep + "Size" + sep + "Score\n", output);
+    }
+}
 print("exodf_events: " + row + " events in " + nT + " frames");
 
 // ---- helpers --------------------------------------------------------------------------------------------
@@ -287,7 +302,8 @@ function channelStack(id, channels, c, title) {
 }
 
 function argValue(text, key) {
-    // value of key=VALUE in a space-separated argument string ("" if absent); VALUE may be [quoted]
+    // value of key=VALUE in a space-separated argument string ("" if absent); VALUE may be [quoted], and
+    // an unquoted VALUE runs up to the next key= (so that a path with single spaces also stays whole)
     parts = split(text, " ");
     for (i = 0; i < parts.length; i++) {
         if (startsWith(parts[i], key + "=")) {
@@ -295,6 +311,13 @@ function argValue(text, key) {
             if (startsWith(v, "[")) {
                 while (!endsWith(v, "]") && i + 1 < parts.length) { i++; v = v + " " + parts[i]; }
                 v = substring(v, 1, lengthOf(v) - 1);
+            } else {
+                more = true;  // (no short-circuit && in the macro language: parts[i + 1] only when it exists)
+                while (more) {
+                    more = false;
+                    if (i + 1 < parts.length) more = !matches(parts[i + 1], "[A-Za-z_]+=.*");
+                    if (more) { i++; v = v + " " + parts[i]; }
+                }
             }
             return v;
         }

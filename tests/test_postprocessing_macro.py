@@ -34,8 +34,14 @@ pytestmark = [
 
 def run_macro(probabilities: Path, out: Path, timeout: float = 300) -> EventTable:
     """Run the macro headless on a probability TIFF and read its Results table."""
-    cmd = ["xvfb-run", "-a", "java", "-Xmx2g", "-jar", str(IJ_JAR), "-batch", str(MACRO),
-           f"input={probabilities} output={out}"]
+    log = run_ij(f"input={probabilities} output={out}", timeout)
+    assert out.is_file(), log
+    return read_events(out)
+
+
+def run_ij(argument: str, timeout: float = 300) -> str:
+    """Run the macro headless with this argument; its log."""
+    cmd = ["xvfb-run", "-a", "java", "-Xmx2g", "-jar", str(IJ_JAR), "-batch", str(MACRO), argument]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     try:
@@ -44,8 +50,7 @@ def run_macro(probabilities: Path, out: Path, timeout: float = 300) -> EventTabl
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
         pytest.fail(f"ImageJ did not finish within {timeout} s (macro error dialog?)")
-    assert out.is_file(), log
-    return read_events(out)
+    return log
 
 
 def match(a: EventTable, b: EventTable, max_px: float, max_frames: float) -> int:
@@ -101,6 +106,27 @@ def test_macro_reads_deepimagej_layout_and_one_channel(tmp_path: Path) -> None:
     one = run_macro(tmp_path / "exo.tif", tmp_path / "exo.csv").sorted()
     assert len(one) == 2
     assert match(expected, one, 1.5, 1.0) == 2
+
+
+def test_macro_writes_a_header_for_no_event_and_nothing_on_failure(tmp_path: Path) -> None:
+    # an all-background map, in a folder with spaces, paths given without brackets and with them
+    probs = np.zeros((6, 24, 24, 3), np.float32)
+    probs[..., 0] = 1
+    folder = tmp_path / "cell 1"
+    folder.mkdir()
+    write_probabilities(folder / "probs map.tif", probs)
+    for argument in (f"input={folder / 'probs map.tif'} output={folder / 'no events.csv'}",
+                     f"input=[{folder / 'probs map.tif'}] output=[{folder / 'no events.txt'}]"):
+        log = run_ij(argument)
+        assert "0 events in 6 frames" in log, log
+    assert (folder / "no events.csv").read_text().splitlines() == ["X,Y,Slice,Size,Score"]
+    assert (folder / "no events.txt").read_text().splitlines() == ["X\tY\tSlice\tSize\tScore"]
+    assert len(read_events(folder / "no events.csv")) == 0
+    # a missing input: a clear message, and no output file (an older one is removed: no stale result)
+    stale = folder / "no events.csv"
+    log = run_ij(f"input=[{folder / 'missing.tif'}] output=[{stale}]")
+    assert "missing.tif not found" in log, log
+    assert not stale.exists()
 
 
 @pytest.mark.weights
