@@ -146,9 +146,9 @@ class _RangedFrames:
 
 
 def _pages(movie: np.ndarray) -> Any:
-    from .predict import _MappedPages  # a memory-mapped movie's pages, handed back once read
+    from .io import MappedPages  # a memory-mapped movie's pages, handed back once read
 
-    return _MappedPages(movie)
+    return MappedPages(movie)
 
 
 def brightening_scores(movie: np.ndarray, config: CandidateConfig = CandidateConfig(),

@@ -6,6 +6,8 @@ HDF5), so a 1000-frame movie costs no RAM until frames are used.
 
 from __future__ import annotations
 
+import logging
+import mmap
 import os
 import re
 from collections import Counter
@@ -38,40 +40,133 @@ def read_movie(path: str | os.PathLike[str], channel: int | None = None, plane: 
         Which z-plane (0-based) of a file with both z-planes and time points to use.
     """
     p = Path(path)
+    if (channel is not None or plane is not None) and (p.is_dir() or p.suffix.lower() in (".h5", ".hdf5")):
+        raise ExodfError(f"{p}: --channel and --plane choose inside a TIFF; this {'folder' if p.is_dir() else 'file'} "
+                         "holds one channel of 2D+time: drop them")
     if p.is_dir():
-        return _read_folder(p)
+        return _check_finite(_read_folder(p), p)
     if not p.is_file():
         raise ExodfError(f"{p}: movie not found; give a .tif/.tiff/.h5 file or a folder of per-frame TIFFs")
     suffix = p.suffix.lower()
     if suffix in (".h5", ".hdf5"):
-        return _read_h5(p)
+        return _check_finite(_read_h5(p), p)
     if suffix in TIFF_SUFFIXES:
-        return _read_tiff(p, channel, plane)
+        return _check_finite(_read_tiff(p, channel, plane), p)
     raise ExodfError(f"{p}: unsupported movie format {p.suffix!r}; convert it to a TIFF stack (.tif) "
                      "or give the original's .h5")
+
+
+def _check_finite(movie: np.ndarray, p: Path, block: int = 32) -> np.ndarray:
+    """Refuse a floating-point movie with NaN or infinite pixels (e.g. the padding of a drift correction).
+
+    Such pixels would turn whole frames' normalisation into NaN and lose their events silently. Checked
+    in blocks of frames; a memory-mapped movie's pages are handed back as the check advances.
+    """
+    if movie.dtype.kind not in "fc":
+        return movie
+    pages = MappedPages(movie)
+    for t0 in range(0, movie.shape[0], block):
+        ok = np.isfinite(movie[t0:t0 + block]).reshape(min(block, movie.shape[0] - t0), -1).all(axis=1)
+        if not ok.all():
+            bad = t0 + int(np.argmin(ok))
+            raise ExodfError(f"{p}: frame {bad + 1} (and maybe others) holds NaN or infinite pixels; exodf needs "
+                             "finite intensities: replace them (Fiji: Process > Math > Remove NaNs..., or set "
+                             "them to the background) or re-export the movie")
+        pages.release_before(t0 + block)
+    return movie
+
+
+class MappedPages:
+    """Hands back to the OS the pages of a memory-mapped movie that lie before a frame already read.
+
+    Frames are read forward; pages of a file mapping stay in the process's resident memory until unmapped,
+    so a long movie would otherwise end up resident as a whole. Released pages are only dropped from this
+    process (the file is read-only; the page cache keeps them), so reading them again costs a page fault.
+    """
+
+    def __init__(self, movie: np.ndarray) -> None:
+        mm = getattr(movie, "_mmap", None) if isinstance(movie, np.memmap) else None
+        self._mm = mm if mm is not None and movie.size and hasattr(mmap, "MADV_DONTNEED") else None
+        self._movie = movie
+        self._done = 0
+        if self._mm is not None:
+            self._base = np.frombuffer(self._mm, dtype=np.uint8).ctypes.data
+
+    def release_before(self, frame: int) -> None:
+        if self._mm is None or frame <= 0 or frame >= self._movie.shape[0]:
+            return
+        # bytes of the mapping that hold only frames before ``frame`` (the movie may be a strided view)
+        end = self._movie[frame:].ctypes.data - self._base
+        end -= end % mmap.PAGESIZE
+        if end < self._done:  # a new pass from the start (the next y/x tile): release as it advances again
+            self._done = 0
+        if end > self._done:
+            try:
+                self._mm.madvise(mmap.MADV_DONTNEED, self._done, end - self._done)
+            except (OSError, ValueError):  # not supported here: keep the pages, nothing else changes
+                self._mm = None
+                return
+            self._done = end
 
 
 def _read_tiff(p: Path, channel: int | None, plane: int | None) -> np.ndarray:
     import tifffile
 
+    damage = _TiffDamage()
+    logging.getLogger("tifffile").addHandler(damage)
     try:
-        tif = tifffile.TiffFile(p)
-    except Exception as e:  # tifffile raises several types for damaged files
-        raise ExodfError(f"{p}: cannot be read as TIFF ({e}); re-save it from Fiji as TIFF") from None
-    with tif:
+        try:
+            tif = tifffile.TiffFile(p)
+        except Exception as e:  # tifffile raises several types for damaged files
+            raise ExodfError(f"{p}: cannot be read as TIFF ({e}); re-save it from Fiji as TIFF") from None
         try:
             series = tif.series[0]
             axes, shape = series.axes.upper(), tuple(series.shape)
         except Exception as e:  # no image in the file, or a damaged header
+            tif.close()
             raise ExodfError(f"{p}: holds no readable image ({type(e).__name__}: {e}); re-save it from Fiji as "
                              "TIFF") from None
+    finally:
+        logging.getLogger("tifffile").removeHandler(damage)
+    if damage.pages:  # a page list that ends in the void: the file was cut short
+        tif.close()
+        raise ExodfError(f"{p}: damaged or truncated ({damage.pages[0]}); copy the file again or re-save the movie")
+    with tif:
+        expected = (tif.imagej_metadata or {}).get("images")
+        if isinstance(expected, int) and expected > len(tif.pages):
+            raise ExodfError(f"{p}: truncated: its ImageJ header announces {expected} images, the file holds "
+                             f"{len(tif.pages)}; copy the file again or re-save the movie")
         try:
-            data = tifffile.memmap(p, series=0, mode="r") if series.dataoffset is not None else series.asarray()
-        except (ValueError, OSError):
-            data = series.asarray()
+            try:
+                data = (tifffile.memmap(p, series=0, mode="r") if series.dataoffset is not None
+                        else series.asarray())
+            except (ValueError, OSError):  # not memory-mappable (compressed, or not contiguous)
+                data = series.asarray()
         except Exception as e:
-            raise ExodfError(f"{p}: pixel data is damaged or truncated ({e}); re-save the movie") from None
+            raise ExodfError(f"{p}: pixel data is damaged or truncated ({e}); copy the file again or re-save "
+                             "the movie") from None
     return _to_tyx(np.asarray(data) if not isinstance(data, np.memmap) else data, axes, shape, p, channel, plane)
+
+
+def quiet_tifffile() -> None:
+    """Keep tifffile's log messages off the console: exodf turns the ones that matter into one-line errors."""
+    logger = logging.getLogger("tifffile")
+    if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+        logger.addHandler(logging.NullHandler())
+    logger.propagate = False
+
+
+class _TiffDamage(logging.Handler):
+    """Collects tifffile's complaints about page offsets beyond the end of the file (a truncated file)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.pages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = record.getMessage()
+        if "invalid page offset" in msg:
+            self.pages.append(msg.split("> ", 1)[-1])
 
 
 def _pick(data: np.ndarray, axes: str, axis: str, index: int | None, p: Path, option: str,
@@ -108,6 +203,8 @@ def _to_tyx(data: np.ndarray, axes: str, shape: tuple[int, ...], p: Path, channe
     if "T" in time_axes and "Z" in time_axes:
         data, axes = _pick(data, axes, "Z", plane, p, "--plane", "z-planes")
         time_axes = ["T"]
+    elif plane is not None:
+        raise ExodfError(f"{p}: --plane {plane} given, but the movie has no z-planes besides time; drop --plane")
     if len(time_axes) > 1 or any(a not in _TIME_LIKE + "YX" for a in axes):
         raise ExodfError(f"{p}: axes {axes!r} (shape {data.shape}) are not time+Y+X; save the movie as a "
                          "single-channel time series (Fiji: Image > Hyperstacks > Re-order / Stack to Hyperstack)")
@@ -176,14 +273,21 @@ def _read_folder(folder: Path) -> np.ndarray:
         byidx = {i: f.name for _, i, f in parsed}
         desc = ", ".join(f"{byidx[a]} -> {byidx[b]}" for a, b in gaps[:10])
         raise ExodfError(f"{folder}: frames are missing between {desc}; add the missing frames or renumber")
-    first = tifffile.imread(parsed[0][2])
+    def imread(f: Path) -> np.ndarray:
+        try:
+            return tifffile.imread(f)
+        except Exception as e:  # tifffile raises several types for damaged files
+            raise ExodfError(f"{f}: this frame cannot be read as TIFF ({type(e).__name__}: {e}); re-save it or "
+                             "move it out of the folder") from None
+
+    first = imread(parsed[0][2])
     if first.ndim != 2:
         raise ExodfError(f"{parsed[0][2]}: each per-frame TIFF must be one 2D image, this one has shape "
                          f"{first.shape}")
     out = np.empty((len(parsed),) + first.shape, dtype=first.dtype)
     out[0] = first
     for k, (_, _, f) in enumerate(parsed[1:], start=1):
-        img = tifffile.imread(f)
+        img = imread(f)
         if img.shape != first.shape:
             raise ExodfError(f"{f}: frame shape {img.shape} differs from {parsed[0][2].name}'s {first.shape}")
         out[k] = img

@@ -7,7 +7,6 @@ whole array in memory.
 
 from __future__ import annotations
 
-import mmap
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal
 
@@ -15,6 +14,7 @@ import numpy as np
 
 from .candidates import CandidateConfig
 from .errors import ExodfError
+from .io import MappedPages
 from .model import N_CLASSES, SPATIAL_MULTIPLE
 from .normalize import normalize_frames
 from .stream import DTYPES
@@ -95,7 +95,7 @@ class NormalizedFrames:
         if movie.ndim != 3:
             raise ValueError(f"expected a (T, Y, X) movie, got shape {movie.shape}")
         self.movie = movie
-        self._pages = _MappedPages(movie)
+        self._pages = MappedPages(movie)
         t, h, w = movie.shape
         self.pad = ((-h) % SPATIAL_MULTIPLE, (-w) % SPATIAL_MULTIPLE)
         self.shape = (t, h + self.pad[0], w + self.pad[1])
@@ -113,39 +113,6 @@ class NormalizedFrames:
             mode = "reflect" if h > self.pad[0] and w > self.pad[1] else "edge"
             frames = np.pad(frames, ((0, 0), (0, self.pad[0]), (0, self.pad[1])), mode=mode)
         return frames[(slice(None),) + tuple(key[1:])]
-
-
-class _MappedPages:
-    """Hands back to the OS the pages of a memory-mapped movie that lie before a frame already read.
-
-    Frames are read forward; pages of a file mapping stay in the process's resident memory until unmapped,
-    so a long movie would otherwise end up resident as a whole. Released pages are only dropped from this
-    process (the file is read-only; the page cache keeps them), so reading them again costs a page fault.
-    """
-
-    def __init__(self, movie: np.ndarray) -> None:
-        mm = getattr(movie, "_mmap", None) if isinstance(movie, np.memmap) else None
-        self._mm = mm if mm is not None and movie.size and hasattr(mmap, "MADV_DONTNEED") else None
-        self._movie = movie
-        self._done = 0
-        if self._mm is not None:
-            self._base = np.frombuffer(self._mm, dtype=np.uint8).ctypes.data
-
-    def release_before(self, frame: int) -> None:
-        if self._mm is None or frame <= 0 or frame >= self._movie.shape[0]:
-            return
-        # bytes of the mapping that hold only frames before ``frame`` (the movie may be a strided view)
-        end = self._movie[frame:].ctypes.data - self._base
-        end -= end % mmap.PAGESIZE
-        if end < self._done:  # a new pass from the start (the next y/x tile): release as it advances again
-            self._done = 0
-        if end > self._done:
-            try:
-                self._mm.madvise(mmap.MADV_DONTNEED, self._done, end - self._done)
-            except (OSError, ValueError):  # not supported here: keep the pages, nothing else changes
-                self._mm = None
-                return
-            self._done = end
 
 
 def iter_probability_blocks(movie: np.ndarray, net: "keras.Model", config: InferenceConfig = InferenceConfig(),

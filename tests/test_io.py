@@ -156,3 +156,63 @@ def test_probabilities_hyperstack(tmp_path: Path) -> None:
     with tifffile.TiffFile(p) as t:
         assert t.is_imagej and t.series[0].axes == "TCYX"
         np.testing.assert_array_equal(t.asarray(), np.moveaxis(probs, -1, 1))
+
+
+def test_non_finite_pixels_are_refused_naming_the_frame(tmp_path) -> None:
+    import tifffile
+
+    from exodf.errors import ExodfError
+    from exodf.io import read_movie
+
+    movie = np.ones((40, 16, 16), np.float32)
+    movie[35, 2:5, 2:5] = np.nan  # a drift correction's padding
+    tifffile.imwrite(tmp_path / "nan.tif", movie, imagej=True, metadata={"axes": "TYX"})
+    with pytest.raises(ExodfError, match=r"nan\.tif: frame 36 \(and maybe others\) holds NaN or infinite"):
+        read_movie(tmp_path / "nan.tif")
+    movie[35] = 1
+    movie[3, 0, 0] = np.inf
+    tifffile.imwrite(tmp_path / "inf.tif", movie, imagej=True, metadata={"axes": "TYX"})
+    with pytest.raises(ExodfError, match="frame 4 "):
+        read_movie(tmp_path / "inf.tif")
+    movie[3, 0, 0] = 0
+    tifffile.imwrite(tmp_path / "ok.tif", movie, imagej=True, metadata={"axes": "TYX"})
+    assert read_movie(tmp_path / "ok.tif").shape == (40, 16, 16)
+
+
+def test_truncated_and_damaged_files_say_so(tmp_path) -> None:
+    import tifffile
+
+    from exodf.errors import ExodfError
+    from exodf.io import read_movie
+
+    movie = np.arange(20 * 32 * 32, dtype=np.uint16).reshape(20, 32, 32)
+    tifffile.imwrite(tmp_path / "whole.tif", movie, imagej=True, metadata={"axes": "TYX"})
+    raw = (tmp_path / "whole.tif").read_bytes()
+    for name, cut in (("half.tif", len(raw) // 2), ("head.tif", 200)):
+        (tmp_path / name).write_bytes(raw[:cut])
+        with pytest.raises(ExodfError, match=rf"{name}: .*(truncated|damaged).*copy the file again"):
+            read_movie(tmp_path / name)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(4):
+        tifffile.imwrite(frames / f"frame_{i:03d}.tif", movie[i])
+    (frames / "frame_004.tif").write_bytes(b"")
+    with pytest.raises(ExodfError, match=r"frame_004\.tif: this frame cannot be read as TIFF"):
+        read_movie(frames)
+
+
+def test_plane_and_channel_options_that_choose_nothing_are_refused(tmp_path) -> None:
+    import tifffile
+
+    from exodf.errors import ExodfError
+    from exodf.io import read_movie
+
+    tifffile.imwrite(tmp_path / "tyx.tif", np.zeros((5, 8, 8), np.uint16), imagej=True, metadata={"axes": "TYX"})
+    with pytest.raises(ExodfError, match="--plane 1 given, but the movie has no z-planes"):
+        read_movie(tmp_path / "tyx.tif", plane=1)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(3):
+        tifffile.imwrite(frames / f"f{i}.tif", np.zeros((8, 8), np.uint16))
+    with pytest.raises(ExodfError, match="--channel and --plane choose inside a TIFF"):
+        read_movie(frames, channel=0)
