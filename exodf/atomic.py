@@ -6,7 +6,7 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 
 @contextlib.contextmanager
@@ -26,6 +26,7 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
     )
     os.close(fd)
     tmp = Path(tmp_name)
+    os.chmod(tmp, _new_file_mode(target))  # mkstemp's 0600 would make results unreadable to the group
     try:
         yield tmp
         os.replace(tmp, target)
@@ -35,7 +36,48 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
         raise
 
 
+def _new_file_mode(target: Path) -> int:
+    """The mode ``open(target, "w")`` would give: the existing file's, else 0666 less the umask."""
+    with contextlib.suppress(OSError):
+        return target.stat().st_mode & 0o777
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def write_text_atomic(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> None:
     """Write ``text`` to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding=encoding, newline="")
+
+
+def check_output(path: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str] | None] = ()) -> None:
+    """Fail now, before any work, if ``path`` cannot be written as an output file.
+
+    Raises :class:`~exodf.errors.ExodfError` naming the path when it is one of ``inputs`` (writing it would
+    replace that input), an existing folder, under a file, or in a folder that is not writable.
+    """
+    from .errors import ExodfError
+
+    p = Path(path)
+    for i in inputs:
+        if i is not None and _same_file(p, Path(i)):
+            raise ExodfError(f"{p}: this output is also an input ({i}); writing it would replace it: choose "
+                             "another output path")
+    if p.is_dir():
+        raise ExodfError(f"{p} is a folder; give a file name for this output")
+    folder = p.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ExodfError(f"{p}: {folder} is a file, so no folder can be made there; choose another output path")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ExodfError(f"{p}: the folder {folder} is not writable; choose another output path or fix its "
+                         "permissions")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    with contextlib.suppress(OSError):
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()

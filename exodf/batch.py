@@ -8,6 +8,7 @@ need exodf installed and the movies' paths visible).
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -38,6 +39,9 @@ class BatchResult:
 
 def _detect_one(movie: Path, output: Path, request: DetectRequest) -> BatchResult:
     """Run on a worker: never raises, so one bad movie cannot stop the batch."""
+    from .io import quiet_tifffile
+
+    quiet_tifffile()
     t0 = time.perf_counter()
     try:
         n_events, n_frames = detect_file(movie, output, request)
@@ -75,6 +79,7 @@ def detect_batch(movies: Sequence[Path], outputs: Sequence[Path], request: Detec
         n = workers or max(1, (os.cpu_count() or 2) // 2)
         threads = max(1, (os.cpu_count() or 2) // n)
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                               silence_logs=logging.WARNING,
                                env={"OMP_NUM_THREADS": str(threads), "TF_NUM_INTRAOP_THREADS": str(threads),
                                     "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"})
     try:

@@ -14,7 +14,7 @@ from .atomic import atomic_path
 from .cluster import ClusterConfig
 from .detect import DetectConfig, Detection, detect_events
 from .errors import ExodfError
-from .events import write_events
+from .events import EVENT_FORMATS, write_events
 from .io import create_probability_map, read_mask, read_movie
 from .predict import DEFAULT_TILE, TILINGS, InferenceConfig
 from .stream import DTYPES
@@ -50,6 +50,10 @@ class DetectRequest:
                              "drop --model, or use --tiling context")
         if self.dtype not in DTYPES:
             raise ExodfError(f"--dtype {self.dtype!r}: choose {', '.join(DTYPES)}")
+        if self.fmt not in EVENT_FORMATS:
+            raise ExodfError(f"--format {self.fmt!r}: choose {', '.join(EVENT_FORMATS)}")
+        if self.pixel_size is not None and not self.pixel_size > 0:
+            raise ExodfError(f"--pixel-size must be > 0 (µm per pixel), got {self.pixel_size}")
         if self.dtype != "float32" and self.tiling == "original":
             raise ExodfError(f"--dtype {self.dtype}: --tiling original reproduces the original, in float32; use "
                              "--tiling context or candidates, or drop --dtype")

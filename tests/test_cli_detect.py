@@ -140,3 +140,25 @@ def test_detect_refuses_a_dtype_it_cannot_honour(movies: Path, tmp_path: Path, a
     r = _exodf("detect", movies / "cell2.tif", "-o", tmp_path / "e.csv", *args, cwd=tmp_path)
     assert r.returncode != 0 and says in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert not (tmp_path / "e.csv").exists()
+
+
+@pytest.mark.parametrize("case, says", [
+    ("events-is-movie", "m.tif is a file, so no folder can be made there"),  # -o MOVIE.tif: a folder name
+    ("probabilities-is-movie", "this output is also an input"),
+    ("probabilities-is-events", "is also the event table's path"),
+    ("under-a-file", "is a file, so no folder can be made there"),
+    ("folder", "is a folder; give a file name"),
+])
+def test_outputs_are_checked_before_any_work(movies: Path, tmp_path: Path, case: str, says: str) -> None:
+    movie = tmp_path / "m.tif"
+    movie.write_bytes((movies / "cell2.tif").read_bytes())
+    before = movie.read_bytes()
+    (tmp_path / "m_events.csv").mkdir()  # a folder where the default event table would go
+    args = {"events-is-movie": ["-o", movie],
+            "probabilities-is-movie": ["-o", tmp_path / "e.csv", "--probabilities", movie],
+            "probabilities-is-events": ["-o", tmp_path / "e.csv", "--probabilities", tmp_path / "e.csv"],
+            "under-a-file": ["-o", movie / "e.csv"], "folder": []}[case]
+    r = _exodf("detect", movie, *args, "--weights", tmp_path / "never-loaded.h5", cwd=tmp_path)
+    assert r.returncode == 1 and says in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert movie.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tif", "m_events.csv"]

@@ -5,8 +5,10 @@ Each sub-module holds the commands of one pipeline step and a ``register(app)`` 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import sys
 
 import typer
@@ -39,28 +41,53 @@ def _register_all() -> None:
 _register_all()
 
 
+def _terminated(signum: int, frame: object) -> None:
+    """SIGTERM (``kill``, a cluster's time limit): unwind like Ctrl-C, so temporary files are removed."""
+    raise KeyboardInterrupt
+
+
+def _is_usage_error(e: BaseException) -> bool:
+    # click's ClickException, or its copy inside typer (typer >= 0.2x vendors click as typer._click)
+    return any(c.__name__ == "ClickException" for c in type(e).__mro__) and hasattr(e, "show")
+
+
 def main() -> None:
-    """Entry point: quiet TensorFlow, run the app, turn ExodfError into one line and exit status 1."""
+    """Entry point: quiet TensorFlow, run the app, turn errors into one line and a non-zero exit status.
+
+    ExodfError and usage errors: status 1 (2 for usage), interruption (Ctrl-C, SIGTERM): 130, a file that
+    cannot be written or read (permissions, a folder in the way): status 1 with the path and the reason.
+    """
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("tifffile").setLevel(logging.ERROR)  # its warnings duplicate our one-line errors
+    from ..io import quiet_tifffile
+
+    quiet_tifffile()  # its messages duplicate our one-line errors
+    logging.getLogger("distributed").setLevel(logging.WARNING)  # --batch: the cluster's start and stop
+    with contextlib.suppress(ValueError):  # (not in the main thread: leave SIGTERM alone)
+        signal.signal(signal.SIGTERM, _terminated)
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)
     except ExodfError as e:
         print(f"exodf: error: {e}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
-        print("exodf: interrupted; no partial output was written", file=sys.stderr)
-        sys.exit(130)
+        rc = 130
     except SystemExit:
         raise
+    except OSError as e:  # writing where one cannot: permissions, a file or folder in the way, a full disk
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"exodf: error: {where}{e.strerror or e}; choose another output path or fix its permissions",
+              file=sys.stderr)
+        sys.exit(1)
     except Exception as e:  # click usage errors and the like
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Abort):
+        if _is_usage_error(e):
+            e.show()  # type: ignore[attr-defined]
+            sys.exit(getattr(e, "exit_code", 2))
+        if type(e).__name__ == "Abort":
             sys.exit(1)
         raise
+    if rc == 130:  # typer turns KeyboardInterrupt into exit status 130 and returns it
+        print("exodf: interrupted; no partial output was written", file=sys.stderr)
+    if isinstance(rc, int) and rc:
+        sys.exit(rc)

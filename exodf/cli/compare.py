@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
                                              "exoj-export=FILE_OR_FOLDER.")] = "exodf,exoj-like,adae-like",
         out: Annotated[Path, typer.Option("-o", "--out", help="Folder for compare.csv, compare.json and "
                                           "compare.png.")] = Path("compare"),
-        exclude_edges: Annotated[int, typer.Option(help="Ignore the first and last N frames (the paper: 25).")] = 0,
+        exclude_edges: Annotated[int, typer.Option(min=0, help="Ignore the first and last N frames (the paper: 25).")] = 0,
         weights: Annotated[Optional[Path], typer.Option(help="exodf network weights (default: published).")] = None,
     ) -> None:
         """Score every method with the paper's rule: P/R/F1, overlaps (Venn counts), rates and seconds."""

@@ -79,7 +79,7 @@ def register(app: typer.Typer) -> None:
                                                  "lower.")] = 0.0,
         mask: Annotated[Optional[Path], typer.Option(help="Binary cell mask TIFF: keep events inside it.",
                                                      exists=True, dir_okay=False)] = None,
-        exclude_edges: Annotated[int, typer.Option(help="Drop events in the first and last N frames.")] = 0,
+        exclude_edges: Annotated[int, typer.Option(min=0, help="Drop events in the first and last N frames.")] = 0,
         pixel_size: Annotated[Optional[float], typer.Option(help="Write X/Y calibrated: size of a pixel "
                                                             "(e.g. 0.16 for µm).")] = None,
         row_numbers: Annotated[bool, typer.Option(help="ImageJ tables: first column numbers the rows.")] = True,
@@ -116,21 +116,40 @@ def register(app: typer.Typer) -> None:
         if not movies and batch is None:
             raise ExodfError("give one or more movies, or --batch FOLDER")
         paths = movie_paths(list(movies or []) + ([batch] if batch is not None else []))
-        if batch is not None:
-            if probabilities is not None:
-                raise ExodfError("--probabilities names one file; it cannot be used with --batch")
-            _run_batch(paths, [output_for(p, out, len(paths), fmt) for p in paths], req, scheduler, workers)
-            return
-        if probabilities is not None and len(paths) > 1:
+        if probabilities is not None and (batch is not None or len(paths) > 1):
             raise ExodfError("--probabilities names one file; detect one movie at a time to write probabilities")
+        targets = [output_for(p, out, len(paths), fmt) for p in paths]
+        _check_outputs(paths, targets, mask, probabilities)  # before any movie is read
+        if batch is not None:
+            _run_batch(paths, targets, req, scheduler, workers)
+            return
         with _progress(not quiet and sys.stderr.isatty()) as prog:
-            for path in paths:
-                target = output_for(path, out, len(paths), fmt)
+            for path, target in zip(paths, targets):
                 t0 = time.perf_counter()
                 n_events, n_frames = detect_file(path, target, req, probabilities, prog)
                 dt = time.perf_counter() - t0
                 typer.echo(f"{path}: {n_events} events ({n_events / max(1, n_frames):.3f} per frame) "
                            f"in {dt:.1f} s -> {target}")
+
+
+def _check_outputs(paths: list[Path], targets: list[Path], mask: Optional[Path],
+                   probabilities: Optional[Path]) -> None:
+    """Every output writable, none an input, no two movies writing the same table."""
+    from ..atomic import check_output
+
+    if probabilities is not None and any(probabilities.resolve() == t.resolve() for t in targets):
+        raise ExodfError(f"--probabilities {probabilities} is also the event table's path; give it its own file "
+                         "(e.g. probabilities.tif)")
+    seen: dict[Path, Path] = {}
+    for path, target in zip(paths, targets):
+        key = target.resolve()
+        if key in seen:
+            raise ExodfError(f"{seen[key]} and {path} would both write {target}: rename one movie, or give each "
+                             "its own -o")
+        seen[key] = path
+        check_output(target, [path, mask, probabilities])
+    if probabilities is not None:
+        check_output(probabilities, [*paths, mask])
 
 
 def _run_batch(paths: list[Path], outputs: list[Path], req: "object", scheduler: Optional[str],

@@ -100,6 +100,7 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print the cell summary as JSON.")] = False,
     ) -> None:
         """Per-event F/F0 and decay half-life (the paper's definitions), and their per-cell averages."""
+        from ..atomic import check_output
         from ..measure import MeasureConfig
         from ..workflows import measure_file
 
@@ -108,6 +109,9 @@ def register(app: typer.Typer) -> None:
         except ValueError as e:
             raise ExodfError(f"invalid option: {e}") from None
         target = out or events.with_name(events.stem + "_measured.csv")
+        if target.suffix.lower() == ".xml":
+            raise ExodfError(f"-o {target}: the measured columns need an ImageJ table; name it .csv or .txt")
+        check_output(target, [movie, events])
         summary = measure_file(movie, events, target, cfg)
         if as_json:
             typer.echo(json.dumps(summary))
@@ -128,7 +132,7 @@ def register(app: typer.Typer) -> None:
         set_: Set = None,
         weights: Annotated[Optional[Path], typer.Option(help="Network weights (default: the published "
                                                         "model).")] = None,
-        exclude_edges: Annotated[int, typer.Option(help="Frames excluded at each end when scoring "
+        exclude_edges: Annotated[int, typer.Option(min=0, help="Frames excluded at each end when scoring "
                                                    "(the paper: 25).")] = 25,
     ) -> None:
         """Simulate a movie, detect its events with the published network, score them, write a report."""
@@ -138,6 +142,9 @@ def register(app: typer.Typer) -> None:
         if params.n_frames <= 2 * exclude_edges:
             raise ExodfError(f"--frames {params.n_frames} leaves nothing after excluding {exclude_edges} frames "
                              "at each end; give more frames or a smaller --exclude-edges")
+        from ..jobs import load_detector
+
+        load_detector(weights)  # bad weights fail now, before anything is written
         typer.echo(f"simulating a {params.n_frames}x{params.height}x{params.width} '{preset}' movie and "
                    "detecting its events (a few minutes on 2 cores)...", err=True)
         s = run_demo(out, params, seed, weights, exclude_edges)
@@ -160,7 +167,7 @@ def register(app: typer.Typer) -> None:
         n_movies: Annotated[int, typer.Option("-n", "--n-movies", help="Movies per preset.")] = 3,
         methods: Annotated[str, typer.Option(help="Comma-separated: exodf, exoj-like, adae-like.")] = "exodf",
         seed: Seed = 0, frames: Frames = None, size: Size = None, set_: Set = None,
-        exclude_edges: Annotated[int, typer.Option(help="Frames excluded at each end.")] = 25,
+        exclude_edges: Annotated[int, typer.Option(min=0, help="Frames excluded at each end.")] = 25,
         weights: Annotated[Optional[Path], typer.Option(help="Network weights for exodf.")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the table as JSON.")] = False,
     ) -> None:
@@ -171,9 +178,18 @@ def register(app: typer.Typer) -> None:
             raise ExodfError("--n-movies must be >= 1")
         names = [p.strip() for p in presets.split(",") if p.strip()]
         meths = [m.strip() for m in methods.split(",") if m.strip()]
+        if not names or not meths:
+            raise ExodfError(f"--{'presets' if not names else 'methods'} is empty: name at least one")
         overrides = parse_overrides(set_ or [], frames, size)
         for name in names:
-            make_params(name, overrides)
+            params = make_params(name, overrides)
+            if params.n_frames <= 2 * exclude_edges:
+                raise ExodfError(f"--frames {params.n_frames} leaves nothing after excluding {exclude_edges} frames "
+                                 "at each end; give more frames or a smaller --exclude-edges")
+        if "exodf" in meths:
+            from ..jobs import load_detector
+
+            load_detector(weights)  # bad weights fail now, before any movie is simulated
         rows = run_benchmark(out, names, n_movies, meths, overrides, seed, exclude_edges, weights)
         if as_json:
             typer.echo(json.dumps(rows))

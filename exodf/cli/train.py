@@ -62,6 +62,9 @@ def register(app: typer.Typer) -> None:
                                 min_area=min_area)
         except ValueError as e:
             raise ExodfError(f"invalid option: {e}") from None
+        from ..atomic import check_output
+
+        check_output(out, [movie])
         with _bar(not quiet) as prog:
             n = spots_file(movie, out, config, _callback(prog))
         typer.echo(f"{movie.name}: {n} bright spots -> {out}")

@@ -260,11 +260,11 @@ def build_package(root: str | os.PathLike[str] = SOURCE_ROOT, weights: str | os.
 
     say = progress or (lambda msg: None)
     root = Path(root)
+    weights_path = resolve_weights(weights)
+    net = load_network(weights_path)  # bad weights fail here, before anything is written
     pkg = root / PACKAGE_DIR
     pkg.mkdir(parents=True, exist_ok=True)
     files = _copy_sources(root, source_root)
-    weights_path = resolve_weights(weights)
-    net = load_network(weights_path)
     say("writing the weight formats")
     formats.remove_stale(pkg)
     weight_paths = formats.write_weights(net, pkg)

@@ -1,0 +1,78 @@
+"""The command line's entry point: usage errors, file-system errors and interruptions as one line each."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import exodf.cli as cli
+
+
+def _exodf(*args: str | os.PathLike[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "exodf", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+@pytest.mark.parametrize("args, says", [
+    (["detect", "--no-such-option"], "No such option: --no-such-option"),
+    (["no-such-command"], "No such command 'no-such-command'"),
+    (["detect", "--mask", "missing.tif", "m.tif"], "'--mask': file 'missing.tif' does not exist"),
+    (["rates", "a.csv", "b.csv"], "does not exist"),
+    (["evaluate", ".", ".", "--exclude-edges", "-3"], "--exclude-edges"),
+])
+def test_usage_errors_are_short_and_exit_2(tmp_path: Path, args: list[str], says: str) -> None:
+    r = _exodf(*args, cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert says in r.stderr and "Traceback" not in r.stderr and len(r.stderr.splitlines()) <= 4, r.stderr
+
+
+def test_file_system_errors_are_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    def denied(**_: object) -> None:
+        raise PermissionError(13, "Permission denied", "/data/out/events.csv")
+
+    monkeypatch.setattr(cli, "app", denied)
+    with pytest.raises(SystemExit) as e:
+        cli.main()
+    assert e.value.code == 1
+    err = capsys.readouterr().err
+    assert err == ("exodf: error: /data/out/events.csv: Permission denied; choose another output path or fix its "
+                   "permissions\n")
+
+
+def test_typer_interrupt_status_is_kept(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(cli, "app", lambda **_: 130)  # what typer returns for Ctrl-C without standalone mode
+    with pytest.raises(SystemExit) as e:
+        cli.main()
+    assert e.value.code == 130 and "interrupted" in capsys.readouterr().err
+
+
+@pytest.mark.weights
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_killed_detection_exits_130_and_leaves_no_file(tmp_path: Path, weights_path: Path, sig: int) -> None:
+    from exodf.io import write_tiff
+
+    rng = np.random.default_rng(0)
+    write_tiff(tmp_path / "movie.tif", rng.poisson(100, (160, 160, 160)).astype(np.uint16))
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "exodf", "detect", str(tmp_path / "movie.tif"), "-o",
+                             str(out / "events.csv"), "--probabilities", str(out / "p.tif"), "--weights",
+                             str(weights_path), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 240
+    while not (out.is_dir() and any(out.iterdir())):  # the probability map's temporary file: work has begun
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(1.0)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted; no partial output was written" in err
+    assert list(out.iterdir()) == []
