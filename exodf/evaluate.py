@@ -33,7 +33,7 @@ import numpy as np
 from .events import EventTable
 
 __all__ = ["Rule", "Matching", "match_events", "score_events", "exclude_events", "Summary", "summarize",
-           "Rate", "event_rate", "cohens_d", "pearson_r", "mean_sd"]
+           "Rate", "event_rate", "cohens_d", "pearson_r", "mean_sd", "units_warnings", "units_mismatch"]
 
 
 @dataclass(frozen=True)
@@ -237,6 +237,8 @@ def exclude_events(table: EventTable, n_frames: int | None = None, exclude_edges
     ``mask`` is a 2D bool array (True inside the cell), looked up at the rounded position; events outside
     the frame count as outside the mask.
     """
+    if exclude_edges < 0:
+        raise ValueError(f"exclude_events: exclude_edges must be >= 0, got {exclude_edges}")
     keep = np.ones(len(table), dtype=bool)
     if exclude_edges:
         if n_frames is None:
@@ -369,3 +371,48 @@ def pearson_r(x: Sequence[float], y: Sequence[float]) -> float:
     da, db = a - a.mean(), b - b.mean()
     den = math.sqrt(float((da * da).sum()) * float((db * db).sum()))
     return float((da * db).sum()) / den if den > 0 else math.nan
+
+
+def units_warnings(table: EventTable, name: str, shape: tuple[int, int, int] | None,
+                   calibrated: bool = False) -> list[str]:
+    """Why ``table`` may not be in the movie's pixels and frames: events outside a (T, Y, X) movie.
+
+    An ImageJ Results table does not say whether its X/Y are pixels or calibrated units (µm); read in the
+    wrong unit, events land outside the movie (µm read as pixels shrink towards the corner instead: see
+    :func:`units_mismatch`). One message per problem, with the option that fixes it.
+    """
+    if shape is None or len(table) == 0:
+        return []
+    t, h, w = shape
+    out_xy = int(np.sum((table.x < -1.5) | (table.y < -1.5) | (table.x > w + 0.5) | (table.y > h + 0.5)))
+    out_t = int(np.sum((table.frame < -1.5) | (table.frame > t + 0.5)))
+    msgs = []
+    if out_xy:
+        hint = ("is it in pixels? then leave out --pixel-size/--calibrated" if calibrated else
+                "are its X/Y calibrated (e.g. µm)? then give the pixel size (--pixel-size, with --calibrated "
+                "for exodf evaluate)")
+        msgs.append(f"{out_xy} of the {len(table)} events of {name} lie outside the movie's {w} x {h} pixels: "
+                    f"{hint}")
+    if out_t:
+        msgs.append(f"{out_t} of the {len(table)} events of {name} lie outside the movie's {t} frames "
+                    "(Slice is 1-based in ImageJ tables): is it the table of this movie?")
+    return msgs
+
+
+def units_mismatch(pred: EventTable, gt: EventTable, pred_name: str = "the predictions",
+                   gt_name: str = "the ground truth", min_events: int = 5, factor: float = 3.0) -> str | None:
+    """A message when the two tables' X/Y ranges differ by more than ``factor`` (µm vs pixels?), else None.
+
+    Both tables cover the same cells, so their coordinates reach about as far; a calibrated table read
+    as pixels (or the reverse) reaches ``pixel size`` times as far. Needs ``min_events`` in each.
+    """
+    if len(pred) < min_events or len(gt) < min_events:
+        return None
+    reach_p = float(max(np.max(pred.x), np.max(pred.y)))
+    reach_g = float(max(np.max(gt.x), np.max(gt.y)))
+    if min(reach_p, reach_g) <= 0 or max(reach_p, reach_g) / min(reach_p, reach_g) <= factor:
+        return None
+    return (f"the X/Y of {pred_name} reach {reach_p:.4g} and those of {gt_name} {reach_g:.4g}: the tables look "
+            "like different units (one calibrated, e.g. in µm, one in pixels). Both are read in the same unit "
+            "(pixels, or µm with --calibrated --pixel-size): write both in one unit (exodf detect without "
+            "--pixel-size writes pixels)")

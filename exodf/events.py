@@ -168,7 +168,11 @@ def read_events(path: str | os.PathLike[str], pixel_size: float | None = None,
 def _decode(raw: bytes, p: Path) -> str:
     for bom, enc in ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16")):
         if raw.startswith(bom):
-            return raw.decode(enc)
+            try:
+                return raw.decode(enc)
+            except UnicodeDecodeError:
+                raise ExodfError(f"{p}: starts like {enc} text but is not ({enc} decoding fails); is it an "
+                                 "event table? Save the table again as CSV from ImageJ") from None
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -237,6 +241,15 @@ def _read_delimited(text: str, p: Path, pixel_size: float | None, exocytosis_lab
                              f"{header[iz]}; fix or delete that line") from None
     a = np.array(vals, dtype=np.float64).reshape(-1, 3 + len(extra))
     x, y, z = a[:, 0], a[:, 1], a[:, 2]
+    bad = ~np.isfinite(a[:, :3]).all(axis=1)
+    if bad.any():
+        k = int(np.argmax(bad))
+        raise ExodfError(f"{p}, data row {k + 1}: X, Y or {header[iz]} is not a finite number "
+                         f"({a[k, 0]:g}, {a[k, 1]:g}, {a[k, 2]:g}); fix or delete that row")
+    if not original and (z < 0.5).any():
+        k = int(np.argmax(z < 0.5))
+        raise ExodfError(f"{p}, data row {k + 1}: {header[iz]} {z[k]:g}, but ImageJ slices start at 1; if the "
+                         f"table counts frames from 0, add 1 to its {header[iz]} column")
     if not original:
         if pixel_size is not None:
             x, y = x / pixel_size, y / pixel_size

@@ -14,9 +14,10 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from .atomic import write_text_atomic
+from .atomic import check_output, write_text_atomic
 from .errors import ExodfError
-from .evaluate import (Matching, Rule, cohens_d, event_rate, mean_sd, pearson_r, score_events, summarize)
+from .evaluate import (Matching, Rule, cohens_d, event_rate, mean_sd, pearson_r, score_events, summarize,
+                       units_mismatch, units_warnings)
 from .events import EventTable, read_events, write_events
 from .io import read_mask, read_movie, write_tiff
 from .measure import MeasureConfig, measure_events, summarize_cell
@@ -45,9 +46,11 @@ def simulate_files(out: str | os.PathLike[str], params: SimParams, seed: int = 0
     folder = Path(out)
     if folder.exists() and not folder.is_dir():
         raise ExodfError(f"{folder}: exists and is not a folder; give a folder for the simulated movie")
-    sim = simulate(params, seed, progress=progress)
     files = SimFiles(folder / "movie.tif", folder / "ground_truth.csv", folder / "cell_mask.tif",
                      folder / "simulation.json")
+    for f in (files.movie, files.truth, files.mask, files.params):
+        check_output(f)  # all writable, or nothing is written
+    sim = simulate(params, seed, progress=progress)
     write_tiff(files.movie, sim.movie, resolution_um=params.pixel_size_um)
     write_events(sim.truth, files.truth)
     write_tiff(files.mask, (sim.mask * 255).astype(np.uint8), axes="YX")
@@ -101,6 +104,22 @@ class EvaluateRequest:
     frame_interval_s: Optional[float] = None
     calibrated: bool = False
 
+    def __post_init__(self) -> None:
+        _check_counts(self.exclude_edges, self.n_frames, self.pixel_size_um, self.frame_interval_s)
+
+
+def _check_counts(exclude_edges: int, n_frames: Optional[int], pixel_size_um: Optional[float] = None,
+                  frame_interval_s: Optional[float] = None, area_px: Optional[float] = None) -> None:
+    """ValueError, naming the command-line option, for a count or a calibration out of range."""
+    if exclude_edges < 0:
+        raise ValueError(f"--exclude-edges must be >= 0 (frames at each end), got {exclude_edges}")
+    for option, v in (("--frames", n_frames), ("--pixel-size", pixel_size_um),
+                      ("--frame-interval", frame_interval_s), ("--area", area_px)):
+        if v is not None and not v > 0:
+            raise ValueError(f"{option} must be > 0, got {v}")
+    if n_frames is not None and n_frames - 2 * exclude_edges <= 0:
+        raise ValueError(f"--frames {n_frames} leaves no frame after excluding {exclude_edges} at each end")
+
 
 def _movie_shape(path: Path) -> tuple[int, int, int]:
     return tuple(int(v) for v in read_movie(path).shape)  # type: ignore[return-value]
@@ -120,13 +139,22 @@ def evaluate_files(pred: Path, gt: Path, req: EvaluateRequest = EvaluateRequest(
         n_frames = req.n_frames or (shape[0] if shape else None)
         if req.exclude_edges and n_frames is None:
             raise ExodfError(f"{gp}: --exclude-edges needs the movie length; give --frames N or --movie")
+        if n_frames is not None and n_frames - 2 * req.exclude_edges <= 0:
+            raise ExodfError(f"{mpath}: its {n_frames} frames leave none after --exclude-edges {req.exclude_edges} "
+                             "at each end")
         kpath = next(iter(masks.values())) if single and masks else masks.get(name)
         mask = read_mask(kpath, shape[1:] if shape else None) if kpath is not None else None
-        m = score_events(read_events(pp, px), read_events(gp, px), n_frames, req.exclude_edges, mask,
+        pred_t, gt_t = read_events(pp, px), read_events(gp, px)
+        warnings = [*units_warnings(pred_t, str(pp), shape, req.calibrated),
+                    *units_warnings(gt_t, str(gp), shape, req.calibrated)]
+        mismatch = units_mismatch(pred_t, gt_t, str(pp), str(gp))
+        if mismatch:
+            warnings.append(mismatch)
+        m = score_events(pred_t, gt_t, n_frames, req.exclude_edges, mask,
                          max_distance=req.rule.max_distance, dt_min=req.rule.dt_min, dt_max=req.rule.dt_max,
                          one_to_one=req.rule.one_to_one)
         matchings.append(m)
-        row: dict[str, Any] = {"movie": name, **m.as_dict()}
+        row: dict[str, Any] = {"movie": name, **m.as_dict(), "warnings": warnings}
         if n_frames is not None:
             frames = n_frames - 2 * req.exclude_edges
             area = float(mask.sum()) if mask is not None else (float(shape[1] * shape[2]) if shape else None)
@@ -153,10 +181,12 @@ def rates_files(before: Path, after: Path, n_frames: int, exclude_edges: int = 0
                 pixel_size_um: Optional[float] = None, frame_interval_s: Optional[float] = None,
                 area_px: Optional[float] = None) -> dict[str, Any]:
     """Per-cell rates before and after a treatment (tables paired by name), and the paired Cohen's d."""
+    try:
+        _check_counts(exclude_edges, n_frames, pixel_size_um, frame_interval_s, area_px)
+    except ValueError as e:
+        raise ExodfError(str(e)) from None
     pairs = pair_tables(before, after)
     frames = n_frames - 2 * exclude_edges
-    if frames <= 0:
-        raise ExodfError(f"--frames {n_frames} leaves no frame after excluding {exclude_edges} at each end")
     area = float(area_px) if area_px else 1.0
     rows, b, a = [], [], []
     for name, pb, pa in pairs:

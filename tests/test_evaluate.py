@@ -173,3 +173,24 @@ def test_pearson_r() -> None:
     assert pearson_r([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
     assert pearson_r([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(0.8)
     assert math.isnan(pearson_r([1, 1, 1], [1, 2, 3]))
+
+
+def test_units_warnings_and_mismatch() -> None:
+    from exodf.evaluate import units_mismatch, units_warnings
+
+    rng = np.random.default_rng(0)
+    px = EventTable(rng.uniform(5, 95, 20), rng.uniform(5, 95, 20), rng.uniform(0, 39, 20))
+    um = EventTable(px.x * 0.16, px.y * 0.16, px.frame)  # the same events written with --pixel-size 0.16
+    shape = (40, 100, 100)
+    assert units_warnings(px, "a.csv", shape) == [] and units_mismatch(px, px) is None
+    # µm read as pixels stay inside the movie, but the two tables' ranges differ 6x
+    assert units_warnings(um, "um.csv", shape) == []
+    msg = units_mismatch(um, px, "um.csv", "gt.csv")
+    assert msg is not None and "um.csv reach" in msg and "different units" in msg
+    # pixels divided by a pixel size (--calibrated on a pixel table) land outside the movie
+    over = EventTable(px.x / 0.16, px.y / 0.16, px.frame)
+    (w,) = units_warnings(over, "gt.csv", shape, calibrated=True)
+    assert "of gt.csv lie outside the movie's 100 x 100 pixels" in w and "leave out --pixel-size" in w
+    late = EventTable([10.0], [10.0], [80.0])
+    assert "outside the movie's 40 frames" in units_warnings(late, "x.csv", shape)[0]
+    assert units_mismatch(um.select(np.arange(20) < 3), px) is None  # too few events to tell

@@ -26,9 +26,9 @@ def register(app: typer.Typer) -> None:
                                              "ExoJ export) or a folder of them.", exists=True)],
         gt: Annotated[Path, typer.Argument(help="Ground truth: a table or a folder of them, paired with PRED by "
                                            "name (cell1_events.csv <-> cell1_gt.csv).", exists=True)],
-        exclude_edges: Annotated[int, typer.Option(help="Ignore events in the first and last N frames (the "
+        exclude_edges: Annotated[int, typer.Option(min=0, help="Ignore events in the first and last N frames (the "
                                                    "paper: 25).")] = 0,
-        frames: Annotated[Optional[int], typer.Option("--frames", help="Movie length (for --exclude-edges "
+        frames: Annotated[Optional[int], typer.Option("--frames", min=1, help="Movie length (for --exclude-edges "
                                                       "and rates), if --movie is not given.")] = None,
         movie: Annotated[Optional[Path], typer.Option(help="The movie, or a folder of movies paired by name: "
                                                       "gives the length and area.", exists=True)] = None,
@@ -58,6 +58,9 @@ def register(app: typer.Typer) -> None:
         except ValueError as e:
             raise ExodfError(f"invalid option: {e}") from None
         res = evaluate_files(pred, gt, req)
+        for r in res["movies"]:
+            for w in r["warnings"]:
+                typer.echo(f"warning: {w}", err=True)
         if as_json:
             typer.echo(json.dumps(res))
             return
@@ -81,8 +84,8 @@ def register(app: typer.Typer) -> None:
                                                exists=True)],
         after: Annotated[Path, typer.Argument(help="Event tables after, of the same cells, paired by name.",
                                               exists=True)],
-        frames: Annotated[int, typer.Option("--frames", help="Movie length (frames).")],
-        exclude_edges: Annotated[int, typer.Option(help="Ignore the first and last N frames.")] = 0,
+        frames: Annotated[int, typer.Option("--frames", min=1, help="Movie length (frames).")],
+        exclude_edges: Annotated[int, typer.Option(min=0, help="Ignore the first and last N frames.")] = 0,
         pixel_size: Annotated[Optional[float], typer.Option(help="Pixel size (µm).")] = None,
         frame_interval: Annotated[Optional[float], typer.Option(help="Seconds per frame.")] = None,
         area: Annotated[Optional[float], typer.Option(help="Cell area in px (with --pixel-size and "

@@ -45,10 +45,15 @@ def register(app: typer.Typer) -> None:
         radius: Annotated[float, typer.Option(help="Circle radius (px).")] = 4.5,
         before: Annotated[int, typer.Option(help="Show each circle from this many frames before the event.")] = 2,
         after: Annotated[int, typer.Option(help="... to this many frames after it.")] = 5,
+        pixel_size: Annotated[Optional[float], typer.Option(help="The table's X/Y are calibrated (as `exodf "
+                                                            "detect --pixel-size` writes them): size of a pixel "
+                                                            "in their unit (e.g. 0.16 for µm).")] = None,
         fiji: Annotated[Optional[Path], typer.Option(help=FIJI_HELP)] = None,
         ij_jar: Annotated[Optional[Path], typer.Option(help=JAR_HELP)] = None,
     ) -> None:
         """Draw events as ImageJ circles (one ROI per event and frame) and save them."""
+        from ..atomic import check_output
+        from ..evaluate import units_warnings
         from ..events import read_events
         from ..fiji import OverlayStyle, add_overlay, save_overlay, start_imagej
 
@@ -56,9 +61,14 @@ def register(app: typer.Typer) -> None:
             style = OverlayStyle(radius=radius, before=before, after=after)
         except ValueError as e:
             raise ExodfError(f"invalid option: {e}") from None
-        table = read_events(events)
+        check_output(out, [movie, events])
+        table = read_events(events, pixel_size)
         ij = start_imagej(fiji=fiji, ij_jar=ij_jar)
         imp = ij.open_movie(movie)
+        shape = (int(imp.getNFrames()) if imp.getNFrames() > 1 else int(imp.getStackSize()), int(imp.getHeight()),
+                 int(imp.getWidth()))
+        for w in units_warnings(table, events.name, shape, calibrated=pixel_size is not None):
+            typer.echo(f"warning: {w}", err=True)
         ov = add_overlay(imp, table, style, ij)
         save_overlay(imp, out, ij)
         typer.echo(f"{len(table)} events, {int(ov.size())} ROIs -> {out}")
@@ -88,7 +98,7 @@ def register(app: typer.Typer) -> None:
                                                    exists=True, dir_okay=False)] = None,
         out: Annotated[Optional[Path], typer.Option("-o", "--out", help="Also write ExoJ's events as an "
                                                     "ImageJ table here.")] = None,
-        exclude_edges: Annotated[int, typer.Option(help="Scoring: ignore the first and last N frames.")] = 0,
+        exclude_edges: Annotated[int, typer.Option(min=0, help="Scoring: ignore the first and last N frames.")] = 0,
         timeout: Annotated[float, typer.Option(help="Seconds to wait for ExoJ's export.")] = 3600.0,
     ) -> None:
         """Open MOVIE in your Fiji, start ExoJ's wizard, wait for its exported list and score it."""
