@@ -149,6 +149,37 @@ def test_overlay_saved_and_reopened_in_imagej(ij, tmp_path) -> None:
     assert not (tmp_path / "x.png").exists()
 
 
+@needs_imagej
+@pytest.mark.fiji
+def test_macro_functions_draw_calibrated_tables_and_save_empty_ones(tmp_path) -> None:
+    from importlib import resources
+
+    from exodf.events import write_events
+
+    movie = tmp_path / "a movie.tif"
+    write_tiff(movie, np.zeros((10, 32, 32), np.uint16), resolution_um=0.5)
+    table = tmp_path / "calibrated.csv"  # as `exodf detect --pixel-size 0.5` writes it: X/Y in µm
+    write_events(EventTable([20.0], [10.0], [4.0]), table, pixel_size=0.5)
+    empty, saved = tmp_path / "empty.csv", tmp_path / "saved back.csv"
+    write_events(EventTable.empty(), empty)
+    body = (
+        'a = split(getArgument(), "\\n");\nopen(a[0]);\n'
+        'exodfLoadResults(a[1]);\n'
+        'n = exodfDrawOverlay(exodfTableScale("--quiet\\n--pixel-size\\n0.5"));\n'
+        'Overlay.activateSelection(0);\ngetSelectionBounds(x, y, w, h);\n'
+        'print("circles " + n + " first at " + x + "," + y + " size " + w);\n'
+        'exodfLoadResults(a[2]);\nexodfSaveResults(a[3]);\nprint("rows " + nResults);\n')
+    functions = (resources.files("exodf") / "fiji_macros" / "exodf_functions.ijm").read_text()
+    macro = tmp_path / "calibrated.ijm"
+    macro.write_text("var exodfRadius = 4.5;\nvar exodfBefore = 2;\nvar exodfAfter = 5;\n" + body + functions)
+    p = fiji.run_batch_macro(macro, "\n".join(map(str, (movie, table, empty, saved))), timeout=120)
+    # (20, 10) px (the table's 10, 5 µm), slice 5: circles on frames 3..10; the oval's bounds start at
+    # x + 0.5 - 4.5 (read as pixels they would start at 6, 1)
+    assert "circles 8 first at 16,6 size 9" in p.stdout, p.stdout + p.stderr
+    assert "rows 0" in p.stdout, p.stdout
+    assert len(read_events(saved)) == 0  # the header line alone, readable
+
+
 def _small_simulation(folder: Path) -> tuple[Path, EventTable]:
     from exodf.simulate import preset, simulate
 

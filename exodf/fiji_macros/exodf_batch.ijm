@@ -22,7 +22,7 @@ setBatchMode(true);
 open(movie);
 out = exodfDetect(movie, events, options);
 n = exodfLoadResults(events);
-c = exodfDrawOverlay();
+c = exodfDrawOverlay(exodfTableScale(options));  // --pixel-size among the options: a calibrated table
 if (results != "") exodfSaveResults(results);
 if (overlay != "") saveAs("Tiff", overlay);
 print("exodf_batch: " + n + " events, " + c + " overlay circles");

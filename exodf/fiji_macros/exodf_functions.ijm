@@ -87,8 +87,13 @@ function exodfLoadResults(path) {
 	return row;
 }
 
-// Write the Results table with 9 decimals (ImageJ's own Results saving keeps 3 by default).
+// Write the Results table with 9 decimals (ImageJ's own Results saving keeps 3 by default); with no
+// event, the header line alone (X,Y,Slice), which exodf reads as an empty table.
 function exodfSaveResults(path) {
+	if (nResults == 0) {
+		File.saveString("X,Y,Slice\n", path);
+		return;
+	}
 	heads = split(String.getResultsHeadings, "\t");
 	text = " ";
 	for (j = 0; j < heads.length; j++) if (heads[j] != " " && heads[j] != "") text = text + "," + heads[j];
@@ -102,9 +107,22 @@ function exodfSaveResults(path) {
 	File.saveString(text, path);
 }
 
+// The pixel size given to exodf in an option list (one element per line: "--pixel-size", "0.16"), else 1:
+// with it, exodf writes X/Y calibrated, and the overlay must divide them by it.
+function exodfTableScale(options) {
+	a = split(options, "\n");
+	for (i = 0; i < a.length; i++) {
+		if (a[i] == "--pixel-size" && i + 1 < a.length) return parseFloat(a[i + 1]);
+		if (startsWith(a[i], "--pixel-size=")) return parseFloat(substring(a[i], 13));
+	}
+	return 1;
+}
+
 // One circle (radius exodfRadius px) per event on each frame from Slice-exodfBefore to Slice+exodfAfter.
+// scale: the table's X/Y units per pixel (1: pixels; the pixel size for a calibrated table).
 // Returns the number of ROIs added to the current image's overlay.
-function exodfDrawOverlay() {
+function exodfDrawOverlay(scale) {
+	if (!(scale > 0)) exit("exodf: the pixel size of the event table must be > 0, got " + scale);
 	Overlay.remove;
 	hyper = is("hyperstack");
 	Stack.getDimensions(w, h, nc, nz, nt);
@@ -113,7 +131,7 @@ function exodfDrawOverlay() {
 	r = exodfRadius;
 	n = 0;
 	for (i = 0; i < nResults; i++) {
-		x = getResult("X", i); y = getResult("Y", i); s = round(getResult("Slice", i));
+		x = getResult("X", i) / scale; y = getResult("Y", i) / scale; s = round(getResult("Slice", i));
 		for (f = s - exodfBefore; f <= s + exodfAfter; f++) {
 			if (f < 1 || f > last) continue;
 			makeOval(x + 0.5 - r, y + 0.5 - r, 2 * r, 2 * r);

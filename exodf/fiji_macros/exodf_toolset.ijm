@@ -12,8 +12,18 @@ macro "exodf: Detect exocytosis events in the current movie" {
 macro "exodf: Open an event table and draw it" {
 	if (nImages == 0) exit("exodf: open the movie first");
 	path = File.openDialog("exodf or ImageJ event table (.csv)");
+	scale = 1;
+	getPixelSize(unit, pw, ph);
+	if (unit != "pixels" && unit != "pixel" && pw != 1) {  // the table does not say its unit: ask
+		pixels = "pixels";
+		calibrated = unit + " (this image: " + pw + " " + unit + " per pixel)";
+		Dialog.create("exodf: unit of the event table");
+		Dialog.addChoice("X and Y of the table are in", newArray(pixels, calibrated), pixels);
+		Dialog.show();
+		if (Dialog.getChoice() == calibrated) scale = pw;
+	}
 	exodfLoadResults(path);
-	n = exodfDrawOverlay();
+	n = exodfDrawOverlay(scale);
 	showStatus("exodf: " + nResults + " events, " + n + " circles");
 }
 
@@ -35,7 +45,7 @@ function exodfDetectCurrent() {
 	out = exodfDetect(movie, events, "");
 	n = exodfLoadResults(events);
 	selectImage(id);
-	c = exodfDrawOverlay();
+	c = exodfDrawOverlay(1);
 	print("exodf: " + out);
 	showStatus("exodf: " + n + " events (" + events + ")");
 }
