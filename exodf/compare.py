@@ -18,6 +18,7 @@ name starts with the movie's name).
 from __future__ import annotations
 
 import itertools
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -269,10 +270,18 @@ def find_export(export: Path, movie: Path, n_movies: int) -> Path:
     if not export.is_dir():
         raise ExodfError(f"exoj-export={export}: not found; give ExoJ's exported list or a folder of them")
     stem = movie.name.split(".")[0]
-    cands = sorted(f for f in export.iterdir() if f.is_file() and f.name.startswith(stem))
+    files = sorted(f for f in export.iterdir() if f.is_file())
+    cands = [f for f in files if f.name.startswith(stem)]
+    if len(cands) != 1 and movie.parent.name:
+        # movies that share a file name (sim/cell1/movie.tif, sim/cell2/movie.tif): their folder's name,
+        # as a whole word of the export's name (cell1.csv, movie_cell1.csv)
+        word = re.compile(rf"(^|[^A-Za-z0-9]){re.escape(movie.parent.name)}([^A-Za-z0-9]|$)")
+        by_folder = [f for f in files if word.search(f.stem)]
+        cands = by_folder if len(by_folder) == 1 else cands
     if len(cands) != 1:
-        raise ExodfError(f"exoj-export={export}: expected one export named {stem}*, found "
-                         f"{len(cands) or 'none'}; name each ExoJ export after its movie")
+        raise ExodfError(f"exoj-export={export}: expected one export for {movie}, named {stem}* or after its folder "
+                         f"({movie.parent.name or '-'}), found {len(cands) or 'none'}; name each ExoJ export after "
+                         "its movie")
     return cands[0]
 
 

@@ -125,11 +125,13 @@ def report_figure(events: EventTable, n_frames: int, background: np.ndarray | No
     a = ax[0, 1]
     width = max(1, n_frames // 20)
     edges = np.arange(0, n_frames + width, width)
-    a.hist(events.frame, bins=edges, histtype="step", lw=2, label="detected")
+    # with a matching: the scored events of both tables (the same frames and mask excluded from each)
+    a.hist(events.frame if matching is None else matching.pred.frame, bins=edges, histtype="step", lw=2,
+           label="detected")
     if matching is not None:
         a.hist(matching.gt.frame, bins=edges, histtype="step", lw=2, label="ground truth")
         a.legend(fontsize=8)
-    a.set_title(f"Events over time (per {width} frames)")
+    a.set_title(f"Events over time (per {width} frames{', scored' if matching is not None else ''})")
     a.set_xlabel("frame")
     a.set_ylabel("events")
     # F/F0 histogram

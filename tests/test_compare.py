@@ -89,3 +89,19 @@ def test_cli_compare_with_baselines_and_exoj_export(tmp_path) -> None:
     assert doc["overlaps"]["tp"]["exoj-like&adae-like&exoj"] == 3
     assert (out / "compare.png").stat().st_size > 10_000
     assert (out / "compare.csv").read_text().splitlines()[0].startswith("method,n_movies,tp,fp,fn")
+
+
+def test_find_export_by_movie_name_or_by_folder_name(tmp_path) -> None:
+    from exodf.compare import find_export
+    from exodf.errors import ExodfError
+
+    exports = tmp_path / "exoj"
+    exports.mkdir()
+    for name in ("cell1_secretions.csv", "movie_tr1.csv", "movie_tr2.csv", "tr10.csv"):
+        (exports / name).write_text("x")
+    assert find_export(exports, tmp_path / "cell1.tif", 3).name == "cell1_secretions.csv"
+    # simulated movies all named movie.tif: their folder names the export, as a whole word (tr1 is not tr10)
+    assert find_export(exports, tmp_path / "tr1" / "movie.tif", 3).name == "movie_tr1.csv"
+    assert find_export(exports, tmp_path / "tr10" / "movie.tif", 3).name == "tr10.csv"
+    with pytest.raises(ExodfError, match="named movie\\* or after its folder \\(tr3\\), found 2"):
+        find_export(exports, tmp_path / "tr3" / "movie.tif", 3)
