@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,9 @@ def load_checkpoint(out: str | os.PathLike[str], net: Any) -> dict[str, Any]:
                          "run without --resume to start a new training")
     try:
         state = json.loads((d / "state.json").read_text(encoding="utf-8"))
-        net.load_weights(d / "model.weights.h5")
+        with warnings.catch_warnings():  # Keras skips the optimizer stored by save_weights: restored below
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            net.load_weights(d / "model.weights.h5")
         with np.load(d / "optimizer.npz") as z:
             saved = [z[f"arr_{i}"] for i in range(len(z.files))]
     except (OSError, ValueError, KeyError) as e:

@@ -255,8 +255,9 @@ def original_probabilities(normalized: np.ndarray, run_block: BlockFn, patch: in
         count[tile.target] = count[tile.target] + np.ones(count[tile.target].shape, dtype=np.int8)
         if progress is not None:
             progress(k + 1, len(tiles))
-    for c in range(N_CLASSES):
-        acc[..., c] = acc[..., c] / count
+    with np.errstate(invalid="ignore", divide="ignore"):  # 0/0 only in the zero padding, cut off below
+        for c in range(N_CLASSES):
+            acc[..., c] = acc[..., c] / count
     p = ORIGINAL_PAD
     return acc[p:-p, p:-p, p:-p, :]
 
