@@ -29,9 +29,12 @@ import numpy as np
 from .atomic import write_text_atomic
 from .errors import ExodfError
 
-__all__ = ["EventTable", "read_events", "write_events", "EVENT_FORMATS"]
+__all__ = ["EventTable", "read_events", "write_events", "EVENT_FORMATS", "SLICE_COLUMNS"]
 
 EVENT_FORMATS = ("imagej", "xml", "original-csv")
+# extra columns that hold a 0-based frame, and their 1-based name in ImageJ tables (as Slice is to frame)
+SLICE_COLUMNS = {"peak_frame": "peak_slice", "onset": "onset_slice", "begin_frame": "begin_slice",
+                 "end_frame": "end_slice"}
 
 
 def _as_float(a: object, n: int | None = None) -> np.ndarray:
@@ -255,6 +258,10 @@ def _read_delimited(text: str, p: Path, pixel_size: float | None, exocytosis_lab
             x, y = x / pixel_size, y / pixel_size
         z = z - 1.0  # ImageJ Slice is 1-based
     cols = {h.lower(): a[:, 3 + k] for k, (_, h) in enumerate(extra) if not np.isnan(a[:, 3 + k]).all()}
+    if not original:  # 1-based frame columns (Peak_slice) back to 0-based ones (peak_frame)
+        for name, written in SLICE_COLUMNS.items():
+            if written in cols and name not in cols:
+                cols[name] = cols.pop(written) - 1.0
     if "cluster_size" in cols:
         cols["size"] = cols.pop("cluster_size")
     return EventTable(x, y, z, cols)
@@ -280,16 +287,23 @@ def _fmt(v: float) -> str:
 
 def format_imagej(table: EventTable, sep: str = ",", row_numbers: bool = True,
                   pixel_size: float | None = None) -> str:
-    """The ImageJ Results text of ``table``: X, Y (calibrated if ``pixel_size``), Slice, extras."""
+    """The ImageJ Results text of ``table``: X, Y (calibrated if ``pixel_size``), Slice, extras.
+
+    Extra columns that hold a 0-based frame (:data:`SLICE_COLUMNS`) are written 1-based like Slice, under
+    a ``_slice`` name (``peak_frame`` -> ``Peak_slice``), so that every frame number in the file counts
+    as ImageJ does.
+    """
     scale = 1.0 if pixel_size is None else float(pixel_size)
     extra = sorted(table.columns)
-    header = ([" "] if row_numbers else []) + ["X", "Y", "Slice"] + [e.capitalize() for e in extra]
+    header = ([" "] if row_numbers else []) + ["X", "Y", "Slice"] + [SLICE_COLUMNS.get(e, e).capitalize()
+                                                                      for e in extra]
+    shift = [1.0 if e in SLICE_COLUMNS else 0.0 for e in extra]
     out = [sep.join(header)]
     sl = table.slice
     for i in range(len(table)):
         row = [str(i + 1)] if row_numbers else []
         row += [_fmt(round(table.x[i] * scale, 4)), _fmt(round(table.y[i] * scale, 4)), str(sl[i])]
-        row += [_fmt(float(table.columns[e][i])) for e in extra]
+        row += [_fmt(float(table.columns[e][i]) + d) for e, d in zip(extra, shift)]
         out.append(sep.join(row))
     return "\n".join(out) + "\n"
 

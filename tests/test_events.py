@@ -147,3 +147,20 @@ def test_unreadable_values_in_a_table_are_named(tmp_path) -> None:
     (tmp_path / "binary.csv").write_bytes(b"\xff\xfe" + bytes(range(256)) + b"\x00")
     with pytest.raises(ExodfError, match="binary.csv: starts like utf-16 text but is not"):
         read_events(tmp_path / "binary.csv")
+
+
+def test_frame_columns_are_1_based_in_imagej_files(tmp_path) -> None:
+    from exodf.events import read_events, write_events
+
+    t = EventTable(np.array([1.0, 2.0]), np.array([3.0, 4.0]), np.array([0.0, 5.0]),
+                   {"peak_frame": np.array([0.0, 6.0]), "onset": np.array([-0.3, 4.6]), "fold": np.array([2.0, 3.0])})
+    write_events(t, tmp_path / "a.csv")
+    lines = (tmp_path / "a.csv").read_text().splitlines()
+    assert lines[0] == " ,X,Y,Slice,Fold,Onset_slice,Peak_slice"
+    assert lines[1] == "1,1,3,1,2,0.7,1"  # Slice, Onset_slice and Peak_slice all count from 1
+    back = read_events(tmp_path / "a.csv")
+    np.testing.assert_allclose(back.columns["peak_frame"], [0.0, 6.0])
+    np.testing.assert_allclose(back.columns["onset"], [-0.3, 4.6])
+    # tables written before (0-based Peak_frame) still read as they were meant
+    (tmp_path / "old.csv").write_text("X,Y,Slice,Peak_frame\n1,2,3,2\n")
+    assert read_events(tmp_path / "old.csv").columns["peak_frame"][0] == 2.0
