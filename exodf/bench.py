@@ -127,13 +127,18 @@ def run_bench(frames: int = 1000, size: int = 300, seed: int = 0, work: Optional
     from .evaluate import score_events
     from .events import read_events
     from .io import read_movie
+    from .predict import TILINGS
     from .stream import DTYPES
 
     if dtype not in DTYPES:
         raise ExodfError(f"exodf bench: --dtype {dtype!r}: choose {', '.join(DTYPES)}")
     if frames < 1 or size < 8:
         raise ExodfError(f"exodf bench: --frames must be >= 1 and --size >= 8 (got {frames}, {size})")
+    if tiling not in TILINGS:
+        raise ExodfError(f"exodf bench: --tiling {tiling!r}: choose {', '.join(TILINGS)}")
     work = Path(work) if work is not None else Path.cwd() / "exodf-bench"
+    if work.exists() and not work.is_dir():
+        raise ExodfError(f"exodf bench: --work {work} is a file; give a folder for the simulated movie")
     work.mkdir(parents=True, exist_ok=True)
     if progress:
         progress("simulate", 0, 1)
