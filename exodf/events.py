@@ -249,10 +249,10 @@ def _read_delimited(text: str, p: Path, pixel_size: float | None, exocytosis_lab
         k = int(np.argmax(bad))
         raise ExodfError(f"{p}, data row {k + 1}: X, Y or {header[iz]} is not a finite number "
                          f"({a[k, 0]:g}, {a[k, 1]:g}, {a[k, 2]:g}); fix or delete that row")
-    if not original and (z < 0.5).any():
-        k = int(np.argmax(z < 0.5))
-        raise ExodfError(f"{p}, data row {k + 1}: {header[iz]} {z[k]:g}, but ImageJ slices start at 1; if the "
-                         f"table counts frames from 0, add 1 to its {header[iz]} column")
+    if not original and (z < -0.5).any():  # (Slice 0: an event peaking just before the first frame)
+        k = int(np.argmax(z < -0.5))
+        raise ExodfError(f"{p}, data row {k + 1}: {header[iz]} {z[k]:g}, but ImageJ slices start at 1; fix or "
+                         "delete that row")
     if not original:
         if pixel_size is not None:
             x, y = x / pixel_size, y / pixel_size

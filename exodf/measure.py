@@ -117,7 +117,8 @@ def measure_events(movie: np.ndarray, events: EventTable, config: MeasureConfig 
     Columns of ``events`` with those names (e.g. the simulator's drawn ``fold``) are kept as ``<name>_given``.
 
     Each event is measured at its nearest frame. F/F0 is NaN when the frame 5 before is outside the
-    movie; the decay values are NaN when the fit fails or fewer than 4 frames are left.
+    movie; the decay values are NaN when the fit fails or fewer than 4 frames are left; every value is
+    NaN for an event whose frame is outside the movie.
     """
     if movie.ndim != 3:
         raise ValueError(f"measure_events: expected a (T, Y, X) movie, got shape {movie.shape}")
@@ -128,6 +129,8 @@ def measure_events(movie: np.ndarray, events: EventTable, config: MeasureConfig 
     scale = config.frame_interval_s if config.frame_interval_s is not None else 1.0
     peak = np.floor(events.frame + 0.5).astype(np.int64)
     for i in range(n):
+        if not 0 <= peak[i] < movie.shape[0]:  # an event outside the movie: nothing to measure
+            continue
         if config.peak_search:
             near = peak[i] + np.arange(-config.peak_search, config.peak_search + 1)
             tr = window_trace(movie, events.x[i], events.y[i], near, config.window)

@@ -141,9 +141,11 @@ def test_unreadable_values_in_a_table_are_named(tmp_path) -> None:
     (tmp_path / "nan.csv").write_text(" ,X,Y,Slice\n1,10,10,3\n2,10,nan,4\n")
     with pytest.raises(ExodfError, match=r"nan\.csv, data row 2: X, Y or Slice is not a finite number"):
         read_events(tmp_path / "nan.csv")
-    (tmp_path / "zero.csv").write_text("X,Y,Slice\n10,10,0\n")
-    with pytest.raises(ExodfError, match="Slice 0, but ImageJ slices start at 1; .* add 1 to its Slice column"):
-        read_events(tmp_path / "zero.csv")
+    (tmp_path / "negative.csv").write_text("X,Y,Slice\n10,10,1\n10,10,-3\n")
+    with pytest.raises(ExodfError, match="data row 2: Slice -3, but ImageJ slices start at 1"):
+        read_events(tmp_path / "negative.csv")
+    (tmp_path / "zero.csv").write_text("X,Y,Slice\n10,10,0\n")  # just before the movie (simulated truth)
+    assert read_events(tmp_path / "zero.csv").frame[0] == -1
     (tmp_path / "binary.csv").write_bytes(b"\xff\xfe" + bytes(range(256)) + b"\x00")
     with pytest.raises(ExodfError, match="binary.csv: starts like utf-16 text but is not"):
         read_events(tmp_path / "binary.csv")

@@ -82,3 +82,10 @@ def test_peak_search_finds_the_peak_of_a_late_detection() -> None:
     assert m.columns["peak_frame"][0] == 12 and m.columns["fold"][0] == pytest.approx(3.0)
     kept = measure_events(movie, EventTable([10], [10], [12], {"fold": [2.5]}))
     assert kept.columns["fold_given"][0] == 2.5 and kept.columns["fold"][0] == pytest.approx(3.0)
+
+
+def test_events_outside_the_movie_measure_nothing() -> None:
+    movie = np.full((20, 16, 16), 100.0)
+    m = measure_events(movie, EventTable([8.0, 8.0], [8.0, 8.0], [-1.0, 25.0]))
+    for name in ("f0", "f", "fold", "decay_tau", "half_life"):
+        assert np.isnan(m.columns[name]).all(), name
