@@ -26,7 +26,8 @@ MOVIE_SUFFIXES = TIFF_SUFFIXES + (".h5", ".hdf5", ".ome.tif", ".ome.tiff")
 _TIME_LIKE = "TZIQ"  # axes that may carry time in a stack (ImageJ stacks often call frames "slices")
 
 
-def read_movie(path: str | os.PathLike[str], channel: int | None = None, plane: int | None = None) -> np.ndarray:
+def read_movie(path: str | os.PathLike[str], channel: int | None = None, plane: int | None = None,
+               check_finite: bool = True) -> np.ndarray:
     """Read a movie as a (T, Y, X) array.
 
     Parameters
@@ -38,31 +39,34 @@ def read_movie(path: str | os.PathLike[str], channel: int | None = None, plane: 
         Which channel (0-based) of a multi-channel or RGB file to use.
     plane
         Which z-plane (0-based) of a file with both z-planes and time points to use.
+    check_finite
+        Refuse a floating-point movie with NaN or infinite pixels (a pass over the data); False for callers
+        that only need the shape.
     """
     p = Path(path)
     if (channel is not None or plane is not None) and (p.is_dir() or p.suffix.lower() in (".h5", ".hdf5")):
         raise ExodfError(f"{p}: --channel and --plane choose inside a TIFF; this {'folder' if p.is_dir() else 'file'} "
                          "holds one channel of 2D+time: drop them")
     if p.is_dir():
-        return _check_finite(_read_folder(p), p)
+        return _check_finite(_read_folder(p), p, check_finite)
     if not p.is_file():
         raise ExodfError(f"{p}: movie not found; give a .tif/.tiff/.h5 file or a folder of per-frame TIFFs")
     suffix = p.suffix.lower()
     if suffix in (".h5", ".hdf5"):
-        return _check_finite(_read_h5(p), p)
+        return _check_finite(_read_h5(p), p, check_finite)
     if suffix in TIFF_SUFFIXES:
-        return _check_finite(_read_tiff(p, channel, plane), p)
+        return _check_finite(_read_tiff(p, channel, plane), p, check_finite)
     raise ExodfError(f"{p}: unsupported movie format {p.suffix!r}; convert it to a TIFF stack (.tif) "
                      "or give the original's .h5")
 
 
-def _check_finite(movie: np.ndarray, p: Path, block: int = 32) -> np.ndarray:
+def _check_finite(movie: np.ndarray, p: Path, check: bool = True, block: int = 32) -> np.ndarray:
     """Refuse a floating-point movie with NaN or infinite pixels (e.g. the padding of a drift correction).
 
     Such pixels would turn whole frames' normalisation into NaN and lose their events silently. Checked
     in blocks of frames; a memory-mapped movie's pages are handed back as the check advances.
     """
-    if movie.dtype.kind not in "fc":
+    if not check or movie.dtype.kind not in "fc":
         return movie
     pages = MappedPages(movie)
     for t0 in range(0, movie.shape[0], block):
@@ -132,10 +136,15 @@ def _read_tiff(p: Path, channel: int | None, plane: int | None) -> np.ndarray:
         tif.close()
         raise ExodfError(f"{p}: damaged or truncated ({damage.pages[0]}); copy the file again or re-save the movie")
     with tif:
+        # ImageJ files over 4 GB hold one IFD only: count the series' images, and check its data fits the file
+        images = int(np.prod([n for n, a in zip(shape, axes) if a not in "YXS"], dtype=np.int64))
         expected = (tif.imagej_metadata or {}).get("images")
-        if isinstance(expected, int) and expected > len(tif.pages):
+        if isinstance(expected, int) and expected > images:
             raise ExodfError(f"{p}: truncated: its ImageJ header announces {expected} images, the file holds "
-                             f"{len(tif.pages)}; copy the file again or re-save the movie")
+                             f"{images}; copy the file again or re-save the movie")
+        if series.dataoffset is not None and series.dataoffset + series.nbytes > p.stat().st_size:
+            raise ExodfError(f"{p}: truncated: its pixel data would end at byte {series.dataoffset + series.nbytes}, "
+                             f"the file has {p.stat().st_size}; copy the file again or re-save the movie")
         try:
             try:
                 data = (tifffile.memmap(p, series=0, mode="r") if series.dataoffset is not None

@@ -122,7 +122,7 @@ def _check_counts(exclude_edges: int, n_frames: Optional[int], pixel_size_um: Op
 
 
 def _movie_shape(path: Path) -> tuple[int, int, int]:
-    return tuple(int(v) for v in read_movie(path).shape)  # type: ignore[return-value]
+    return tuple(int(v) for v in read_movie(path, check_finite=False).shape)  # type: ignore[return-value]
 
 
 def evaluate_files(pred: Path, gt: Path, req: EvaluateRequest = EvaluateRequest()) -> dict[str, Any]:
@@ -209,12 +209,19 @@ def rates_files(before: Path, after: Path, n_frames: int, exclude_edges: int = 0
             "after_sd": sa, "cohens_d": None if np.isnan(d) else d}
 
 
-def measure_file(movie: Path, events: Path, out: Path, config: MeasureConfig = MeasureConfig()) -> dict[str, Any]:
-    """Measure F/F0 and decay of each event of ``events`` in ``movie``; write the table; per-cell summary."""
+def measure_file(movie: Path, events: Path, out: Path, config: MeasureConfig = MeasureConfig(),
+                 pixel_size: Optional[float] = None) -> dict[str, Any]:
+    """Measure F/F0 and decay of each event of ``events`` in ``movie``; write the table; per-cell summary.
+
+    ``pixel_size``: the table's X/Y are calibrated (µm per pixel); the output keeps that unit. The summary's
+    ``warnings`` say when the table does not seem to be in the movie's pixels.
+    """
     arr = read_movie(movie)
-    measured = measure_events(arr, read_events(events), config)
-    write_events(measured, out)
-    return summarize_cell(measured).as_dict()
+    table = read_events(events, pixel_size)
+    warnings = units_warnings(table, str(events), tuple(arr.shape), calibrated=pixel_size is not None)
+    measured = measure_events(arr, table, config)
+    write_events(measured, out, pixel_size=pixel_size)
+    return {**summarize_cell(measured).as_dict(), "warnings": warnings}
 
 
 # ------------------------------------------------------------------------------------------------

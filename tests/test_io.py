@@ -216,3 +216,31 @@ def test_plane_and_channel_options_that_choose_nothing_are_refused(tmp_path) -> 
         tifffile.imwrite(frames / f"f{i}.tif", np.zeros((8, 8), np.uint16))
     with pytest.raises(ExodfError, match="--channel and --plane choose inside a TIFF"):
         read_movie(frames, channel=0)
+
+
+def test_imagej_files_with_one_ifd_are_whole_movies(tmp_path) -> None:
+    """ImageJ writes movies over 4 GB with their first IFD only (the images follow contiguously)."""
+    import struct
+
+    import tifffile
+
+    from exodf.errors import ExodfError
+    from exodf.io import read_movie
+
+    movie = np.arange(12 * 16 * 16, dtype=np.uint16).reshape(12, 16, 16)
+    path = tmp_path / "one ifd.tif"
+    tifffile.imwrite(path, movie, imagej=True, metadata={"axes": "TYX"})
+    with open(path, "r+b") as f:  # end the IFD chain after the first one, as ImageJ does for big files
+        ifd = struct.unpack("<I", f.read(8)[4:8])[0]
+        f.seek(ifd)
+        n = struct.unpack("<H", f.read(2))[0]
+        f.seek(ifd + 2 + 12 * n)
+        f.write(struct.pack("<I", 0))
+    with tifffile.TiffFile(path) as t:
+        assert len(t.pages) == 1 and t.imagej_metadata["images"] == 12
+    np.testing.assert_array_equal(read_movie(path), movie)
+    with tifffile.TiffFile(path) as t:
+        end = t.series[0].dataoffset + t.series[0].nbytes
+    (tmp_path / "cut.tif").write_bytes(path.read_bytes()[: end - 700])  # its last images missing
+    with pytest.raises(ExodfError, match="cut.tif: truncated"):
+        read_movie(tmp_path / "cut.tif")
