@@ -26,9 +26,10 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
     )
     os.close(fd)
     tmp = Path(tmp_name)
-    os.chmod(tmp, _new_file_mode(target))  # mkstemp's 0600 would make results unreadable to the group
     try:
         yield tmp
+        with contextlib.suppress(OSError):  # mkstemp's 0600 would make results unreadable to the group
+            os.chmod(tmp, _new_file_mode(target))
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -36,13 +37,20 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
         raise
 
 
+def _read_umask() -> int:
+    umask = os.umask(0)  # (the only way to read it; done once, at import, before any thread writes files)
+    os.umask(umask)
+    return umask
+
+
+_UMASK = _read_umask()
+
+
 def _new_file_mode(target: Path) -> int:
     """The mode ``open(target, "w")`` would give: the existing file's, else 0666 less the umask."""
     with contextlib.suppress(OSError):
         return target.stat().st_mode & 0o777
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+    return 0o666 & ~_UMASK
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> None:
@@ -67,8 +75,10 @@ def check_output(path: str | os.PathLike[str], inputs: Iterable[str | os.PathLik
     if p.is_dir():
         raise ExodfError(f"{p} is a folder; give a file name for this output")
     folder = p.parent
-    while not folder.exists() and folder != folder.parent:
+    while not os.path.lexists(folder) and folder != folder.parent:
         folder = folder.parent
+    if folder.is_symlink() and not folder.exists():
+        raise ExodfError(f"{p}: {folder} is a broken link; point it at a folder or choose another output path")
     if not folder.is_dir():
         raise ExodfError(f"{p}: {folder} is a file, so no folder can be made there; choose another output path")
     if not os.access(folder, os.W_OK | os.X_OK):

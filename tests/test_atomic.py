@@ -33,6 +33,10 @@ def test_new_files_get_the_umask_mode_and_existing_ones_keep_theirs(tmp_path: Pa
         os.chmod(tmp_path / "kept.csv", 0o640)
         write_text_atomic(tmp_path / "kept.csv", "z\n")
         assert stat.S_IMODE((tmp_path / "kept.csv").stat().st_mode) == 0o640
+        os.chmod(tmp_path / "kept.csv", 0o444)  # read-only: still replaced (the folder allows it), still 0444
+        write_text_atomic(tmp_path / "kept.csv", "w\n")
+        assert (tmp_path / "kept.csv").read_text() == "w\n"
+        assert stat.S_IMODE((tmp_path / "kept.csv").stat().st_mode) == 0o444
     finally:
         os.umask(old)
 
@@ -48,6 +52,9 @@ def test_check_output_names_the_problem(tmp_path: Path) -> None:
         check_output(tmp_path / "adir.csv")
     with pytest.raises(ExodfError, match="movie.tif is a file, so no folder can be made there"):
         check_output(movie / "events.csv")
+    (tmp_path / "dangling").symlink_to(tmp_path / "gone")
+    with pytest.raises(ExodfError, match="dangling is a broken link"):
+        check_output(tmp_path / "dangling" / "events.csv")
     if os.geteuid() != 0:  # root may write anywhere
         ro = tmp_path / "read-only"
         ro.mkdir()

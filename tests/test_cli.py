@@ -42,8 +42,7 @@ def test_file_system_errors_are_one_line(monkeypatch: pytest.MonkeyPatch, capsys
         cli.main()
     assert e.value.code == 1
     err = capsys.readouterr().err
-    assert err == ("exodf: error: /data/out/events.csv: Permission denied; choose another output path or fix its "
-                   "permissions\n")
+    assert err == "exodf: error: /data/out/events.csv: Permission denied; check that path and its permissions\n"
 
 
 def test_typer_interrupt_status_is_kept(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

@@ -77,8 +77,7 @@ def main() -> None:
         raise
     except OSError as e:  # writing where one cannot: permissions, a file or folder in the way, a full disk
         where = f"{e.filename}: " if e.filename else ""
-        print(f"exodf: error: {where}{e.strerror or e}; choose another output path or fix its permissions",
-              file=sys.stderr)
+        print(f"exodf: error: {where}{e.strerror or e}; check that path and its permissions", file=sys.stderr)
         sys.exit(1)
     except Exception as e:  # click usage errors and the like
         if _is_usage_error(e):
