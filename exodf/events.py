@@ -213,9 +213,11 @@ def _find(header: list[str], *names: str) -> int | None:
 
 
 def _read_delimited(text: str, p: Path, pixel_size: float | None, exocytosis_label: int) -> EventTable:
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    if not lines:
+    numbered = [(k, ln) for k, ln in enumerate(text.splitlines(), start=1) if ln.strip()]
+    if not numbered:
         raise ExodfError(f"{p}: the file is empty; an event table needs at least a header line X,Y,Slice")
+    line_of = [k for k, _ in numbered]  # the file's line number of each non-blank line
+    lines = [ln for _, ln in numbered]
     delim = "\t" if lines[0].count("\t") > lines[0].count(",") else ","
     rows = list(csv.reader(io.StringIO("\n".join(lines)), delimiter=delim))
     header, body = [h.strip() for h in rows[0]], rows[1:]
@@ -225,6 +227,8 @@ def _read_delimited(text: str, p: Path, pixel_size: float | None, exocytosis_lab
     ix = _find(header, "x")
     iy = _find(header, "y")
     iz = _find(header, "z") if original else _find(header, "slice", "frame", "t")
+    if not original and _find(header, "slice") is not None and _find(header, "frame") is not None:
+        iz = _time_column(body, _find(header, "slice"), _find(header, "frame"), p)  # type: ignore[arg-type]
     if ix is None or iy is None or iz is None:
         raise ExodfError(
             f"{p}: header {','.join(header)!r} lacks the columns X, Y and Slice (or Frame); save the ImageJ "
@@ -234,11 +238,13 @@ def _read_delimited(text: str, p: Path, pixel_size: float | None, exocytosis_lab
     extra = [(i, h) for i, h in enumerate(header) if i not in skip and h not in ("", " ") and
              h.lower() not in ("tomo_idx", "obj_id")]
     vals: list[list[float]] = []
-    for lineno, r in enumerate(body, start=2):
+    kept_lines: list[int] = []
+    for r, lineno in zip(body, line_of[1:]):
         try:
             if ilabel is not None and int(float(r[ilabel])) != exocytosis_label:
                 continue
             vals.append([float(r[ix]), float(r[iy]), float(r[iz])] + [_num(r, i) for i, _ in extra])
+            kept_lines.append(lineno)
         except (ValueError, IndexError):
             raise ExodfError(f"{p}, line {lineno}: {delim.join(r)!r} has no number in X, Y or "
                              f"{header[iz]}; fix or delete that line") from None
@@ -247,12 +253,12 @@ def _read_delimited(text: str, p: Path, pixel_size: float | None, exocytosis_lab
     bad = ~np.isfinite(a[:, :3]).all(axis=1)
     if bad.any():
         k = int(np.argmax(bad))
-        raise ExodfError(f"{p}, data row {k + 1}: X, Y or {header[iz]} is not a finite number "
-                         f"({a[k, 0]:g}, {a[k, 1]:g}, {a[k, 2]:g}); fix or delete that row")
+        raise ExodfError(f"{p}, line {kept_lines[k]}: X, Y or {header[iz]} is not a finite number "
+                         f"({a[k, 0]:g}, {a[k, 1]:g}, {a[k, 2]:g}); fix or delete that line")
     if not original and (z < -0.5).any():  # (Slice 0: an event peaking just before the first frame)
         k = int(np.argmax(z < -0.5))
-        raise ExodfError(f"{p}, data row {k + 1}: {header[iz]} {z[k]:g}, but ImageJ slices start at 1; fix or "
-                         "delete that row")
+        raise ExodfError(f"{p}, line {kept_lines[k]}: {header[iz]} {z[k]:g}, but ImageJ slices start at 1; fix "
+                         "or delete that line")
     if not original:
         if pixel_size is not None:
             x, y = x / pixel_size, y / pixel_size
@@ -265,6 +271,21 @@ def _read_delimited(text: str, p: Path, pixel_size: float | None, exocytosis_lab
     if "cluster_size" in cols:
         cols["size"] = cols.pop("cluster_size")
     return EventTable(x, y, z, cols)
+
+
+def _time_column(body: list[list[str]], i_slice: int, i_frame: int, p: Path) -> int:
+    """Slice or Frame: which one counts time in a table that has both (ImageJ measurements on a hyperstack
+    give Slice = z-plane and Frame = time point; on a plain stack time is on Slice and Frame is constant)."""
+    def values(i: int) -> set[str]:
+        return {r[i].strip() for r in body if i < len(r)}
+
+    vs, vf = values(i_slice), values(i_frame)
+    if len(vs) > 1 and len(vf) > 1:
+        raise ExodfError(f"{p}: both Slice and Frame vary, so it is unclear which counts time (a z-stack over "
+                         "time?); keep the time column only, or save one z-plane's events")
+    if len(vf) > 1 or (len(vs) <= 1 and vs <= {"1", "1.0"} and not vf <= {"1", "1.0"}):
+        return i_frame  # time on Frame (the single-plane Slice stays 1)
+    return i_slice
 
 
 def _num(r: list[str], i: int) -> float:

@@ -139,10 +139,10 @@ def test_unreadable_values_in_a_table_are_named(tmp_path) -> None:
     from exodf.events import read_events
 
     (tmp_path / "nan.csv").write_text(" ,X,Y,Slice\n1,10,10,3\n2,10,nan,4\n")
-    with pytest.raises(ExodfError, match=r"nan\.csv, data row 2: X, Y or Slice is not a finite number"):
+    with pytest.raises(ExodfError, match=r"nan\.csv, line 3: X, Y or Slice is not a finite number"):
         read_events(tmp_path / "nan.csv")
-    (tmp_path / "negative.csv").write_text("X,Y,Slice\n10,10,1\n10,10,-3\n")
-    with pytest.raises(ExodfError, match="data row 2: Slice -3, but ImageJ slices start at 1"):
+    (tmp_path / "negative.csv").write_text("X,Y,Slice\n10,10,1\n\n10,10,-3\n")  # a blank line too
+    with pytest.raises(ExodfError, match="line 4: Slice -3, but ImageJ slices start at 1"):
         read_events(tmp_path / "negative.csv")
     (tmp_path / "zero.csv").write_text("X,Y,Slice\n10,10,0\n")  # just before the movie (simulated truth)
     assert read_events(tmp_path / "zero.csv").frame[0] == -1
@@ -166,3 +166,20 @@ def test_frame_columns_are_1_based_in_imagej_files(tmp_path) -> None:
     # tables written before (0-based Peak_frame) still read as they were meant
     (tmp_path / "old.csv").write_text("X,Y,Slice,Peak_frame\n1,2,3,2\n")
     assert read_events(tmp_path / "old.csv").columns["peak_frame"][0] == 2.0
+
+
+def test_time_is_the_column_that_varies_when_a_table_has_slice_and_frame(tmp_path) -> None:
+    from exodf.errors import ExodfError
+    from exodf.events import read_events
+
+    # ImageJ's measurements on a hyperstack: Slice is the z-plane (1), Frame the time point
+    (tmp_path / "hyper.csv").write_text(" ,X,Y,Ch,Slice,Frame\n1,5,6,1,1,12\n2,7,8,1,1,30\n")
+    np.testing.assert_array_equal(read_events(tmp_path / "hyper.csv").frame, [11, 29])
+    (tmp_path / "one.csv").write_text(" ,X,Y,Ch,Slice,Frame\n1,5,6,1,1,12\n")  # one event: Slice 1, Frame 12
+    np.testing.assert_array_equal(read_events(tmp_path / "one.csv").frame, [11])
+    # a plain stack: time on Slice, Frame constant
+    (tmp_path / "stack.csv").write_text(" ,X,Y,Slice,Frame\n1,5,6,4,1\n2,7,8,9,1\n")
+    np.testing.assert_array_equal(read_events(tmp_path / "stack.csv").frame, [3, 8])
+    (tmp_path / "both.csv").write_text("X,Y,Slice,Frame\n5,6,2,4\n7,8,3,9\n")
+    with pytest.raises(ExodfError, match="both Slice and Frame vary"):
+        read_events(tmp_path / "both.csv")
