@@ -183,8 +183,10 @@ def test_units_warnings_and_mismatch() -> None:
     um = EventTable(px.x * 0.16, px.y * 0.16, px.frame)  # the same events written with --pixel-size 0.16
     shape = (40, 100, 100)
     assert units_warnings(px, "a.csv", shape) == [] and units_mismatch(px, px) is None
-    # µm read as pixels stay inside the movie, but the two tables' ranges differ 6x
-    assert units_warnings(um, "um.csv", shape) == []
+    # µm read as pixels stay inside the movie, in its top-left corner, and the two tables' ranges differ 6x
+    (corner,) = units_warnings(um, "um.csv", shape)
+    assert "all 20 events of um.csv lie in the top-left quarter" in corner
+    assert units_warnings(um, "um.csv", shape, calibrated=True) == []
     msg = units_mismatch(um, px, "um.csv", "gt.csv")
     assert msg is not None and "um.csv reach" in msg and "different units" in msg
     # pixels divided by a pixel size (--calibrated on a pixel table) land outside the movie

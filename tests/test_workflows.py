@@ -119,3 +119,23 @@ def test_demo_end_to_end(weights_path: Path, tmp_path: Path) -> None:
     for name in ("movie.tif", "ground_truth.csv", "cell_mask.tif", "detections.csv", "overlay.tif", "report.png"):
         assert (out / name).is_file()
     assert "fold" in read_events(out / "detections.csv").columns
+
+
+def test_measure_file_reads_calibrated_tables(tmp_path) -> None:
+    from exodf.events import read_events, write_events
+    from exodf.simulate import preset
+    from exodf.workflows import measure_file, simulate_files
+
+    files = simulate_files(tmp_path / "sim", preset("control", n_frames=40, height=64, width=64,
+                                                    events_per_frame=0.5), seed=2)
+    truth = read_events(files.truth)
+    assert len(truth) >= 5
+    write_events(truth, tmp_path / "um.csv", pixel_size=0.16)
+    px = measure_file(files.movie, files.truth, tmp_path / "px_measured.csv")
+    um = measure_file(files.movie, tmp_path / "um.csv", tmp_path / "um_measured.csv", pixel_size=0.16)
+    assert px["warnings"] == [] and um["warnings"] == []
+    assert um["fold_mean"] == pytest.approx(px["fold_mean"])
+    back = read_events(tmp_path / "um_measured.csv", pixel_size=0.16)  # written in the table's unit
+    np.testing.assert_allclose(back.x, truth.x, atol=1e-3)
+    wrong = measure_file(files.movie, tmp_path / "um.csv", tmp_path / "wrong.csv")  # µm read as pixels
+    assert "top-left quarter" in wrong["warnings"][0]

@@ -97,6 +97,9 @@ def register(app: typer.Typer) -> None:
         window: Annotated[int, typer.Option(help="Window side (px).")] = 7,
         before: Annotated[int, typer.Option(help="F0 this many frames before the peak.")] = 5,
         n_fit: Annotated[int, typer.Option(help="Frames fitted from the peak on.")] = 16,
+        pixel_size: Annotated[Optional[float], typer.Option(help="The table's X/Y are calibrated (as `exodf "
+                                                            "detect --pixel-size` writes them): size of a pixel "
+                                                            "in their unit; the output keeps it.")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the cell summary as JSON.")] = False,
     ) -> None:
         """Per-event F/F0 and decay half-life (the paper's definitions), and their per-cell averages."""
@@ -112,7 +115,9 @@ def register(app: typer.Typer) -> None:
         if target.suffix.lower() == ".xml":
             raise ExodfError(f"-o {target}: the measured columns need an ImageJ table; name it .csv or .txt")
         check_output(target, [movie, events])
-        summary = measure_file(movie, events, target, cfg)
+        summary = measure_file(movie, events, target, cfg, pixel_size)
+        for w in summary.pop("warnings"):
+            typer.echo(f"warning: {w}", err=True)
         if as_json:
             typer.echo(json.dumps(summary))
             return
