@@ -26,11 +26,12 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 from scipy import ndimage as ndi
 
+from .io import MappedPages
 from .model import SPATIAL_MULTIPLE
 from .normalize import apply_range, frame_range
 from .tiling import split_axis
@@ -145,12 +146,6 @@ class _RangedFrames:
         return np.stack([apply_range(f, lo, hi) for f, lo, hi in zip(block, self.lo[ts], self.hi[ts])])
 
 
-def _pages(movie: np.ndarray) -> Any:
-    from .io import MappedPages  # a memory-mapped movie's pages, handed back once read
-
-    return MappedPages(movie)
-
-
 def brightening_scores(movie: np.ndarray, config: CandidateConfig = CandidateConfig(),
                        progress: Progress | None = None) -> Iterator[tuple[int, np.float32, np.float32, np.ndarray]]:
     """Yield (frame, p1, p99, robust z-score of its brightening (Y, X) float32) for each frame of ``movie``.
@@ -207,7 +202,7 @@ def candidate_boxes(movie: np.ndarray, config: CandidateConfig = CandidateConfig
     grid[: config.after + 1] = True  # frame 0 cannot brighten: all of it is a candidate
     lo = np.empty(t_n, dtype=np.float32)
     hi = np.empty(t_n, dtype=np.float32)
-    pages = _pages(movie)
+    pages = MappedPages(movie)  # a memory-mapped movie's pages, handed back once read
     for t, p_lo, p_hi, z in brightening_scores(movie, config, progress):
         lo[t], hi[t] = p_lo, p_hi
         pages.release_before(t)
@@ -261,7 +256,7 @@ def iter_candidate_blocks(movie: np.ndarray, net: "keras.Model", config: Candida
     box_frames = sum(b.t1 - b.t0 for b in boxes) or 1
     done = 0
     stream = StreamingNetwork(net, dtype)
-    pages = _pages(movie)
+    pages = MappedPages(movie)  # a memory-mapped movie's pages, handed back once read
     current = None
     for box, (source, target) in pieces:  # in order of the boxes' first frame
         if box is not current:
