@@ -14,6 +14,7 @@ import numpy as np
 from .cluster import EXOCYTOSIS, ClusterConfig, points_to_events
 from .evaluate import exclude_events
 from .events import EventTable
+from .io import check_movie
 from .predict import SLC, InferenceConfig, iter_probability_blocks, labels_from_probabilities, predict_probabilities
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -167,7 +168,10 @@ def detect_events(movie: np.ndarray, net: "keras.Model", config: DetectConfig = 
     """Every exocytosis event of ``movie`` (T, Y, X): the whole pipeline on arrays.
 
     ``keep_labels=False`` drops the dense label volume from the result (see :class:`Segmentation`).
+    Raises :class:`~exodf.errors.ExodfError` for a movie no event can be detected in
+    (:func:`exodf.io.check_movie`).
     """
+    check_movie(movie, "detect_events: the movie")
     if mask is not None and mask.shape != movie.shape[1:]:
         raise ValueError(f"detect_events: mask shape {mask.shape} differs from the frame shape {movie.shape[1:]}")
     t0 = time.perf_counter()

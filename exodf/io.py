@@ -19,7 +19,7 @@ import numpy as np
 from .atomic import atomic_path
 from .errors import ExodfError
 
-__all__ = ["read_movie", "read_mask", "write_tiff", "write_probabilities", "movie_paths", "MOVIE_SUFFIXES"]
+__all__ = ["read_movie", "check_movie", "read_mask", "write_tiff", "write_probabilities", "movie_paths", "MOVIE_SUFFIXES"]
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 MOVIE_SUFFIXES = TIFF_SUFFIXES + (".h5", ".hdf5", ".ome.tif", ".ome.tiff")
@@ -40,37 +40,62 @@ def read_movie(path: str | os.PathLike[str], channel: int | None = None, plane: 
     plane
         Which z-plane (0-based) of a file with both z-planes and time points to use.
     check_finite
-        Refuse a floating-point movie with NaN or infinite pixels (a pass over the data); False for callers
-        that only need the shape.
+        Refuse a floating-point movie with NaN or infinite pixels (a pass over the data; see
+        :func:`check_movie`); False for callers that only need the shape.
     """
     p = Path(path)
     if (channel is not None or plane is not None) and (p.is_dir() or p.suffix.lower() in (".h5", ".hdf5")):
         raise ExodfError(f"{p}: --channel and --plane choose inside a TIFF; this {'folder' if p.is_dir() else 'file'} "
                          "holds one channel of 2D+time: drop them")
     if p.is_dir():
-        return _check_finite(_read_folder(p), p, check_finite)
+        return check_movie(_read_folder(p), p, check_finite)
     if not p.is_file():
         raise ExodfError(f"{p}: movie not found; give a .tif/.tiff/.h5 file or a folder of per-frame TIFFs")
     suffix = p.suffix.lower()
     if suffix in (".h5", ".hdf5"):
-        return _check_finite(_read_h5(p), p, check_finite)
+        return check_movie(_read_h5(p), p, check_finite)
     if suffix in TIFF_SUFFIXES:
-        return _check_finite(_read_tiff(p, channel, plane), p, check_finite)
+        return check_movie(_read_tiff(p, channel, plane), p, check_finite)
     raise ExodfError(f"{p}: unsupported movie format {p.suffix!r}; convert it to a TIFF stack (.tif) "
                      "or give the original's .h5")
 
 
-def _check_finite(movie: np.ndarray, p: Path, check: bool = True, block: int = 32) -> np.ndarray:
-    """Refuse a floating-point movie with NaN or infinite pixels (e.g. the padding of a drift correction).
+def check_movie(movie: np.ndarray, label: str | os.PathLike[str] = "movie", finite: bool = True,
+                block: int = 32) -> np.ndarray:
+    """Refuse what no event can be detected in, with an :class:`ExodfError` that starts with ``label``.
 
-    Such pixels would turn whole frames' normalisation into NaN and lose their events silently. Checked
-    in blocks of frames; a memory-mapped movie's pages are handed back as the check advances.
+    A movie must be a (T, Y, X) array of at least 2 frames with real numbers (not bool, not complex); with
+    ``finite``, a floating-point movie must have no NaN or infinite pixels (e.g. the padding of a drift
+    correction): they would turn whole frames' normalisation into NaN and lose their events silently.
+    The finite check goes in blocks of frames; a memory-mapped movie's pages are handed back as it advances.
     """
-    if not check or movie.dtype.kind not in "fc":
+    if not isinstance(movie, np.ndarray):
+        raise ExodfError(f"{label}: expected a (T, Y, X) numpy array, got {type(movie).__name__}; read a file "
+                         "with exodf.read_movie(path)")
+    if movie.ndim != 3 or movie.shape[0] < 2 or movie.shape[1] < 1 or movie.shape[2] < 1:
+        raise ExodfError(f"{label}: shape {movie.shape}; exodf needs a movie of at least 2 frames, (T, Y, X)")
+    if movie.dtype.kind not in "uif":
+        raise ExodfError(f"{label}: pixels of type {movie.dtype} ({'yes/no' if movie.dtype.kind == 'b' else 'not real numbers'}"
+                         "); exodf needs intensities: give the microscope's movie (integers or floats)")
+    if not finite or movie.dtype.kind != "f":
         return movie
     pages = MappedPages(movie)
+    too_big = float(np.finfo(np.float32).max) if movie.dtype.itemsize > 4 else np.inf  # computed in float32
     for t0 in range(0, movie.shape[0], block):
-        ok = np.isfinite(movie[t0:t0 + block]).reshape(min(block, movie.shape[0] - t0), -1).all(axis=1)
+        blk = np.abs(np.asarray(movie[t0:t0 + block])).reshape(min(block, movie.shape[0] - t0), -1)
+        ok = (blk < too_big).all(axis=1)  # (False for NaN too)
+        if not ok.all():
+            bad = t0 + int(np.argmin(ok))
+            raise ExodfError(f"{label}: frame {bad + 1} (and maybe others) holds NaN or infinite pixels (or values "
+                             "beyond float32); exodf needs finite intensities: replace them (Fiji: Process > Math > "
+                             "Remove NaNs..., or set them to the background) or re-export the movie")
+        pages.release_before(t0 + block)
+    return movie
+    pages = MappedPages(movie)
+    too_big = float(np.finfo(np.float32).max) if movie.dtype.itemsize > 4 else np.inf  # computed in float32
+    for t0 in range(0, movie.shape[0], block):
+        blk = np.abs(np.asarray(movie[t0:t0 + block])).reshape(min(block, movie.shape[0] - t0), -1)
+        ok = (blk < too_big).all(axis=1)  # (False for NaN too)
         if not ok.all():
             bad = t0 + int(np.argmin(ok))
             raise ExodfError(f"{p}: frame {bad + 1} (and maybe others) holds NaN or infinite pixels; exodf needs "

@@ -6,7 +6,9 @@ import numpy as np
 
 __all__ = ["normalize_frames", "normalize_frame", "frame_range", "apply_range", "EPSILON"]
 
-EPSILON = 1e-3  # a frame with p99 - p1 <= EPSILON becomes 0
+# a frame with p99 - p1 <= EPSILON becomes 0 (flat); for a movie whose values stay below 1 (floats scaled
+# down), EPSILON times its scale instead, so that such a movie is not taken as flat everywhere
+EPSILON = 1e-3
 
 
 def frame_range(frame: np.ndarray, lower: float = 1.0, upper: float = 99.0) -> tuple[np.float32, np.float32]:
@@ -18,7 +20,8 @@ def frame_range(frame: np.ndarray, lower: float = 1.0, upper: float = 99.0) -> t
 def apply_range(data: np.ndarray, p_lo: np.float32, p_hi: np.float32) -> np.ndarray:
     """(data - p_lo) / (p_hi - p_lo) in float32 (any part of a frame); 0 where the frame is flat."""
     f = np.asarray(data, dtype=np.float32)
-    if p_hi - p_lo > EPSILON:
+    scale = min(1.0, max(abs(float(p_lo)), abs(float(p_hi))))
+    if p_hi - p_lo > EPSILON * scale:
         return (f - p_lo) / (p_hi - p_lo)
     return np.zeros(f.shape, dtype=np.float32)
 

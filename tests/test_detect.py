@@ -118,3 +118,15 @@ def test_segment_and_cluster_are_consistent(default_mode) -> None:
     np.testing.assert_array_equal(lean.points, seg.points)
     assert (default_mode.events.columns["score"] > 0.3).all()
     assert default_mode.events.columns["size"].sum() <= np.count_nonzero(seg.labels == 2)
+
+
+def test_detect_events_checks_its_movie_before_the_network() -> None:
+    from exodf.detect import detect_events
+    from exodf.errors import ExodfError
+
+    movie = np.ones((6, 16, 16), np.float32)
+    movie[3, 2, 2] = np.nan
+    with pytest.raises(ExodfError, match="detect_events: the movie: frame 4 .* NaN"):
+        detect_events(movie, None)  # type: ignore[arg-type]  (never reaches the network)
+    with pytest.raises(ExodfError, match="numpy array, got str"):
+        detect_events("movie.tif", None)  # type: ignore[arg-type]

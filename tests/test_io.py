@@ -244,3 +244,16 @@ def test_imagej_files_with_one_ifd_are_whole_movies(tmp_path) -> None:
     (tmp_path / "cut.tif").write_bytes(path.read_bytes()[: end - 700])  # its last images missing
     with pytest.raises(ExodfError, match="cut.tif: truncated"):
         read_movie(tmp_path / "cut.tif")
+
+
+def test_check_movie_refuses_what_no_event_can_be_detected_in() -> None:
+    from exodf.errors import ExodfError
+    from exodf.io import check_movie
+
+    ok = np.ones((3, 8, 8), np.uint16)
+    assert check_movie(ok) is ok
+    for bad, says in ((np.ones((1, 8, 8)), "at least 2 frames"), (np.ones((2, 0, 8)), "at least 2 frames"),
+                      (np.ones((8, 8)), "at least 2 frames"), (ok > 0, "bool"), (ok.astype(np.complex64), "complex64"),
+                      ("movie.tif", "numpy array, got str"), (np.full((3, 8, 8), 1e300), "beyond float32")):
+        with pytest.raises(ExodfError, match=says):
+            check_movie(bad, "my movie")  # type: ignore[arg-type]

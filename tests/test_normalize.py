@@ -58,3 +58,10 @@ def test_memory_mapped_movie_does_not_stay_resident(tmp_path: Path) -> None:
     assert not mapped.flags.writeable  # mapped read-only: exodf never writes into a movie
     # a second pass (the next y/x tile) reads the same values again
     np.testing.assert_array_equal(frames[10:12, 4:8, 4:8], normalize_frames(movie[10:12])[:, 4:8, 4:8])
+
+
+def test_a_movie_scaled_below_1_is_not_taken_as_flat() -> None:
+    rng = np.random.default_rng(0)
+    movie = rng.poisson(300, (3, 32, 32)).astype(np.float32)
+    np.testing.assert_allclose(normalize_frames(movie * 1e-7), normalize_frames(movie), atol=1e-5)
+    assert not normalize_frames(np.zeros((2, 8, 8), np.float32)).any()  # a flat frame stays 0
