@@ -125,8 +125,17 @@ def register(app: typer.Typer) -> None:
                        f"val F1 exocytosis {_fmt(row.get('val_f1_exocytosis'))}  "
                        f"spot {_fmt(row.get('val_f1_spot'))}  ({row['seconds']:.0f} s)")
 
-        with _bar(not quiet) as prog:
-            res = train_files(req, _callback(prog), on_epoch)
+        try:
+            with _bar(not quiet) as prog:
+                res = train_files(req, _callback(prog), on_epoch)
+        except KeyboardInterrupt:  # Ctrl-C, SIGTERM: the last checkpoint is complete and kept
+            from ..checkpoint import CHECKPOINT
+
+            kept = (req.out / CHECKPOINT).is_dir()
+            typer.echo("exodf: training interrupted; " + (
+                f"{req.out} keeps its last checkpoint: continue with the same command and --resume" if kept
+                else "no checkpoint was written yet"), err=True)
+            raise SystemExit(130) from None
         if res.finished:
             typer.echo(f"weights: {res.weights} (use exodf detect --weights {res.weights})")
         else:
