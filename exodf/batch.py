@@ -8,12 +8,14 @@ need exodf installed and the movies' paths visible).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from .errors import ExodfError
 from .jobs import DetectRequest, detect_file
@@ -69,40 +71,101 @@ def detect_batch(movies: Sequence[Path], outputs: Sequence[Path], request: Detec
         Called as each movie finishes with (its result, movies done, movies in all).
     """
     try:
-        from distributed import Client, LocalCluster, as_completed
+        from distributed import Client, LocalCluster, wait
     except ImportError:
         raise ExodfError("--batch needs dask.distributed: pip install 'exodf[batch]'") from None
     if len(movies) != len(outputs):
         raise ValueError("detect_batch: one output per movie")
+    if workers is not None and workers < 1:
+        raise ExodfError(f"--workers {workers}: give at least 1 worker process")
+    # a worker of another machine (or started elsewhere) resolves relative paths in its own folder
+    movies, outputs = [Path(m).absolute() for m in movies], [Path(o).absolute() for o in outputs]
+    request = dataclasses.replace(request, **{k: Path(v).absolute() for k in ("weights", "model", "mask")
+                                              if (v := getattr(request, k)) is not None})
     cluster = None
     if scheduler is None:
         n = workers or max(1, (os.cpu_count() or 2) // 2)
         threads = max(1, (os.cpu_count() or 2) // n)
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
                                silence_logs=logging.WARNING,
                                env={"OMP_NUM_THREADS": str(threads), "TF_NUM_INTRAOP_THREADS": str(threads),
                                     "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"})
     try:
-        try:
-            client = Client(cluster if cluster is not None else scheduler, timeout="30s")
-        except OSError as e:
-            raise ExodfError(f"--scheduler {scheduler}: cannot reach the dask scheduler ({e}); check the address "
-                             "or omit --scheduler to run on this machine") from None
+        client = Client(cluster) if cluster is not None else _connect(Client, str(scheduler))
         with client:
-            futures = [client.submit(_detect_one, Path(m), Path(o), request, pure=False, key=f"exodf-{i}-{Path(m).name}")
-                       for i, (m, o) in enumerate(zip(movies, outputs))]
-            index = {f.key: i for i, f in enumerate(futures)}
-            results: list[Optional[BatchResult]] = [None] * len(futures)
-            for done, fut in enumerate(as_completed(futures), start=1):
-                i = index[fut.key]
-                try:
-                    res = fut.result()
-                except Exception as e:  # the worker process itself died (e.g. out of memory)
-                    res = BatchResult(Path(movies[i]), Path(outputs[i]), error=f"worker failed: {e}")
-                results[i] = res
-                if progress is not None:
-                    progress(res, done, len(futures))
+            try:
+                client.wait_for_workers(1, timeout=WORKER_WAIT_S)
+            except Exception:
+                raise ExodfError(f"--scheduler {scheduler}: the scheduler has no worker after {WORKER_WAIT_S:.0f} s; "
+                                 "start workers (dask worker ADDRESS) or omit --scheduler") from None
+            results = _run(client, wait, movies, outputs, request, progress)
     finally:
         if cluster is not None:
             cluster.close()
+    return results
+
+
+def _connect(client_type: Any, scheduler: str, timeout_s: float = 45.0) -> Any:
+    """A dask Client of ``scheduler``, or one clear error: refused, unknown host or scheme, or a port that
+    answers without being a dask scheduler (its dashboard, any web server), whose handshake never ends."""
+    box: dict[str, Any] = {}
+
+    def connect() -> None:
+        try:
+            box["client"] = client_type(scheduler, timeout="30s")
+        except BaseException as e:  # reported below
+            box["error"] = e
+
+    t = threading.Thread(target=connect, name="exodf-dask-connect", daemon=True)  # a hung one must not block exit
+    t.start()
+    t.join(timeout_s)
+    e = box.get("error")
+    if "client" in box:
+        return box["client"]
+    why = f"{type(e).__name__}: {e}" if e is not None else f"no dask scheduler answered within {timeout_s:.0f} s"
+    raise ExodfError(f"--scheduler {scheduler}: cannot connect to a dask scheduler there ({why}); check the address "
+                     "(tcp://HOST:8786, not the dashboard's port) or omit --scheduler to run on this machine")
+
+
+WORKER_WAIT_S = 60.0  # how long a batch waits for a worker, at the start or after the cluster lost them all
+POLL_S = 5.0  # how often a batch with nothing finishing checks that the cluster still has workers
+
+
+def _run(client: Any, wait: Any, movies: list[Path], outputs: list[Path], request: DetectRequest,
+         progress: Optional[Callable[[BatchResult, int, int], None]]) -> list[BatchResult]:
+    futures = [client.submit(_detect_one, m, o, request, pure=False, key=f"exodf-{i}-{m.name}")
+               for i, (m, o) in enumerate(zip(movies, outputs))]
+    index = {f.key: i for i, f in enumerate(futures)}
+    results: list[Optional[BatchResult]] = [None] * len(futures)
+    pending, done, no_worker_since = set(futures), 0, None
+
+    def report(i: int, res: BatchResult) -> None:
+        nonlocal done
+        results[i], done = res, done + 1
+        if progress is not None:
+            progress(res, done, len(futures))
+
+    while pending:
+        try:
+            finished, pending = wait(pending, timeout=POLL_S, return_when="FIRST_COMPLETED")
+        except TimeoutError:  # nothing finished: is anyone still working?
+            if client.scheduler_info().get("workers"):
+                no_worker_since = None
+            elif no_worker_since is None:
+                no_worker_since = time.monotonic()
+            elif time.monotonic() - no_worker_since > WORKER_WAIT_S:
+                for fut in sorted(pending, key=lambda f: index[f.key]):
+                    fut.cancel()
+                    i = index[fut.key]
+                    report(i, BatchResult(movies[i], outputs[i], error=f"no dask worker left for "
+                                          f"{WORKER_WAIT_S:.0f} s (the cluster lost its workers); run it again"))
+                break
+            continue
+        for fut in sorted(finished, key=lambda f: index[f.key]):
+            i = index[fut.key]
+            try:
+                res = fut.result()
+            except Exception as e:  # the worker process itself died (e.g. out of memory)
+                res = BatchResult(movies[i], outputs[i], error=f"worker failed: {e}")
+            report(i, res)
     return [r for r in results if r is not None]

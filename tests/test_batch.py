@@ -52,3 +52,89 @@ def test_batch_library_results_in_input_order(tmp_path: Path, weights_path: Path
     assert "movie not found" in (res[1].error or "")
     assert seen == [1, 2, 3]
     assert res[0].n_frames == 12
+
+
+def test_batch_on_an_external_cluster_resolves_paths_on_the_client(tmp_path: Path, weights_path: Path) -> None:
+    """Workers started in another folder still read the user's movies and write where the user said."""
+    import os
+    import shutil
+    import socket
+    import time
+
+    dask_cli = shutil.which("dask")
+    if dask_cli is None:
+        pytest.fail("the dask command (distributed) is missing: pip install 'exodf[batch]'")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    elsewhere = tmp_path / "worker folder"
+    elsewhere.mkdir()
+    env = dict(os.environ, KERAS_BACKEND="tensorflow")
+    procs = [subprocess.Popen([dask_cli, "scheduler", "--port", str(port), "--dashboard-address", ":0"],
+                              cwd=elsewhere, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        time.sleep(3)
+        procs.append(subprocess.Popen([dask_cli, "worker", address, "--nworkers", "1", "--nthreads", "1"],
+                                      cwd=elsewhere, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        user = tmp_path / "user"
+        (user / "movies").mkdir(parents=True)
+        rng = np.random.default_rng(2)
+        tifffile.imwrite(user / "movies" / "a.tif", rng.poisson(300, (16, 32, 32)).astype(np.uint16))
+        r = subprocess.run([sys.executable, "-m", "exodf", "detect", "--batch", "movies", "-o", "out", "--scheduler",
+                            address, "--weights", str(weights_path)], capture_output=True, text=True, cwd=user,
+                           timeout=300)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "1 movies: 1 done, 0 failed" in r.stdout
+        assert [p.name for p in (user / "out").iterdir()] == ["a_events.csv"]
+        assert list(elsewhere.iterdir()) == []  # nothing landed in the workers' folder
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            p.wait(timeout=60)
+
+
+def test_batch_scheduler_errors_are_one_line(tmp_path: Path) -> None:
+    (tmp_path / "m").mkdir()
+    tifffile.imwrite(tmp_path / "m" / "a.tif", np.zeros((4, 8, 8), np.uint16))
+    r = subprocess.run([sys.executable, "-m", "exodf", "detect", "--batch", str(tmp_path / "m"), "--scheduler",
+                        "http://127.0.0.1:8786"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "cannot connect to a dask scheduler there" in r.stderr and "tcp://HOST:8786" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "exodf", "detect", str(tmp_path / "m" / "a.tif"), "--workers", "2"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "--scheduler and --workers go with --batch" in r.stderr
+
+
+def test_batch_that_loses_every_worker_reports_the_rest_as_failed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    import exodf.batch as batch
+    from exodf.jobs import DetectRequest
+
+    class Future:
+        def __init__(self, key: str) -> None:
+            self.key, self.cancelled = key, False
+
+        def cancel(self) -> None:
+            self.cancelled = True
+
+    class Client:  # a cluster whose workers are gone: nothing ever finishes
+        def submit(self, fn: object, movie: Path, out: Path, req: object, pure: bool, key: str) -> Future:
+            return Future(key)
+
+        def scheduler_info(self) -> dict[str, dict[str, object]]:
+            return {"workers": {}}
+
+    def wait(pending: set[Future], timeout: float, return_when: str) -> None:
+        time.sleep(timeout)
+        raise TimeoutError
+
+    monkeypatch.setattr(batch, "POLL_S", 0.01)
+    monkeypatch.setattr(batch, "WORKER_WAIT_S", 0.05)
+    movies = [Path("/data/a.tif"), Path("/data/b.tif")]
+    seen: list[str] = []
+    res = batch._run(Client(), wait, movies, [Path("/out/a.csv"), Path("/out/b.csv")], DetectRequest(),
+                     lambda r, done, total: seen.append(f"{done}/{total}"))
+    assert [r.movie.name for r in res] == ["a.tif", "b.tif"] and seen == ["1/2", "2/2"]
+    assert all(not r.ok and "no dask worker left" in (r.error or "") for r in res)

@@ -91,7 +91,8 @@ def register(app: typer.Typer) -> None:
                                                       exists=True, file_okay=False)] = None,
         scheduler: Annotated[Optional[str], typer.Option(help="With --batch: address of an existing dask "
                                                          "scheduler (default: a local cluster).")] = None,
-        workers: Annotated[Optional[int], typer.Option(help="With --batch: local worker processes.")] = None,
+        workers: Annotated[Optional[int], typer.Option(min=1, help="With --batch: local worker processes.")]
+        = None,
     ) -> None:
         """Detect every exocytosis event of each movie; write one event table per movie."""
         from ..jobs import DetectRequest, detect_file
@@ -115,6 +116,10 @@ def register(app: typer.Typer) -> None:
                            f"--dtype {dtype} will be slower than float32 here", err=True)
         if not movies and batch is None:
             raise ExodfError("give one or more movies, or --batch FOLDER")
+        if batch is None and (scheduler is not None or workers is not None):
+            raise ExodfError("--scheduler and --workers go with --batch FOLDER")
+        if scheduler is not None and workers is not None:
+            raise ExodfError("--workers sets up a local cluster; an existing one (--scheduler) has its own workers")
         paths = movie_paths(list(movies or []) + ([batch] if batch is not None else []))
         if probabilities is not None and (batch is not None or len(paths) > 1):
             raise ExodfError("--probabilities names one file; detect one movie at a time to write probabilities")
@@ -154,7 +159,15 @@ def _check_outputs(paths: list[Path], targets: list[Path], mask: Optional[Path],
 
 def _run_batch(paths: list[Path], outputs: list[Path], req: "object", scheduler: Optional[str],
                workers: Optional[int]) -> None:
+    import logging
+
     from ..batch import BatchResult, detect_batch
+
+    try:
+        import distributed  # noqa: F401  (its import sets its loggers to INFO: quiet them after it)
+    except ImportError:
+        pass  # detect_batch says how to install it
+    logging.getLogger("distributed").setLevel(logging.WARNING)
 
     def report(res: BatchResult, done: int, total: int) -> None:
         if res.ok:
