@@ -52,6 +52,25 @@ def test_rdf_content_is_a_valid_05_model_description() -> None:
     assert all(a.github_user is None for a in descr.authors)
 
 
+def test_retrained_weights_are_not_described_as_the_published_ones(tmp_path) -> None:
+    from bioimageio.spec import ValidationContext, build_description
+
+    digest = "ab" * 32
+    content = export.rdf_content({"tensorflow": "2.21.0", "pytorch": "2.13.0"}, retrained=digest)
+    assert content["name"] == "ExoDeepFinder (retrained with exodf)"
+    assert "not the published ExoDeepFinder weights" in content["description"] and digest[:16] in content["description"]
+    with ValidationContext(perform_io_checks=False):
+        assert build_description(content).type == "model"
+    assert export.rdf_content({"tensorflow": "0", "pytorch": "0"})["name"] == "ExoDeepFinder"
+    doc = tmp_path / "README.md"
+    doc.write_text((REPO / "model_package" / "README.md").read_text())
+    export.mark_retrained(doc, digest)
+    export.mark_retrained(doc, digest)  # once only
+    text = doc.read_text()
+    assert text.count("These are not the published weights") == 1 and digest in text
+    assert text.startswith("# ExoDeepFinder") and text.index(digest) < text.index("## What it does")
+
+
 def test_committed_rdf_is_the_generated_one() -> None:
     import yaml
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..atomic import atomic_path, write_text_atomic
 from ..errors import ExodfError
+from ..pretrained import PUBLISHED
 from . import formats
 from ..simulate import SimParams, simulate
 from ..tiling import RECEPTIVE_HALO
@@ -88,10 +89,13 @@ def _axes(kind: str) -> list[dict[str, Any]]:
     ]
 
 
-def rdf_content(versions: dict[str, str], sha256: Optional[dict[str, str]] = None) -> dict[str, Any]:
+def rdf_content(versions: dict[str, str], sha256: Optional[dict[str, str]] = None,
+                retrained: Optional[str] = None) -> dict[str, Any]:
     """The model description (bioimage.io format 0.5) as a dict; paths are relative to the rdf's folder.
 
     ``sha256`` (relative path -> digest), when given, is recorded for each file (the zip's copy).
+    ``retrained``: the sha256 of weights that are not the published ones (from ``exodf train``): the name
+    and description say so.
     """
     def f(rel: str) -> dict[str, Any]:
         d: dict[str, Any] = {"source": rel}
@@ -101,13 +105,17 @@ def rdf_content(versions: dict[str, str], sha256: Optional[dict[str, str]] = Non
 
     w = {fmt: f"{PACKAGE_DIR}/{rel}" for fmt, rel in formats.WEIGHT_FILES.items()}
     parent = "keras_hdf5"
+    description = ("Detects exocytosis events (bursts of pH-sensitive fluorescence) in TIRF movies of live "
+                   "cells: a 3D U-Net over (t, y, x) giving background / bright spot / exocytosis "
+                   "probabilities per voxel.")
+    if retrained:
+        description += (f" These weights were trained or fine-tuned with exodf train (Keras weights sha256 "
+                        f"{retrained[:16]}...), not the published ExoDeepFinder weights.")
     return {
         "type": "model",
         "format_version": "0.5.4",
-        "name": "ExoDeepFinder",
-        "description": ("Detects exocytosis events (bursts of pH-sensitive fluorescence) in TIRF movies of "
-                        "live cells: a 3D U-Net over (t, y, x) giving background / bright spot / "
-                        "exocytosis probabilities per voxel."),
+        "name": "ExoDeepFinder (retrained with exodf)" if retrained else "ExoDeepFinder",
+        "description": description,
         "authors": [{"name": "Emmanuel Moebel", "affiliation": "Inria"},
                     {"name": "Arthur Masson", "affiliation": "Inria"}],
         "maintainers": [],
@@ -289,14 +297,33 @@ def build_package(root: str | os.PathLike[str] = SOURCE_ROOT, weights: str | os.
     say("drawing the cover")
     files.append(_write_cover(pkg, net))
 
-    content = rdf_content(formats.library_versions())
+    digest = _sha256(weights_path)
+    retrained = None if digest == PUBLISHED.sha256 else digest
+    if retrained:
+        mark_retrained(root / DOC, retrained)
+    content = rdf_content(formats.library_versions(), retrained=retrained)
     rdf = root / "rdf.yaml"
     write_text_atomic(rdf, _dump_yaml(content))
-    result = PackageResult(rdf, [rdf, *files], diffs, None, _sha256(weights_path))
+    result = PackageResult(rdf, [rdf, *files], diffs, None, digest)
     if zip_path is not None:
         say("writing the zip")
-        result.zip_path = write_zip(root, content, Path(zip_path))
+        result.zip_path = write_zip(root, content, Path(zip_path), retrained)
     return result
+
+
+RETRAINED_NOTE_START = "> **These are not the published weights.** This package holds weights"
+
+
+def mark_retrained(doc: Path, digest: str) -> None:
+    """Say at the top of the package's documentation that its weights are not the published ones (whose
+    validation figures it reports)."""
+    text = doc.read_text(encoding="utf-8")
+    if RETRAINED_NOTE_START in text:
+        return
+    head, _, rest = text.partition("\n\n")
+    write_text_atomic(doc, f"{head}\n\n{RETRAINED_NOTE_START} trained or fine-tuned with `exodf train` (Keras "
+                           f"weights sha256 `{digest}`), not the published `net_weights_FINAL.h5`: the validation "
+                           f"figures below are those of the published weights, not of these.\n\n{rest}")
 
 
 def _referenced(content: dict[str, Any]) -> list[str]:
@@ -307,7 +334,7 @@ def _referenced(content: dict[str, Any]) -> list[str]:
     return rels
 
 
-def write_zip(root: Path, content: dict[str, Any], zip_path: Path) -> Path:
+def write_zip(root: Path, content: dict[str, Any], zip_path: Path, retrained: Optional[str] = None) -> Path:
     """The package as one zip: ``rdf.yaml`` (with each file's sha256) and the files it names."""
     rels = _referenced(content)
     missing = [r for r in rels if not (root / r).is_file()]
@@ -317,7 +344,7 @@ def write_zip(root: Path, content: dict[str, Any], zip_path: Path) -> Path:
     digests = {r: hashlib.sha256(b).hexdigest() for r, b in data.items()}
     versions = {"tensorflow": str(content["weights"]["keras_hdf5"]["tensorflow_version"]),
                 "pytorch": str(content["weights"]["torchscript"]["pytorch_version"])}
-    data["rdf.yaml"] = _dump_yaml(rdf_content(versions, digests)).encode()
+    data["rdf.yaml"] = _dump_yaml(rdf_content(versions, digests, retrained)).encode()
     formats.deterministic_zip(data, zip_path)
     return zip_path
 
