@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,6 +12,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from .errors import ExodfError
+from .evaluate import units_warnings
 from .events import EventTable, read_events, write_events
 from .io import read_movie, write_tiff
 from .normalize import normalize_frames
@@ -17,6 +20,8 @@ from .sampling import TrainingMovie
 from .spots import SpotConfig, spot_labels, spot_table
 from .targets import make_target, training_objects
 from .train import ORIGINAL_CURRICULUM, Stage, TrainConfig, TrainResult, train_network
+
+LOG = logging.getLogger(__name__)  # the CLI shows warnings on stderr
 
 __all__ = ["spots_file", "read_spots", "parse_stages", "TrainRequest", "train_files", "prepare_movie",
            "accelerator"]
@@ -147,7 +152,38 @@ def _initial_network(init: str) -> Any:
         return build_unet()
     if init == "published":
         return load_network(published_weights())
+    if not Path(init).is_file():
+        raise ExodfError(f"--init {init}: no such weights file; give published, scratch or the path of a "
+                         ".h5/.keras weights file")
     return load_network(init)
+
+
+def _check_out(req: TrainRequest, meta: dict[str, Any]) -> None:
+    """The output folder fits the request: no checkpoint unless resuming; resuming, one with the same inputs."""
+    from .checkpoint import CHECKPOINT
+
+    ck = req.out / CHECKPOINT
+    if req.out.exists() and not req.out.is_dir():
+        raise ExodfError(f"-o {req.out}: is a file; give a folder for the training's outputs")
+    if not req.resume:
+        if ck.exists():
+            raise ExodfError(f"{req.out}: holds a training checkpoint already; add --resume to continue it, or "
+                             "give another output folder")
+        return
+    if not (ck / "state.json").is_file():
+        raise ExodfError(f"{req.out}: no checkpoint to resume from (expected {ck}/state.json); run without "
+                         "--resume to start a new training")
+    try:
+        before = json.loads((req.out / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # no record of the inputs: nothing to compare
+    for key in ("train_movies", "validation_movies", "events"):
+        was = [str(Path(p).resolve()) for p in before.get(key, [])]
+        now = [str(Path(p).resolve()) for p in meta[key]]
+        if key in before and was != now:
+            raise ExodfError(f"--resume: the checkpoint in {req.out} was trained with other {key.replace('_', ' ')} "
+                             f"({', '.join(before[key])}); resume with the same inputs in the same order, or "
+                             "start a new folder")
 
 
 def train_files(req: TrainRequest, progress: Progress | None = None,
@@ -167,10 +203,24 @@ def train_files(req: TrainRequest, progress: Progress | None = None,
     except ValueError as e:
         raise ExodfError(f"invalid training option: {e}") from None
     n_val = req.n_val()
+    n_train = len(req.movies) - n_val
+    meta = {"init": req.init, "device": accelerator(),
+            "train_movies": [str(p) for p in req.movies[:n_train]],
+            "validation_movies": [str(p) for p in req.movies[n_train:]],
+            "events": [str(p) for p in req.events], "spots": [str(p) for p in req.spots] or
+            ("built-in detector" if req.detect_spots else "none"), **req.extra}
+    _check_out(req, meta)  # cheap checks first: the folder, the initial weights, then each movie's size
+    net = _initial_network(req.init)
+    biggest = max(s.patch for s in config.stages)
     prepared: list[TrainingMovie] = []
     for i, (mp, ep) in enumerate(zip(req.movies, req.events)):
         movie = read_movie(mp)
+        if min(movie.shape) < biggest:
+            raise ExodfError(f"{mp}: shape {movie.shape} is smaller than the largest patch ({biggest}) along an "
+                             "axis; give smaller --patch-sizes or larger movies")
         events = read_events(ep, pixel_size=req.pixel_size)
+        for w in units_warnings(events, str(ep), tuple(movie.shape), calibrated=req.pixel_size is not None):
+            LOG.warning(w)
         if req.spots:
             spots: np.ndarray | None = read_spots(req.spots[i], movie.shape)
         elif req.detect_spots:
@@ -178,19 +228,21 @@ def train_files(req: TrainRequest, progress: Progress | None = None,
         else:
             spots = None
         m = prepare_movie(movie, events, spots, name=Path(mp).name)
+        inside = len(m.objects.events)
+        if len(events) and not inside:  # (an empty table is a movie without exocytosis: negative examples)
+            raise ExodfError(f"{ep}: none of its {len(events)} events lies inside {mp} (shape {movie.shape}); "
+                             "check that the table belongs to the movie (X, Y in pixels, or --pixel-size; Slice "
+                             "1-based)")
+        if inside < len(events):
+            LOG.warning(f"{ep}: {len(events) - inside} of its {len(events)} events lie outside {mp} "
+                        f"(shape {movie.shape}) and are not used")
         if len(m.objects.events) == 0 and len(m.objects.spots) == 0:
-            raise ExodfError(f"{ep}: no annotated event of this table lies inside {mp} (shape {movie.shape}); "
-                             "check that the table belongs to the movie (X, Y in pixels, Slice 1-based)")
+            raise ExodfError(f"{mp}: neither an event nor a bright spot to learn from; give its events, or "
+                             "--spots, or leave it out")
         prepared.append(m)
         if progress:
             progress("prepare", i + 1, len(req.movies))
-    train_set, val_set = prepared[:len(prepared) - n_val], prepared[len(prepared) - n_val:]
-    net = _initial_network(req.init)
-    meta = {"init": req.init, "device": accelerator(),
-            "train_movies": [str(p) for p in req.movies[:len(prepared) - n_val]],
-            "validation_movies": [str(p) for p in req.movies[len(prepared) - n_val:]],
-            "events": [str(p) for p in req.events], "spots": [str(p) for p in req.spots] or
-            ("built-in detector" if req.detect_spots else "none"), **req.extra}
+    train_set, val_set = prepared[:n_train], prepared[n_train:]
     try:
         return train_network(net, train_set, val_set, config, req.out, resume=req.resume,
                              until_step=req.until_step,

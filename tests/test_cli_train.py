@@ -12,7 +12,7 @@ import tifffile
 from typer.testing import CliRunner
 
 from exodf.cli import app
-from exodf.events import read_events, write_events
+from exodf.events import EventTable, read_events, write_events
 from exodf.io import write_tiff
 from exodf.simulate import preset, simulate
 
@@ -75,6 +75,8 @@ def test_train_then_detect_with_the_weights(sim_files: list[tuple[Path, Path]], 
     import yaml
 
     rdf = yaml.safe_load((tmp_path / "pkg" / "rdf.yaml").read_text())
+    assert rdf["name"] == "ExoDeepFinder (retrained with exodf)"  # not described as the published weights
+    assert "These are not the published weights" in (tmp_path / "pkg" / "model_package" / "README.md").read_text()
     keras_entry = next(v for k, v in rdf["weights"].items() if k.startswith("keras"))
     packaged = tmp_path / "pkg" / keras_entry["source"]
     from exodf.model import load_network
@@ -104,3 +106,30 @@ def test_one_line_error_for_missing_tables(sim_files: list[tuple[Path, Path]], t
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1].startswith("exodf: error: --events: give one event table per movie")
     assert not (tmp_path / "x").exists()
+
+
+def test_training_inputs_are_checked_before_training(sim_files: list[tuple[Path, Path]], tmp_path: Path) -> None:
+    (m0, e0), (m1, e1) = sim_files
+    small = ["--init", "scratch", "--patch-sizes", "8", "--batch-sizes", "2", "--epochs", "1", "--steps", "1",
+             "--val-batches", "1", "-q"]
+    # a table of another (larger) movie: none of its events inside this one
+    far = tmp_path / "far.csv"
+    write_events(EventTable([300.0, 310.0], [300.0, 305.0], [3.0, 9.0]), far)
+    res = CliRunner().invoke(app, ["train", str(m0), str(m1), "-e", str(far), "-e", str(e1), "-o",
+                                   str(tmp_path / "a"), *small])
+    assert res.exit_code != 0 and "none of its 2 events lies inside" in str(res.exception)
+    assert not (tmp_path / "a").exists()
+    res = CliRunner().invoke(app, ["train", str(m0), str(m1), "-e", str(e0), "-e", str(e1), "-o",
+                                   str(tmp_path / "b"), *small[2:], "--init", str(tmp_path / "nope.h5")])
+    assert res.exit_code != 0 and "--init" in str(res.exception) and "no such weights file" in str(res.exception)
+    res = CliRunner().invoke(app, ["train", str(m0), str(m1), "-e", str(e0), "-e", str(e1), "-o",
+                                   str(tmp_path / "c"), *small[:2], "--patch-sizes", "64", *small[4:]])
+    assert res.exit_code != 0 and "smaller than the largest patch (64)" in str(res.exception)
+    # resuming with the movies swapped (training <-> validation) is refused
+    out = tmp_path / "d"
+    res = CliRunner().invoke(app, ["train", str(m0), str(m1), "-e", str(e0), "-e", str(e1), "-o", str(out),
+                                   *small, "--epochs", "2", "--until-step", "1"])
+    assert res.exit_code == 0, (res.output, res.exception)
+    res = CliRunner().invoke(app, ["train", str(m1), str(m0), "-e", str(e1), "-e", str(e0), "-o", str(out),
+                                   *small, "--epochs", "2", "--resume"])
+    assert res.exit_code != 0 and "was trained with other train movies" in str(res.exception)
