@@ -144,11 +144,14 @@ class TrainRequest:
         return k
 
 
-def _initial_network(init: str) -> Any:
+def _initial_network(init: str, seed: int = 0) -> Any:
     from .model import build_unet, load_network
     from .pretrained import published_weights
 
     if init == "scratch":
+        import keras
+
+        keras.utils.set_random_seed(seed)  # the same --seed, the same initial weights
         return build_unet()
     if init == "published":
         return load_network(published_weights())
@@ -210,7 +213,7 @@ def train_files(req: TrainRequest, progress: Progress | None = None,
             "events": [str(p) for p in req.events], "spots": [str(p) for p in req.spots] or
             ("built-in detector" if req.detect_spots else "none"), **req.extra}
     _check_out(req, meta)  # cheap checks first: the folder, the initial weights, then each movie's size
-    net = _initial_network(req.init)
+    net = _initial_network(req.init, req.seed)
     biggest = max(s.patch for s in config.stages)
     prepared: list[TrainingMovie] = []
     for i, (mp, ep) in enumerate(zip(req.movies, req.events)):

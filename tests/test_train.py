@@ -172,3 +172,11 @@ def test_config_checked() -> None:
     assert TrainConfig().total_steps == 40000
     assert [(s.patch, s.batch, s.shift) for s in TrainConfig().stages] == [(8, 256, 4), (16, 128, 8), (32, 32, 16),
                                                                           (48, 10, 32)]
+
+
+def test_scratch_initial_weights_follow_the_seed() -> None:
+    from exodf.training_files import _initial_network
+
+    a, b, c = (_initial_network("scratch", s).get_weights() for s in (3, 3, 4))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not all(np.array_equal(x, y) for x, y in zip(a, c))

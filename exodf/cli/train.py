@@ -94,7 +94,8 @@ def register(app: typer.Typer) -> None:
         val: Annotated[Optional[int], typer.Option(help="Movies held out for validation (default: 20 %, at "
                                                    "least 1 of 2 or more).")] = None,
         val_batches: Annotated[int, typer.Option(help="Validation batches per epoch.")] = 10,
-        seed: Annotated[int, typer.Option(help="Seed of the patch sampler.")] = 0,
+        seed: Annotated[int, typer.Option(help="Seed of the patch sampler (and of the initial weights with "
+                                           "--init scratch).")] = 0,
         resume: Annotated[bool, typer.Option(help="Continue the training checkpointed in --out.")] = False,
         until_step: Annotated[Optional[int], typer.Option(help="Stop (checkpointed) at the end of the epoch "
                                                           "reaching this step; continue with --resume.")] = None,
