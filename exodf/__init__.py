@@ -10,18 +10,21 @@ from .detect import DetectConfig, Detection, Segmentation, detect_events, events
 from .errors import ExodfError
 from .evaluate import exclude_events, match_events, score_events
 from .events import EventTable, read_events, write_events
-from .io import read_mask, read_movie, write_probabilities, write_tiff
+from .io import check_movie, read_mask, read_movie, write_probabilities, write_tiff
+from .measure import MeasureConfig, measure_events
 from .model import build_unet, load_network
 from .normalize import normalize_frames
 from .predict import InferenceConfig, predict_probabilities
 from .pretrained import published_weights
+from .simulate import SimParams, preset, simulate
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CandidateConfig", "ClusterConfig", "DetectConfig", "Detection", "EventTable", "ExodfError", "InferenceConfig",
-    "Segmentation",
-    "build_unet", "detect_events", "events_from_segmentation", "exclude_events", "labels_to_events", "load_network", "points_to_events",
-    "normalize_frames", "predict_probabilities", "published_weights", "read_events", "read_mask", "read_movie",
-    "match_events", "score_events", "segment_movie", "write_events", "write_probabilities", "write_tiff",
+    "MeasureConfig", "Segmentation", "SimParams",
+    "build_unet", "check_movie", "detect_events", "events_from_segmentation", "exclude_events", "labels_to_events",
+    "load_network", "match_events", "measure_events", "normalize_frames", "points_to_events", "predict_probabilities",
+    "preset", "published_weights", "read_events", "read_mask", "read_movie", "score_events", "segment_movie",
+    "simulate", "write_events", "write_probabilities", "write_tiff",
 ]
