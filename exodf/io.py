@@ -91,18 +91,6 @@ def check_movie(movie: np.ndarray, label: str | os.PathLike[str] = "movie", fini
                              "Remove NaNs..., or set them to the background) or re-export the movie")
         pages.release_before(t0 + block)
     return movie
-    pages = MappedPages(movie)
-    too_big = float(np.finfo(np.float32).max) if movie.dtype.itemsize > 4 else np.inf  # computed in float32
-    for t0 in range(0, movie.shape[0], block):
-        blk = np.abs(np.asarray(movie[t0:t0 + block])).reshape(min(block, movie.shape[0] - t0), -1)
-        ok = (blk < too_big).all(axis=1)  # (False for NaN too)
-        if not ok.all():
-            bad = t0 + int(np.argmin(ok))
-            raise ExodfError(f"{p}: frame {bad + 1} (and maybe others) holds NaN or infinite pixels; exodf needs "
-                             "finite intensities: replace them (Fiji: Process > Math > Remove NaNs..., or set "
-                             "them to the background) or re-export the movie")
-        pages.release_before(t0 + block)
-    return movie
 
 
 class MappedPages:
