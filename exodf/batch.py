@@ -8,6 +8,7 @@ need exodf installed and the movies' paths visible).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import os
@@ -148,7 +149,7 @@ def _run(client: Any, wait: Any, movies: list[Path], outputs: list[Path], reques
     while pending:
         try:
             finished, pending = wait(pending, timeout=POLL_S, return_when="FIRST_COMPLETED")
-        except TimeoutError:  # nothing finished: is anyone still working?
+        except (TimeoutError, asyncio.TimeoutError):  # nothing finished (two types before Python 3.11): anyone working?
             if client.scheduler_info().get("workers"):
                 no_worker_since = None
             elif no_worker_since is None:

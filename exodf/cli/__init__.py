@@ -63,7 +63,6 @@ def main() -> None:
     from ..io import quiet_tifffile
 
     quiet_tifffile()  # its messages duplicate our one-line errors
-    logging.getLogger("distributed").setLevel(logging.WARNING)  # --batch: the cluster's start and stop
     with contextlib.suppress(ValueError):  # (not in the main thread: leave SIGTERM alone)
         signal.signal(signal.SIGTERM, _terminated)
     try:
