@@ -68,6 +68,13 @@ Set = Annotated[Optional[list[str]], typer.Option("--set", help="Override any si
                                                   "--set fold=1.5,3 --set events_per_frame=0.25 (repeatable).")]
 
 
+def _check_edges(n_frames: int, exclude_edges: int) -> None:
+    """demo and benchmark: the simulated movie must keep frames to score after the excluded edges."""
+    if n_frames <= 2 * exclude_edges:
+        raise ExodfError(f"--frames {n_frames} leaves nothing after excluding {exclude_edges} frames at each end; "
+                         "give more frames or a smaller --exclude-edges")
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def simulate(
@@ -144,9 +151,7 @@ def register(app: typer.Typer) -> None:
         from ..workflows import demo as run_demo
 
         params = make_params(preset, parse_overrides(set_ or [], frames, size))
-        if params.n_frames <= 2 * exclude_edges:
-            raise ExodfError(f"--frames {params.n_frames} leaves nothing after excluding {exclude_edges} frames "
-                             "at each end; give more frames or a smaller --exclude-edges")
+        _check_edges(params.n_frames, exclude_edges)
         from ..jobs import load_detector
 
         load_detector(weights)  # bad weights fail now, before anything is written
@@ -188,9 +193,7 @@ def register(app: typer.Typer) -> None:
         overrides = parse_overrides(set_ or [], frames, size)
         for name in names:
             params = make_params(name, overrides)
-            if params.n_frames <= 2 * exclude_edges:
-                raise ExodfError(f"--frames {params.n_frames} leaves nothing after excluding {exclude_edges} frames "
-                                 "at each end; give more frames or a smaller --exclude-edges")
+            _check_edges(params.n_frames, exclude_edges)
         if "exodf" in meths:
             from ..jobs import load_detector
 
