@@ -20,8 +20,8 @@ import numpy as np
 from .atomic import atomic_path, write_text_atomic
 from .errors import ExodfError
 
-__all__ = ["CHECKPOINT", "save_checkpoint", "load_checkpoint", "save_weights", "write_history",
-           "plot_history"]
+__all__ = ["CHECKPOINT", "save_checkpoint", "load_checkpoint", "require_checkpoint", "refuse_checkpoint",
+           "save_weights", "write_history", "plot_history"]
 
 CHECKPOINT = "checkpoint"
 
@@ -62,16 +62,29 @@ def _checkpoint_dir(out: Path) -> Path | None:
     return None
 
 
-def load_checkpoint(out: str | os.PathLike[str], net: Any) -> dict[str, Any]:
-    """Restore network and optimizer from ``out/checkpoint`` and return its state.
-
-    The network must already be compiled with its optimizer.
-    """
+def require_checkpoint(out: str | os.PathLike[str]) -> Path:
+    """The checkpoint folder to resume from in ``out``, or an ExodfError saying there is none."""
     root = Path(out)
     d = _checkpoint_dir(root)
     if d is None:
         raise ExodfError(f"{root}: no checkpoint to resume from (expected {root / CHECKPOINT}/state.json); "
                          "run without --resume to start a new training")
+    return d
+
+
+def refuse_checkpoint(out: str | os.PathLike[str]) -> None:
+    """An ExodfError if ``out`` holds a checkpoint that a new (not resumed) training would overwrite."""
+    if (Path(out) / CHECKPOINT).exists():
+        raise ExodfError(f"{out}: holds a training checkpoint already; add --resume to continue it, or give "
+                         "another output folder")
+
+
+def load_checkpoint(out: str | os.PathLike[str], net: Any) -> dict[str, Any]:
+    """Restore network and optimizer from ``out/checkpoint`` and return its state.
+
+    The network must already be compiled with its optimizer.
+    """
+    d = require_checkpoint(out)
     try:
         state = json.loads((d / "state.json").read_text(encoding="utf-8"))
         with warnings.catch_warnings():  # Keras skips the optimizer stored by save_weights: restored below

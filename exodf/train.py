@@ -24,7 +24,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .atomic import write_text_atomic
-from .checkpoint import load_checkpoint, plot_history, save_checkpoint, save_weights, write_history
+from .checkpoint import (load_checkpoint, plot_history, refuse_checkpoint, save_checkpoint, save_weights,
+                         write_history)
 from .errors import ExodfError
 from .sampling import TrainingMovie, sample_batch
 
@@ -240,9 +241,8 @@ def train_network(net: Any, train_movies: Sequence[TrainingMovie], val_movies: S
             raise ExodfError(f"{out}: the checkpoint was made with other training settings "
                              f"({state.get('config')}); resume with the same settings or start a new folder")
         rng.bit_generator.state = state["rng"]
-    elif (out / "checkpoint").exists():
-        raise ExodfError(f"{out}: holds a training checkpoint already; add --resume to continue it, or give "
-                         "another output folder")
+    else:
+        refuse_checkpoint(out)
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "config.json", json.dumps({"train": cfg, **(metadata or {})}, indent=1) + "\n")
     history: list[dict[str, Any]] = list(state["history"])

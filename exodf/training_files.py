@@ -163,19 +163,14 @@ def _initial_network(init: str, seed: int = 0) -> Any:
 
 def _check_out(req: TrainRequest, meta: dict[str, Any]) -> None:
     """The output folder fits the request: no checkpoint unless resuming; resuming, one with the same inputs."""
-    from .checkpoint import CHECKPOINT
+    from .checkpoint import refuse_checkpoint, require_checkpoint
 
-    ck = req.out / CHECKPOINT
     if req.out.exists() and not req.out.is_dir():
         raise ExodfError(f"-o {req.out}: is a file; give a folder for the training's outputs")
     if not req.resume:
-        if ck.exists():
-            raise ExodfError(f"{req.out}: holds a training checkpoint already; add --resume to continue it, or "
-                             "give another output folder")
+        refuse_checkpoint(req.out)
         return
-    if not (ck / "state.json").is_file():
-        raise ExodfError(f"{req.out}: no checkpoint to resume from (expected {ck}/state.json); run without "
-                         "--resume to start a new training")
+    require_checkpoint(req.out)
     try:
         before = json.loads((req.out / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
