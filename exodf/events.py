@@ -19,10 +19,11 @@ import csv
 import io
 import math
 import os
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -157,7 +158,7 @@ def read_events(path: str | os.PathLike[str], pixel_size: float | None = None,
         raise ExodfError(f"{p}: --pixel-size must be > 0 (got {pixel_size})")
     raw = p.read_bytes()
     try:
-        if p.suffix.lower() == ".xml":
+        if p.suffix.lower() == ".xml" or raw.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
             return _read_xml(raw, p, exocytosis_label)
         from . import exoj  # optional reader of ExoJ's UTF-16 export
         if exoj.looks_like_exoj(raw):
@@ -191,21 +192,39 @@ def _read_xml(raw: bytes, p: Path, exocytosis_label: int) -> EventTable:
         raise ExodfError(f"{p}: root element is <{root.tag}>, expected <objlist> as written by ExoDeepFinder")
     rows = []
     for obj in root.iter("object"):
+        text = ET.tostring(obj, encoding="unicode").strip()
         try:
-            if int(float(obj.get("class_label", exocytosis_label))) != exocytosis_label:
-                continue
-            rows.append((float(obj.attrib["x"]), float(obj.attrib["y"]), float(obj.attrib["z"]),
-                         float(obj.get("cluster_size", "nan"))))
+            label = int(float(obj.get("class_label", exocytosis_label)))
+        except ValueError:
+            raise ExodfError(f"{p}: object {text} has a class_label that is not a number; fix or remove that "
+                             "line") from None
+        if label != exocytosis_label:
+            continue
+        try:
+            xyz = (float(obj.attrib["x"]), float(obj.attrib["y"]), float(obj.attrib["z"]))
         except (KeyError, ValueError) as e:
-            raise ExodfError(f"{p}: object {ET.tostring(obj, encoding='unicode').strip()} lacks a numeric "
-                             f"x, y or z ({e}); fix or remove that line") from None
+            raise ExodfError(f"{p}: object {text} lacks a numeric x, y or z ({e}); fix or remove that "
+                             "line") from None
+        if not all(math.isfinite(v) for v in xyz):
+            raise ExodfError(f"{p}: object {text}: x, y or z is not a finite number; fix or remove that line")
+        rows.append((*xyz, _num([obj.get("cluster_size", "nan")], 0)))
     a = np.array(rows, dtype=np.float64).reshape(-1, 4)
     cols = {} if np.isnan(a[:, 3]).all() else {"size": a[:, 3]}
     return EventTable(a[:, 0], a[:, 1], a[:, 2], cols)
 
 
+_UNIT = re.compile(r"\s*[(\[]\s*([^)\]]*?)\s*[)\]]\s*$")  # "X (µm)", "X [px]"
+_MICRONS = {"µm", "μm", "um", "micron", "microns", "micrometer", "micrometers", "micrometre", "micrometres"}
+_PIXELS = {"px", "pixel", "pixels", "pix"}
+
+
+def _unit(name: str) -> str | None:
+    m = _UNIT.search(name)
+    return m.group(1).lower() if m else None
+
+
 def _find(header: list[str], *names: str) -> int | None:
-    low = [h.strip().lower() for h in header]
+    low = [_UNIT.sub("", h).strip().lower() for h in header]
     for n in names:
         if n in low:
             return low.index(n)
@@ -218,9 +237,14 @@ def _read_delimited(text: str, p: Path, pixel_size: float | None, exocytosis_lab
         raise ExodfError(f"{p}: the file is empty; an event table needs at least a header line X,Y,Slice")
     line_of = [k for k, _ in numbered]  # the file's line number of each non-blank line
     lines = [ln for _, ln in numbered]
-    delim = "\t" if lines[0].count("\t") > lines[0].count(",") else ","
+    counts = {d: lines[0].count(d) for d in (",", "\t", ";")}
+    delim = max(counts, key=lambda d: (counts[d], d == ","))
+    decimal_comma = delim != ","  # European Excel/ImageJ: "10,5;20,25;3"
     rows = list(csv.reader(io.StringIO("\n".join(lines)), delimiter=delim))
-    header, body = [h.strip() for h in rows[0]], rows[1:]
+    header = [h.strip() for h in rows[0]]
+    kept = [(r, k) for r, k in zip(rows[1:], line_of[1:]) if any(c.strip() for c in r)]  # Excel's ",,,"
+    body = [r for r, _ in kept]
+    line_of = [line_of[0]] + [k for _, k in kept]
     while header and header[-1] == "":  # trailing delimiter
         header.pop()
     original = _find(header, "tomo_idx") is not None or _find(header, "class_label") is not None
@@ -233,21 +257,33 @@ def _read_delimited(text: str, p: Path, pixel_size: float | None, exocytosis_lab
         raise ExodfError(
             f"{p}: header {','.join(header)!r} lacks the columns X, Y and Slice (or Frame); save the ImageJ "
             "Results table with those columns, or give the original's xml/csv")
+    units = {u for u in (_unit(header[ix]), _unit(header[iy])) if u}
+    if units & _PIXELS and not units - _PIXELS:
+        pixel_size = None  # the header says pixels: nothing to divide
+    elif units and units <= _MICRONS:
+        if pixel_size is None:
+            raise ExodfError(f"{p}: X and Y are in µm (header {header[ix]!r}); give the pixel size in µm "
+                             "(--pixel-size; for evaluate also --calibrated), or save the table in pixels")
+    elif units:
+        raise ExodfError(f"{p}: X/Y unit {' / '.join(sorted(units))!r} (header {header[ix]!r}) is neither "
+                         "pixels nor µm; save the table in pixels, or in µm with --pixel-size")
     ilabel = _find(header, "class_label") if original else None
     skip = {ix, iy, iz} | ({ilabel} if ilabel is not None else set())
     extra = [(i, h) for i, h in enumerate(header) if i not in skip and h not in ("", " ") and
              h.lower() not in ("tomo_idx", "obj_id")]
     vals: list[list[float]] = []
     kept_lines: list[int] = []
+    num = _comma_float if decimal_comma else float
     for r, lineno in zip(body, line_of[1:]):
         try:
-            if ilabel is not None and int(float(r[ilabel])) != exocytosis_label:
+            if ilabel is not None and int(num(r[ilabel])) != exocytosis_label:
                 continue
-            vals.append([float(r[ix]), float(r[iy]), float(r[iz])] + [_num(r, i) for i, _ in extra])
+            vals.append([num(r[ix]), num(r[iy]), num(r[iz])] + [_num(r, i, num) for i, _ in extra])
             kept_lines.append(lineno)
         except (ValueError, IndexError):
+            hint = " (decimal commas are read in ';' or tab-separated files only)" if delim == "," else ""
             raise ExodfError(f"{p}, line {lineno}: {delim.join(r)!r} has no number in X, Y or "
-                             f"{header[iz]}; fix or delete that line") from None
+                             f"{header[iz]}{hint}; fix or delete that line") from None
     a = np.array(vals, dtype=np.float64).reshape(-1, 3 + len(extra))
     x, y, z = a[:, 0], a[:, 1], a[:, 2]
     bad = ~np.isfinite(a[:, :3]).all(axis=1)
@@ -276,21 +312,26 @@ def _read_delimited(text: str, p: Path, pixel_size: float | None, exocytosis_lab
 def _time_column(body: list[list[str]], i_slice: int, i_frame: int, p: Path) -> int:
     """Slice or Frame: which one counts time in a table that has both (ImageJ measurements on a hyperstack
     give Slice = z-plane and Frame = time point; on a plain stack time is on Slice and Frame is constant)."""
-    def values(i: int) -> set[str]:
-        return {r[i].strip() for r in body if i < len(r)}
+    def values(i: int) -> set[float | str]:  # as numbers: "1" and "1.000" are one value
+        nums = {r[i].strip(): _num(r, i, _comma_float) for r in body if i < len(r)}
+        return {v if math.isfinite(v) else k for k, v in nums.items()}
 
     vs, vf = values(i_slice), values(i_frame)
     if len(vs) > 1 and len(vf) > 1:
         raise ExodfError(f"{p}: both Slice and Frame vary, so it is unclear which counts time (a z-stack over "
                          "time?); keep the time column only, or save one z-plane's events")
-    if len(vf) > 1 or (len(vs) <= 1 and vs <= {"1", "1.0"} and not vf <= {"1", "1.0"}):
+    if len(vf) > 1 or (len(vs) <= 1 and vs <= {1.0} and not vf <= {1.0}):
         return i_frame  # time on Frame (the single-plane Slice stays 1)
     return i_slice
 
 
-def _num(r: list[str], i: int) -> float:
+def _comma_float(v: str) -> float:
+    return float(v.replace(",", "."))
+
+
+def _num(r: list[str], i: int, num: "Callable[[str], float]" = float) -> float:
     try:
-        return float(r[i])
+        return num(r[i])
     except (ValueError, IndexError):
         return math.nan
 
@@ -335,8 +376,8 @@ def format_xml(table: EventTable) -> str:
     size = table.columns.get("size")
     for i in range(len(table)):
         cs = f' cluster_size="{int(size[i])}"' if size is not None and np.isfinite(size[i]) else ""
-        lines.append(f'  <object class_label="1" x="{table.x[i]:.3f}" y="{table.y[i]:.3f}" '
-                     f'z="{table.frame[i]:.3f}"{cs}/>')
+        lines.append(f'  <object class_label="1" x="{table.x[i]:.6f}" y="{table.y[i]:.6f}" '
+                     f'z="{table.frame[i]:.6f}"{cs}/>')
     lines.append("</objlist>")
     return "\n".join(lines) + "\n"
 
@@ -344,7 +385,7 @@ def format_xml(table: EventTable) -> str:
 def format_original_csv(table: EventTable) -> str:
     """The original's csv: ``tomo_idx,class_label,x,y,z`` (z = 0-based frame)."""
     out = ["tomo_idx,class_label,x,y,z"]
-    out += [f"0,1,{table.x[i]:.3f},{table.y[i]:.3f},{table.frame[i]:.3f}" for i in range(len(table))]
+    out += [f"0,1,{table.x[i]:.6f},{table.y[i]:.6f},{table.frame[i]:.6f}" for i in range(len(table))]
     return "\n".join(out) + "\n"
 
 
@@ -360,6 +401,8 @@ def write_events(table: EventTable, path: str | os.PathLike[str], fmt: str = "im
         raise ExodfError(f"unknown event format {fmt!r} for {p}; choose one of {', '.join(EVENT_FORMATS)}")
     if pixel_size is not None and not pixel_size > 0:
         raise ExodfError(f"{p}: --pixel-size must be > 0 (got {pixel_size})")
+    if pixel_size is not None and (p.suffix.lower() == ".xml" or fmt != "imagej"):
+        raise ExodfError(f"{p}: the original's xml/csv are in pixels; a pixel size calibrates ImageJ tables only")
     if p.suffix.lower() == ".xml" or fmt == "xml":
         text = format_xml(table)
     elif fmt == "original-csv":

@@ -183,3 +183,52 @@ def test_time_is_the_column_that_varies_when_a_table_has_slice_and_frame(tmp_pat
     (tmp_path / "both.csv").write_text("X,Y,Slice,Frame\n5,6,2,4\n7,8,3,9\n")
     with pytest.raises(ExodfError, match="both Slice and Frame vary"):
         read_events(tmp_path / "both.csv")
+
+
+def test_european_excel_tables_and_empty_rows(tmp_path) -> None:
+    """Excel in a decimal-comma locale saves ';'-separated values with decimal commas, and leaves rows of
+    empty cells after the data."""
+    t = read_events(_write(tmp_path, "eu.csv", "X;Y;Slice\r\n10,5;20,25;3\r\n;;\r\n"))
+    np.testing.assert_allclose([t.x[0], t.y[0], t.frame[0]], [10.5, 20.25, 2])
+    t = read_events(_write(tmp_path, "eu.txt", " \tX\tY\tSlice\n1\t1,5\t2\t4\n"))
+    np.testing.assert_allclose([t.x[0], t.y[0], t.frame[0]], [1.5, 2, 3])
+    t = read_events(_write(tmp_path, "ex.csv", "X,Y,Slice\n10.5,20,3\n,,\n,,\n"))
+    assert len(t) == 1
+    with pytest.raises(ExodfError, match="decimal commas are read in ';' or tab-separated files only"):
+        read_events(_write(tmp_path, "mixed.csv", 'X,Y,Slice\n"10,5",20,3\n'))
+
+
+def test_units_in_the_header_are_honoured(tmp_path) -> None:
+    um = _write(tmp_path, "um.tsv", " \tX (µm)\tY (µm)\tSlice\n1\t1.6\t3.2\t4\n")
+    t = read_events(um, pixel_size=0.16)
+    np.testing.assert_allclose([t.x[0], t.y[0], t.frame[0]], [10, 20, 3])
+    with pytest.raises(ExodfError, match=r"X and Y are in µm .*give the pixel size"):
+        read_events(um)
+    t = read_events(_write(tmp_path, "px.csv", "X [px],Y [px],Slice\n1.5,3,4\n"), pixel_size=0.16)
+    np.testing.assert_allclose([t.x[0], t.y[0]], [1.5, 3])  # said pixels: not divided
+    with pytest.raises(ExodfError, match="neither pixels nor µm"):
+        read_events(_write(tmp_path, "nm.csv", "X (nm),Y (nm),Slice\n150,300,4\n"))
+
+
+def test_xml_content_is_read_as_xml_whatever_the_suffix_and_must_be_finite(tmp_path) -> None:
+    t = read_events(_write(tmp_path, "d.csv", '<objlist><object class_label="1" x="4" y="5" z="3"/></objlist>'))
+    np.testing.assert_allclose([t.x[0], t.y[0], t.frame[0]], [4, 5, 3])
+    with pytest.raises(ExodfError, match="not a finite number"):
+        read_events(_write(tmp_path, "n.xml", '<objlist><object class_label="1" x="nan" y="5" z="3"/></objlist>'))
+    with pytest.raises(ExodfError, match="class_label that is not a number"):
+        read_events(_write(tmp_path, "l.xml", '<objlist><object class_label="exo" x="1" y="5" z="3"/></objlist>'))
+
+
+@pytest.mark.parametrize("fmt", ["xml", "original-csv"])
+def test_original_formats_keep_sub_frame_precision(tmp_path, fmt: str) -> None:
+    """12.4996 is frame 12: written with 3 decimals it read back as 12.500, which rounds to frame 13."""
+    t = EventTable(np.array([3.25]), np.array([4.0]), np.array([12.4996]))
+    back = read_events(write_events(t, tmp_path / ("e.xml" if fmt == "xml" else "e.csv"), fmt=fmt))
+    assert back.slice[0] == t.slice[0] == 13  # Slice = frame 12 + 1
+    with pytest.raises(ExodfError, match="calibrates ImageJ tables only"):
+        write_events(t, tmp_path / "c.xml", fmt=fmt, pixel_size=0.16)
+
+
+def test_slice_written_with_decimals_is_still_the_constant_column(tmp_path) -> None:
+    t = read_events(_write(tmp_path, "sf.csv", ",X,Y,Slice,Frame\n1,2,3,1.000,5\n"))
+    assert t.frame[0] == 4
