@@ -70,7 +70,14 @@ def _key(p: Path) -> str:
 
 def _files(p: Path, suffixes: Sequence[str], what: str) -> dict[str, Path]:
     if p.is_dir():
-        found = {_key(f): f for f in sorted(p.iterdir()) if f.is_file() and f.suffix.lower() in suffixes}
+        found: dict[str, Path] = {}
+        for f in sorted(p.iterdir()):
+            if not (f.is_file() and f.suffix.lower() in suffixes):
+                continue
+            if _key(f) in found:
+                raise ExodfError(f"{p}: {found[_key(f)].name} and {f.name} both stand for {_key(f)!r}; keep one "
+                                 "(names are paired without _events/_gt and the suffix)")
+            found[_key(f)] = f
         if not found:
             raise ExodfError(f"{p}: the folder holds no {what} ({', '.join(suffixes)})")
         return found
@@ -121,6 +128,18 @@ def _check_counts(exclude_edges: int, n_frames: Optional[int], pixel_size_um: Op
         raise ValueError(f"--frames {n_frames} leaves no frame after excluding {exclude_edges} at each end")
 
 
+def _partner(files: dict[str, Path], name: str, where: Optional[Path], single: bool, what: str) -> Optional[Path]:
+    """The movie or mask of ``name`` in ``files`` (from ``where``): by name, or the only one for a single pair."""
+    if where is None:
+        return None
+    if name in files:
+        return files[name]
+    if single and len(files) == 1:
+        return next(iter(files.values()))
+    raise ExodfError(f"{where}: no {what} named like {name!r} (found {', '.join(sorted(files)[:10])}); name it "
+                     f"after the tables (e.g. {name}.tif), or give the {what} file itself")
+
+
 def _movie_shape(path: Path) -> tuple[int, int, int]:
     return tuple(int(v) for v in read_movie(path, check_finite=False).shape)  # type: ignore[return-value]
 
@@ -134,7 +153,7 @@ def evaluate_files(pred: Path, gt: Path, req: EvaluateRequest = EvaluateRequest(
     px = req.pixel_size_um if req.calibrated else None
     rows, matchings, rates_pred, rates_gt = [], [], [], []
     for name, pp, gp in pairs:
-        mpath = next(iter(movies.values())) if single and movies else movies.get(name)
+        mpath = _partner(movies, name, req.movies, single, "movie")
         shape = _movie_shape(mpath) if mpath is not None else None
         n_frames = req.n_frames or (shape[0] if shape else None)
         if req.exclude_edges and n_frames is None:
@@ -142,7 +161,7 @@ def evaluate_files(pred: Path, gt: Path, req: EvaluateRequest = EvaluateRequest(
         if n_frames is not None and n_frames - 2 * req.exclude_edges <= 0:
             raise ExodfError(f"{mpath}: its {n_frames} frames leave none after --exclude-edges {req.exclude_edges} "
                              "at each end")
-        kpath = next(iter(masks.values())) if single and masks else masks.get(name)
+        kpath = _partner(masks, name, req.masks, single, "mask")
         mask = read_mask(kpath, shape[1:] if shape else None) if kpath is not None else None
         pred_t, gt_t = read_events(pp, px), read_events(gp, px)
         warnings = [*units_warnings(pred_t, str(pp), shape, req.calibrated),

@@ -139,3 +139,32 @@ def test_measure_file_reads_calibrated_tables(tmp_path) -> None:
     np.testing.assert_allclose(back.x, truth.x, atol=1e-3)
     wrong = measure_file(files.movie, tmp_path / "um.csv", tmp_path / "wrong.csv")  # µm read as pixels
     assert "top-left quarter" in wrong["warnings"][0]
+
+
+def test_evaluate_finds_the_movie_of_a_pair_by_name(sim: Path, tmp_path: Path) -> None:
+    """A folder of movies: the pair 'cell1' is scored against cell1.tif, not the folder's first file."""
+    truth = read_events(sim / "ground_truth.csv")
+    movies = tmp_path / "movies"
+    movies.mkdir()
+    (movies / "a_short.tif").write_bytes(b"not read")  # sorts first: was taken for any single pair
+    (movies / "cell1.tif").write_bytes((sim / "movie.tif").read_bytes())
+    write_events(truth, tmp_path / "cell1_events.csv")
+    res = runner.invoke(app, ["evaluate", str(tmp_path / "cell1_events.csv"), str(sim / "ground_truth.csv"),
+                              "--movie", str(movies), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["movies"][0]["rate_gt"] == pytest.approx(len(truth) / 40)
+    masks = tmp_path / "masks"
+    for name in ("cell2_mask.tif", "cell3_mask.tif"):
+        masks.mkdir(exist_ok=True)
+        (masks / name).write_bytes(b"not read")
+    res = runner.invoke(app, ["evaluate", str(tmp_path / "cell1_events.csv"), str(sim / "ground_truth.csv"),
+                              "--movie", str(movies), "--mask", str(masks)])
+    assert res.exit_code == 1 and "no mask named like 'cell1' (found cell2, cell3)" in str(res.exception)
+
+
+def test_two_tables_for_one_name_are_refused(tmp_path: Path) -> None:
+    t = EventTable(np.array([1.0]), np.array([2.0]), np.array([3.0]))
+    for name in ("pred/cell1.csv", "pred/cell1_events.csv", "gt/cell1_gt.csv"):
+        write_events(t, tmp_path / name)
+    res = runner.invoke(app, ["evaluate", str(tmp_path / "pred"), str(tmp_path / "gt")])
+    assert res.exit_code == 1 and "cell1.csv and cell1_events.csv both stand for 'cell1'" in str(res.exception)
