@@ -54,6 +54,9 @@ class DetectRequest:
             raise ExodfError(f"--format {self.fmt!r}: choose {', '.join(EVENT_FORMATS)}")
         if self.pixel_size is not None and not self.pixel_size > 0:
             raise ExodfError(f"--pixel-size must be > 0 (µm per pixel), got {self.pixel_size}")
+        if self.pixel_size is not None and self.fmt != "imagej":
+            raise ExodfError(f"--pixel-size calibrates ImageJ tables; the original's {self.fmt} is in pixels: drop "
+                             "--pixel-size, or use --format imagej")
         if self.dtype != "float32" and self.tiling == "original":
             raise ExodfError(f"--dtype {self.dtype}: --tiling original reproduces the original, in float32; use "
                              "--tiling context or candidates, or drop --dtype")

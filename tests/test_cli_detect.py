@@ -162,3 +162,15 @@ def test_outputs_are_checked_before_any_work(movies: Path, tmp_path: Path, case:
     assert r.returncode == 1 and says in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert movie.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tif", "m_events.csv"]
+
+
+@pytest.mark.parametrize("args, says", [
+    (["-o", "e.xml"], "add --format xml"),
+    (["-o", "e.csv", "--format", "xml"], "name the output .xml"),
+    (["-o", "e.txt", "--format", "original-csv"], "name the output .csv"),
+    (["-o", "e.xml", "--format", "xml", "--pixel-size", "0.16"], "--pixel-size calibrates ImageJ tables"),
+])
+def test_output_format_and_name_agree(movies: Path, tmp_path: Path, args: list[str], says: str) -> None:
+    r = _exodf("detect", movies / "cell2.tif", *args, "--weights", tmp_path / "never-loaded.h5", cwd=tmp_path)
+    assert r.returncode == 1 and says in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

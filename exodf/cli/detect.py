@@ -13,7 +13,24 @@ import typer
 from ..errors import ExodfError
 from ..predict import DEFAULT_TILE
 
-OUT_SUFFIXES = (".csv", ".txt", ".tsv", ".xml")
+OUT_SUFFIXES = (".csv", ".txt", ".tsv", ".xls", ".xml")
+
+
+def _per_frame(n_events: int, n_frames: int, exclude_edges: int) -> str:
+    """Events per counted frame (those left after --exclude-edges), as evaluate counts them."""
+    return f"{n_events / max(1, n_frames - 2 * exclude_edges):.3f} per frame"
+
+
+def _check_format(out: Path, fmt: str) -> None:
+    """The file's suffix and --format agree (an .xml file of ImageJ text, or xml in a .csv, misleads)."""
+    xml_suffix = out.suffix.lower() == ".xml"
+    if xml_suffix and fmt != "xml":
+        raise ExodfError(f"-o {out}: an .xml file holds the original's xml; add --format xml, or name the "
+                         "output .csv/.txt for an ImageJ table")
+    if fmt == "xml" and not xml_suffix:
+        raise ExodfError(f"-o {out}: --format xml writes xml; name the output .xml")
+    if fmt == "original-csv" and out.suffix.lower() != ".csv":
+        raise ExodfError(f"-o {out}: --format original-csv writes comma-separated values; name the output .csv")
 
 
 def output_for(movie: Path, out: Optional[Path], n_movies: int, fmt: str) -> Path:
@@ -30,6 +47,7 @@ def output_for(movie: Path, out: Optional[Path], n_movies: int, fmt: str) -> Pat
     if out.suffix.lower() in OUT_SUFFIXES and not out.is_dir():
         if n_movies > 1:
             raise ExodfError(f"-o {out}: several movies need an output folder, not one file; give -o FOLDER")
+        _check_format(out, fmt)
         return out
     return out / name
 
@@ -133,7 +151,7 @@ def register(app: typer.Typer) -> None:
                 t0 = time.perf_counter()
                 n_events, n_frames = detect_file(path, target, req, probabilities, prog)
                 dt = time.perf_counter() - t0
-                typer.echo(f"{path}: {n_events} events ({n_events / max(1, n_frames):.3f} per frame) "
+                typer.echo(f"{path}: {n_events} events ({_per_frame(n_events, n_frames, exclude_edges)}) "
                            f"in {dt:.1f} s -> {target}")
 
 
@@ -159,6 +177,7 @@ def _check_outputs(paths: list[Path], targets: list[Path], mask: Optional[Path],
 
 def _run_batch(paths: list[Path], outputs: list[Path], req: "object", scheduler: Optional[str],
                workers: Optional[int]) -> None:
+    exclude_edges = int(getattr(req, "exclude_edges", 0))
     import logging
 
     from ..batch import BatchResult, detect_batch
@@ -172,7 +191,8 @@ def _run_batch(paths: list[Path], outputs: list[Path], req: "object", scheduler:
     def report(res: BatchResult, done: int, total: int) -> None:
         if res.ok:
             typer.echo(f"[{done}/{total}] {res.movie}: {res.n_events} events "
-                       f"({res.n_events / max(1, res.n_frames):.3f} per frame) in {res.seconds:.1f} s -> {res.output}")
+                       f"({_per_frame(res.n_events, res.n_frames, exclude_edges)}) in {res.seconds:.1f} s -> "
+                       f"{res.output}")
         else:
             typer.echo(f"[{done}/{total}] {res.movie}: FAILED: {res.error}", err=True)
 
