@@ -67,9 +67,17 @@ def register(app: typer.Typer) -> None:
         for r in res["movies"]:
             line = (f"{r['movie']}: {r['n_pred']} predicted, {r['n_gt']} true; TP {r['tp']} FP {r['fp']} "
                     f"FN {r['fn']}; precision {_f(r['precision'])} recall {_f(r['recall'])} F1 {_f(r['f1'])}")
+            if r["gt_hit"] < r["tp"]:  # the paper's rule lets two predictions count on one true event
+                line += f" ({r['gt_hit']} distinct true events hit)"
             if "rate_pred" in r:
                 line += f"; rate {r['rate_pred']:.3f} vs {r['rate_gt']:.3f} events/frame"
+                if r["rate_pred_um2_s"] is not None:
+                    line += f" ({r['rate_pred_um2_s']:.4g} vs {r['rate_gt_um2_s']:.4g} events/µm²/s)"
             typer.echo(line)
+        if (pixel_size is not None or frame_interval is not None) and not any(
+                r.get("rate_pred_um2_s") is not None for r in res["movies"]):
+            typer.echo("note: rates per µm² per s need --pixel-size, --frame-interval and the counted area "
+                       "(--movie or --mask)", err=True)
         p: dict[str, Any] = res["pooled"]
         if p["n_movies"] > 1:
             typer.echo(f"all {p['n_movies']} movies: precision {_ms(p['precision_mean'], p['precision_sd'])}, "
