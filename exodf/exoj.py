@@ -11,7 +11,8 @@ title (so the header line ends with a trailing comma; the data lines do not). It
 Older versions write ``End frame``, ``Est. Radius (unit)`` and ``R Square for Est. radius`` instead of
 some of these; both are read. Frames are 1-based ImageJ slices in the file and 0-based in the returned
 :class:`~exodf.events.EventTable`. The event's frame is ExoJ's ``Peak Frame`` (the fusion burst) and its
-position ``Position (x)``/``Position (y)`` (pixels). Every numeric column is kept as an extra column with a
+position ``Position (x)``/``Position (y)`` (pixels; ExoJ writes the position where its track of the vesicle
+starts, a few frames before the peak, usually within a few pixels of the fusion site). Every numeric column is kept as an extra column with a
 fixed lower-case name (see ``_CANONICAL``); the text column ``Decay Function`` (``y=a+b*exp(-x/tau)``) is
 kept as its numbers ``decay_offset`` and ``decay_amplitude``; ``Property`` (a text label) is dropped.
 """
@@ -30,7 +31,7 @@ import numpy as np
 from .errors import ExodfError
 from .events import EventTable
 
-__all__ = ["looks_like_exoj", "parse_exoj", "EXOJ_FRAME_COLUMNS", "find_exoj_plugin", "wait_for_export",
+__all__ = ["looks_like_exoj", "is_exocytosis_list", "parse_exoj", "EXOJ_FRAME_COLUMNS", "find_exoj_plugin", "wait_for_export",
            "run_exoj"]
 
 # header title (lower case, unit in parentheses removed) -> column name in the EventTable
@@ -60,7 +61,7 @@ _UNIT = re.compile(r"\s*\((?!mad\))[^)]*\)\s*$")  # "Tau (sec)" -> "tau"; keeps 
 _DECAY = re.compile(r"^\s*y\s*=\s*(?P<a>[^*]+?)\s*\+\s*(?P<b>[^*]+?)\s*\*\s*exp\(", re.IGNORECASE)
 
 
-def _decode(raw: bytes) -> str | None:
+def _decode(raw: bytes) -> str:
     if raw.startswith(b"\xfe\xff"):
         return raw[2:].decode("utf-16-be", errors="replace")
     if raw.startswith(b"\xff\xfe"):
@@ -70,7 +71,7 @@ def _decode(raw: bytes) -> str | None:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
-        return None
+        return raw.decode("latin-1")  # re-saved by Excel on Windows (cp1252: the µ of "FWHM µm")
 
 
 def _header(text: str) -> list[str]:
@@ -91,13 +92,20 @@ def _canonical(title: str) -> str:
     return re.sub(r"[^0-9a-z]+", "_", low).strip("_")
 
 
+def _titles(raw: bytes) -> set[str]:
+    return {h.lower() for h in _header(_decode(raw[:4096]))}
+
+
 def looks_like_exoj(raw: bytes) -> bool:
-    """Whether ``raw`` (a file's bytes) is an ExoJ exocytosis list (any of its versions)."""
-    text = _decode(raw[:4096])
-    if text is None:
-        return False
-    titles = {h.lower() for h in _header(text)}
+    """Whether ``raw`` (a file's bytes) is a list written by ExoJ: its exocytosis list (any version) or its
+    tracking list (the candidates before ExoJ's exocytosis tests, without a Peak Frame)."""
+    titles = _titles(raw)
     return {"position (x)", "position (y)"} <= titles and bool(titles & {"peak frame", "begin frame"})
+
+
+def is_exocytosis_list(raw: bytes) -> bool:
+    """Whether ``raw`` is ExoJ's exocytosis list (it has a Peak Frame; the tracking list does not)."""
+    return looks_like_exoj(raw) and "peak frame" in _titles(raw)
 
 
 def _number(cell: str) -> float:
@@ -128,13 +136,16 @@ def parse_exoj(raw: bytes, path: Path | str = "<exoj>", frame: str = "peak") -> 
     if frame not in ("peak", "begin"):
         raise ValueError(f"parse_exoj: frame must be 'peak' or 'begin', got {frame!r}")
     text = _decode(raw)
-    if text is None or not looks_like_exoj(raw):
+    if not looks_like_exoj(raw):
         raise ExodfError(f"{p}: not an ExoJ exocytosis list (no 'Position (x)', 'Position (y)' and "
                          "'Peak Frame'/'Begin Frame' header); export the list from ExoJ's results window")
     lines = [ln.rstrip("\r") for ln in text.split("\n")]
     titles = _header(text)
     names = [_canonical(t) for t in titles]
-    frame_key = "peak_frame" if frame == "peak" and "peak_frame" in names else "begin_frame"
+    frame_key = f"{frame}_frame"
+    if frame == "peak" and frame_key not in names:
+        raise ExodfError(f"{p}: an ExoJ list without 'Peak Frame' (its tracking list, the candidates before the "
+                         "exocytosis tests?); export the exocytosis list from ExoJ's results window")
     if frame_key not in names:
         raise ExodfError(f"{p}: the ExoJ list has no '{frame_key.replace('_', ' ').title()}' column; "
                          "export it again from ExoJ, or read it with frame='peak'")
@@ -235,7 +246,7 @@ def wait_for_export(folder: str | os.PathLike[str], before: Mapping[str, tuple[i
                 sizes[name] = (size, now)
             elif now - prev[1] >= settle:
                 with open(d / name, "rb") as fh:
-                    if looks_like_exoj(fh.read(4096)):
+                    if is_exocytosis_list(fh.read(4096)):
                         return d / name
         if now > deadline:
             raise ExodfError(f"{d}: no ExoJ exocytosis list appeared within {timeout:.0f} s; in ExoJ's results "

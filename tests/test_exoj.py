@@ -174,3 +174,21 @@ def test_run_exoj_explains_what_is_missing(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(fiji, "_SESSION", [])
     with pytest.raises(ExodfError, match="pip install pyimagej"):
         run_exoj(movie, app)
+
+
+def test_the_tracking_list_is_not_taken_for_the_exocytosis_list() -> None:
+    """ExoJ's tracking list (every candidate before its exocytosis tests) has a Begin Frame but no Peak Frame."""
+    from exodf.exoj import is_exocytosis_list
+
+    tracking = exoj_bytes(["Ref", "Begin Frame", "Duration", "Position (x)", "Position (y)"], [["1", "3", "4", "5", "6"]])
+    assert looks_like_exoj(tracking) and not is_exocytosis_list(tracking) and is_exocytosis_list(exoj_bytes())
+    with pytest.raises(ExodfError, match="without 'Peak Frame' \\(its tracking list"):
+        parse_exoj(tracking, "cell1_tracking.csv")
+    assert parse_exoj(tracking, "cell1_tracking.csv", frame="begin").frame[0] == 2
+
+
+def test_a_windows_resave_is_read() -> None:
+    """Excel on Windows re-saves the list in cp1252 (the µ of 'Est. Size (FWHM µm)' is one byte)."""
+    text = "".join(t + "," for t in TITLES) + "\r\n" + "".join(",".join(r) + "\r\n" for r in ROWS)
+    t = parse_exoj(text.encode("cp1252"), "resaved.csv")
+    np.testing.assert_array_equal(t.x, [101, 5, 44])
