@@ -52,7 +52,10 @@ def parse_methods(spec: str) -> list[MethodSpec]:
         if not item:
             continue
         if item.startswith("exoj-export="):
-            out.append(MethodSpec("exoj", Path(item.split("=", 1)[1]).expanduser()))
+            where = item.split("=", 1)[1].strip()
+            if not where:
+                raise ExodfError("--methods: exoj-export= needs a path: ExoJ's exported list, or a folder of them")
+            out.append(MethodSpec("exoj", Path(where).expanduser()))
         elif item in BUILTIN_METHODS:
             out.append(MethodSpec(item))
         else:
@@ -60,7 +63,7 @@ def parse_methods(spec: str) -> list[MethodSpec]:
                              "or exoj-export=FILE_OR_FOLDER")
     names = [m.name for m in out]
     if not out or len(set(names)) != len(names):
-        raise ExodfError(f"--methods {spec!r}: give at least one method, each once")
+        raise ExodfError(f"--methods {spec!r}: give at least one method, each once (one exoj-export=)")
     return out
 
 
@@ -68,8 +71,10 @@ def venn_counts(matchings: dict[str, Matching], max_distance: float = 4.5, dt_mi
                 dt_max: int = 5) -> dict[str, dict[str, int]]:
     """Overlap counts between methods for one movie (see the module docstring).
 
-    Returns ``{"tp": {...}, "fn": {...}, "fp": {...}}`` keyed by ``"a&b"`` (methods in the given order),
-    ``"none"`` for ground truths no method found (in ``fn`` only, which holds each method-set's misses).
+    Returns ``{"tp": {...}, "fn": {...}, "fp": {...}}`` keyed by ``"a&b"`` (methods in the given order): in
+    ``tp`` the methods that found a ground truth, in ``fn`` those that missed it (missed by all: every
+    method's name joined), in ``fp`` the methods in a merged group of false positives (one count per
+    group, however many of its false positives come from one method).
     """
     names = list(matchings)
     n_gt = next(iter(matchings.values())).n_gt if matchings else 0
@@ -259,9 +264,32 @@ def exclude_truth(truth: EventTable, n_frames: int, exclude_edges: int) -> Event
     return exclude_events(truth, n_frames, exclude_edges)
 
 
-def find_export(export: Path, movie: Path, n_movies: int) -> Path:
-    """The ExoJ export of ``movie``: ``export`` itself (a file, one movie) or the file in folder ``export``
-    whose name starts with the movie's name (without extension)."""
+def _movie_stem(movie: Path) -> str:
+    name = movie.name
+    for suf in (".ome.tiff", ".ome.tif", ".tiff", ".tif", ".h5", ".hdf5"):
+        if name.lower().endswith(suf):
+            return name[: -len(suf)]
+    return movie.stem
+
+
+def _exocytosis_lists(folder: Path) -> list[Path]:
+    """The ExoJ exocytosis lists in ``folder`` (movies, tables and ExoJ's tracking lists left out)."""
+    from .exoj import is_exocytosis_list
+
+    out = []
+    for f in sorted(folder.iterdir()):
+        if f.is_file() and f.suffix.lower() in (".csv", ".txt", ".tsv", ".xls"):
+            with open(f, "rb") as fh:
+                if is_exocytosis_list(fh.read(4096)):
+                    out.append(f)
+    return out
+
+
+def find_export(export: Path, movie: Path, n_movies: int, shared_stem: bool = False) -> Path:
+    """The ExoJ export of ``movie``: ``export`` itself (a file, one movie), or the exocytosis list in folder
+    ``export`` named after the movie (``cell1.tif`` -> ``cell1.tif_secretions.csv``, ExoJ's default, or
+    ``cell1.csv``; not ``cell10...``) or, when movies share a file name (``shared_stem``:
+    ``sim/cell1/movie.tif``), after the movie's folder (``cell1.csv``)."""
     if export.is_file():
         if n_movies > 1:
             raise ExodfError(f"exoj-export={export}: one file for {n_movies} movies; give a folder of exports "
@@ -269,20 +297,50 @@ def find_export(export: Path, movie: Path, n_movies: int) -> Path:
         return export
     if not export.is_dir():
         raise ExodfError(f"exoj-export={export}: not found; give ExoJ's exported list or a folder of them")
-    stem = movie.name.split(".")[0]
-    files = sorted(f for f in export.iterdir() if f.is_file())
-    cands = [f for f in files if f.name.startswith(stem)]
-    if len(cands) != 1 and movie.parent.name:
-        # movies that share a file name (sim/cell1/movie.tif, sim/cell2/movie.tif): their folder's name,
-        # as a whole word of the export's name (cell1.csv, movie_cell1.csv)
-        word = re.compile(rf"(^|[^A-Za-z0-9]){re.escape(movie.parent.name)}([^A-Za-z0-9]|$)")
-        by_folder = [f for f in files if word.search(f.stem)]
-        cands = by_folder if len(by_folder) == 1 else cands
+    files = _exocytosis_lists(export)
+
+    def named(word: str) -> list[Path]:  # the name starts with ``word`` as a whole word
+        pat = re.compile(rf"^{re.escape(word)}([^A-Za-z0-9]|$)", re.IGNORECASE)
+        return [f for f in files if pat.match(f.name)]
+
+    def inside(word: str) -> list[Path]:  # ``word`` anywhere in the name, as a whole word
+        pat = re.compile(rf"(^|[^A-Za-z0-9]){re.escape(word)}([^A-Za-z0-9]|$)", re.IGNORECASE)
+        return [f for f in files if pat.search(f.name)]
+
+    stem, folder = _movie_stem(movie), movie.resolve().parent.name
+    tries = ([inside(folder)] if folder else []) if shared_stem else [named(stem)]
+    if not shared_stem and folder and not tries[0]:
+        tries.append(inside(folder))
+    cands = next((c for c in tries if c), [])
     if len(cands) != 1:
-        raise ExodfError(f"exoj-export={export}: expected one export for {movie}, named {stem}* or after its folder "
-                         f"({movie.parent.name or '-'}), found {len(cands) or 'none'}; name each ExoJ export after "
-                         "its movie")
+        rule = f"named after its folder {folder!r}" if shared_stem else f"named {stem}*"
+        raise ExodfError(f"exoj-export={export}: expected one ExoJ exocytosis list for {movie} ({rule}), found "
+                         f"{', '.join(f.name for f in cands) if cands else 'none'} among {len(files)} ExoJ "
+                         "list(s) there; name each export after its movie")
     return cands[0]
+
+
+class _Movies(Sequence[tuple[str, np.ndarray, EventTable]]):
+    """(name, movie, ground truth) read when asked for: one movie in memory at a time."""
+
+    def __init__(self, names: Sequence[str], movies: Sequence[Path], truths: Sequence[EventTable],
+                 channel: Optional[int], plane: Optional[int]) -> None:
+        self.names, self.movies, self.truths, self.channel, self.plane = names, movies, truths, channel, plane
+
+    def __len__(self) -> int:
+        return len(self.movies)
+
+    def __getitem__(self, i: int) -> tuple[str, np.ndarray, EventTable]:  # type: ignore[override]
+        from .io import read_movie
+
+        return (self.names[i], np.asarray(read_movie(self.movies[i], channel=self.channel, plane=self.plane)),
+                self.truths[i])
+
+
+def movie_names(movies: Sequence[Path]) -> list[str]:
+    """Names that tell movies apart: the file's stem, or folder/stem when stems repeat (sim/cell1/movie)."""
+    stems = [_movie_stem(Path(m)) for m in movies]
+    return [f"{Path(m).resolve().parent.name}/{s}" if stems.count(s) > 1 else s for m, s in zip(movies, stems)]
 
 
 def _detector(name: str, weights: Optional[Path]) -> Detector:
@@ -307,47 +365,100 @@ def _fmt(v: Any) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
+OUTPUTS = ("compare.csv", "compare.json", "compare.png")
+
+
 def compare_files(movies: Sequence[Path], gts: Sequence[Path], methods: Sequence[MethodSpec], out: Path,
                   exclude_edges: int = 0, weights: Optional[Path] = None,
-                  progress: Optional[Callable[[str, int, int], None]] = None) -> Comparison:
+                  progress: Optional[Callable[[str, int, int], None]] = None, *, channel: Optional[int] = None,
+                  plane: Optional[int] = None, pixel_size: Optional[float] = None,
+                  warn: Optional[Callable[[str], None]] = None) -> Comparison:
     """Read movies and ground truths, compare the methods, write ``out/compare.csv``, ``compare.json``
-    (rows, overlaps, per-movie scores and seconds) and ``compare.png``."""
+    (rows, overlaps, per-movie scores, seconds and the ExoJ export used) and ``compare.png``, together.
+
+    Everything is checked before any detector runs: the outputs, each movie's length against
+    ``exclude_edges``, one ground truth and one ExoJ export per movie. ``pixel_size``: the ground truths'
+    X/Y are in µm (divided by it). ``warn`` receives doubts about units (events outside the movie).
+    """
+    import contextlib
     import json
 
-    from .atomic import atomic_path, write_text_atomic
+    from .atomic import atomic_path, check_output
+    from .evaluate import units_warnings
     from .events import read_events
     from .exoj import parse_exoj
     from .io import read_movie
 
+    movies, gts, out = [Path(m) for m in movies], [Path(g) for g in gts], Path(out)
     if len(gts) != len(movies):
         raise ExodfError(f"--gt: {len(gts)} ground-truth table(s) for {len(movies)} movie(s); give one per movie "
                          "in the same order (or put ground_truth.csv beside each movie)")
-    loaded = [(Path(m).stem, np.asarray(read_movie(m)), read_events(g)) for m, g in zip(movies, gts)]
+    if exclude_edges < 0:
+        raise ExodfError(f"--exclude-edges must be >= 0, got {exclude_edges}")
+    seen: dict[Path, Path] = {}
+    for m, g in zip(movies, gts):
+        if g.resolve() in seen:
+            raise ExodfError(f"{g}: the ground truth of both {seen[g.resolve()]} and {m}; give each movie its own "
+                             "(--gt per movie, or ground_truth.csv in each movie's folder)")
+        seen[g.resolve()] = m
+    inputs = [*movies, *gts, weights, *(s.export for s in methods)]
+    for name in OUTPUTS:
+        check_output(out / name, inputs)
+    names = movie_names(movies)
+    shapes = [tuple(read_movie(m, channel=channel, plane=plane, check_finite=False).shape) for m in movies]
+    for m, shape in zip(movies, shapes):
+        if shape[0] - 2 * exclude_edges <= 0:
+            raise ExodfError(f"{m}: its {shape[0]} frames leave none after --exclude-edges {exclude_edges} at each "
+                             "end")
+    truths = [read_events(g, pixel_size) for g in gts]
+    doubts = [w for g, t, shape in zip(gts, truths, shapes) for w in units_warnings(t, str(g), shape,
+                                                                                     pixel_size is not None)]
+    stems = [_movie_stem(m) for m in movies]
     detectors: dict[str, Any] = {}
+    exports: dict[str, list[str]] = {}
     for spec in methods:
-        if spec.export is not None:
-            detectors[spec.name] = [parse_exoj(f.read_bytes(), f) for f in
-                                    (find_export(spec.export, Path(m), len(movies)) for m in movies)]
-        else:
+        if spec.export is None:
+            continue
+        found = [find_export(spec.export, m, len(movies), stems.count(s) > 1) for m, s in zip(movies, stems)]
+        twice = {f for f in found if found.count(f) > 1}
+        if twice:
+            f = sorted(twice)[0]
+            who = [str(m) for m, g in zip(movies, found) if g == f]
+            raise ExodfError(f"exoj-export={spec.export}: {f.name} would be the export of {' and '.join(who)}; "
+                             "name each export after its own movie (or its folder)")
+        detectors[spec.name] = [parse_exoj(f.read_bytes(), f) for f in found]
+        exports[spec.name] = [str(f) for f in found]
+        doubts += [w for f, t, shape in zip(found, detectors[spec.name], shapes)
+                   for w in units_warnings(t, str(f), shape)]
+    for w in doubts:
+        if warn is not None:
+            warn(w)
+    for spec in methods:  # the built-in detectors last: a missing export fails before the network loads
+        if spec.export is None:
             detectors[spec.name] = _detector(spec.name, weights)
-    c = compare_movies(loaded, detectors, exclude_edges, progress)
+    detectors = {spec.name: detectors[spec.name] for spec in methods}
+    c = compare_movies(_Movies(names, movies, truths, channel, plane), detectors, exclude_edges, progress)
     rows = comparison_rows(c)
     header = ["method", "n_movies", "tp", "fp", "fn", "precision", "recall", "f1", "precision_mean",
               "precision_sd", "recall_mean", "recall_sd", "f1_mean", "f1_sd", "pred_rate", "true_rate",
               "seconds_per_movie"]
     lines = [",".join(header)] + [",".join(_fmt(r[h]) for h in header) for r in rows]
-    out = Path(out)
-    write_text_atomic(out / "compare.csv", "\n".join(lines) + "\n")
-    per_movie = [{"movie": r.name, "n_frames": r.n_frames, "venn": r.venn,
-                  "methods": {m: {**r.matchings[m].as_dict(), "seconds": r.seconds[m]} for m in c.methods}}
-                 for r in c.movies]
+    per_movie = [{"movie": r.name, "path": str(m), "ground_truth": str(g), "n_frames": r.n_frames, "venn": r.venn,
+                  "methods": {meth: {**r.matchings[meth].as_dict(), "seconds": r.seconds[meth],
+                                     **({"export": exports[meth][i]} if meth in exports else {})}
+                              for meth in c.methods}}
+                 for i, (r, m, g) in enumerate(zip(c.movies, movies, gts))]
     doc = {"exclude_edges": exclude_edges, "rule": "paper (4.5 px, -2 <= dt <= 5 frames)", "methods": rows,
-           "overlaps": venn_totals(c), "movies": per_movie}
-    write_text_atomic(out / "compare.json", json.dumps(doc, indent=2) + "\n")
-    fig = comparison_figure(c)
-    with atomic_path(out / "compare.png") as tmp:
-        fig.savefig(tmp, dpi=100)
+           "overlaps": venn_totals(c), "movies": per_movie, "warnings": doubts}
     import matplotlib.pyplot as plt
 
-    plt.close(fig)
+    fig = comparison_figure(c)
+    try:  # the three files appear together, or none of them is replaced
+        with contextlib.ExitStack() as stack:
+            tmp = {name: stack.enter_context(atomic_path(out / name)) for name in OUTPUTS}
+            tmp["compare.csv"].write_text("\n".join(lines) + "\n", encoding="utf-8")
+            tmp["compare.json"].write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+            fig.savefig(tmp["compare.png"], dpi=100, format="png")
+    finally:
+        plt.close(fig)
     return c

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -94,14 +95,111 @@ def test_cli_compare_with_baselines_and_exoj_export(tmp_path) -> None:
 def test_find_export_by_movie_name_or_by_folder_name(tmp_path) -> None:
     from exodf.compare import find_export
     from exodf.errors import ExodfError
+    from test_exoj import exoj_bytes
 
     exports = tmp_path / "exoj"
     exports.mkdir()
-    for name in ("cell1_secretions.csv", "movie_tr1.csv", "movie_tr2.csv", "tr10.csv"):
-        (exports / name).write_text("x")
-    assert find_export(exports, tmp_path / "cell1.tif", 3).name == "cell1_secretions.csv"
+    for name in ("cell1.tif_secretions.csv", "cell10.tif_secretions.csv", "2024.05.01_cell1.tif_secretions.csv",
+                 "movie_tr1.csv", "movie_tr2.csv", "tr10.csv"):
+        (exports / name).write_bytes(exoj_bytes())
+    # beside the movies, as ExoJ saves by default: the movie, a ground truth, ExoJ's tracking list
+    (exports / "cell1.tif").write_bytes(b"II*\x00" + bytes(100))
+    (exports / "cell1_gt.csv").write_text("X,Y,Slice\n1,2,3\n")
+    (exports / "cell1_tracking.csv").write_bytes(exoj_bytes(["Ref", "Begin Frame", "Position (x)", "Position (y)"],
+                                                            [["1", "3", "4", "5"]]))
+    assert find_export(exports, tmp_path / "cell1.tif", 3).name == "cell1.tif_secretions.csv"  # not cell10
+    assert find_export(exports, tmp_path / "cell10.tif", 3).name == "cell10.tif_secretions.csv"
+    assert find_export(exports, tmp_path / "2024.05.01_cell1.tif", 3).name == "2024.05.01_cell1.tif_secretions.csv"
     # simulated movies all named movie.tif: their folder names the export, as a whole word (tr1 is not tr10)
-    assert find_export(exports, tmp_path / "tr1" / "movie.tif", 3).name == "movie_tr1.csv"
-    assert find_export(exports, tmp_path / "tr10" / "movie.tif", 3).name == "tr10.csv"
-    with pytest.raises(ExodfError, match="named movie\\* or after its folder \\(tr3\\), found 2"):
-        find_export(exports, tmp_path / "tr3" / "movie.tif", 3)
+    assert find_export(exports, tmp_path / "tr1" / "movie.tif", 3, shared_stem=True).name == "movie_tr1.csv"
+    assert find_export(exports, tmp_path / "tr10" / "movie.tif", 3, shared_stem=True).name == "tr10.csv"
+    with pytest.raises(ExodfError, match="named after its folder 'tr3'\\), found none among 6 ExoJ list"):
+        find_export(exports, tmp_path / "tr3" / "movie.tif", 3, shared_stem=True)
+    with pytest.raises(ExodfError, match="named movie\\*\\), found movie_tr1.csv, movie_tr2.csv"):
+        find_export(exports, tmp_path / "other" / "movie.tif", 3)
+
+
+def test_compare_checks_everything_before_any_detector_runs(tmp_path, monkeypatch) -> None:
+    """An output in the way, a ground truth shared by two movies, one export for two movies: refused before
+    the (slow) detectors run, and nothing written."""
+    import exodf.compare as compare
+    from exodf.compare import compare_files
+    from exodf.errors import ExodfError
+    from exodf.io import write_tiff
+    from test_baselines import puff_movie
+    from test_exoj import exoj_bytes
+
+    def never(name: str, weights: object) -> None:
+        raise AssertionError("a detector was loaded before the inputs were checked")
+
+    monkeypatch.setattr(compare, "_detector", never)
+    movie, gt = puff_movie(seed=1)
+    movies = []
+    for name in ("tr1", "tr2"):  # two movies named movie.tif, as the simulator writes them
+        (tmp_path / name).mkdir()
+        write_tiff(tmp_path / name / "movie.tif", movie.astype(np.uint16))
+        write_events(gt, tmp_path / name / "ground_truth.csv")
+        movies.append(tmp_path / name / "movie.tif")
+    gts = [m.parent / "ground_truth.csv" for m in movies]
+    (tmp_path / "exoj").mkdir()
+    (tmp_path / "exoj" / "movie.tif_secretions.csv").write_bytes(exoj_bytes())  # which movie's?
+    (tmp_path / "exoj" / "tr2.csv").write_bytes(exoj_bytes())
+    exoj = [MethodSpec("exodf"), MethodSpec("exoj", tmp_path / "exoj")]
+    (tmp_path / "afile").write_text("in the way")
+    with pytest.raises(ExodfError, match="afile is a file"):
+        compare_files(movies, gts, [MethodSpec("exodf")], tmp_path / "afile")
+    with pytest.raises(ExodfError, match="the ground truth of both"):
+        compare_files(movies, [gts[0], gts[0]], [MethodSpec("exodf")], tmp_path / "out")
+    with pytest.raises(ExodfError, match="leave none after --exclude-edges 30"):
+        compare_files(movies, gts, [MethodSpec("exodf")], tmp_path / "out", exclude_edges=30)
+    with pytest.raises(ExodfError, match=r"expected one ExoJ exocytosis list for .*tr1.movie.tif \(named after its "
+                                         r"folder 'tr1'\), found none"):
+        compare_files(movies, gts, exoj, tmp_path / "out")  # movie.tif_secretions.csv: not tr1's by name
+    (tmp_path / "exoj" / "movie.tif_secretions.csv").rename(tmp_path / "exoj" / "tr1_tr2.csv")
+    (tmp_path / "exoj" / "tr2.csv").unlink()
+    with pytest.raises(ExodfError, match="tr1_tr2.csv would be the export of"):
+        compare_files(movies, gts, exoj, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_compare_names_movies_apart_and_records_the_export(tmp_path) -> None:
+    from exodf.compare import compare_files
+    from exodf.io import write_tiff
+    from test_baselines import puff_movie
+    from test_exoj import exoj_bytes
+
+    movie, gt = puff_movie(seed=1)
+    rows = [[str(i), "Secretion", str(int(f)), "8", str(int(f) + 1), str(x), str(y), "0.0", "2.0", "0.9", "5.0",
+             "y=1.0+2.0*exp(-x/2.0)", "10.0", "20.0", "0.8", "0.3"] for i, (x, y, f) in enumerate(zip(gt.x, gt.y, gt.frame))]
+    movies = []
+    (tmp_path / "exoj").mkdir()
+    for name in ("tr1", "tr2"):
+        (tmp_path / name).mkdir()
+        write_tiff(tmp_path / name / "movie.tif", movie.astype(np.uint16))
+        write_events(gt, tmp_path / name / "ground_truth.csv")
+        (tmp_path / "exoj" / f"{name}.csv").write_bytes(exoj_bytes(rows=rows))
+        movies.append(tmp_path / name / "movie.tif")
+    compare_files(movies, [m.parent / "ground_truth.csv" for m in movies],
+                  [MethodSpec("exoj-like"), MethodSpec("exoj", tmp_path / "exoj")], tmp_path / "out")
+    doc = json.loads((tmp_path / "out" / "compare.json").read_text())
+    assert [m["movie"] for m in doc["movies"]] == ["tr1/movie", "tr2/movie"]
+    assert [Path(m["methods"]["exoj"]["export"]).name for m in doc["movies"]] == ["tr1.csv", "tr2.csv"]
+    assert doc["methods"][1]["f1"] == 1.0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["compare.csv", "compare.json", "compare.png"]
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--methods", "exoj-like", "--weights", "w.h5"], "--weights is for the exodf method"),
+    (["--methods", "exoj-like", "--calibrated"], "--calibrated and --pixel-size go together"),
+    (["--methods", "exoj-like,exoj-export="], "exoj-export= needs a path"),
+])
+def test_cli_compare_refuses_options_it_would_ignore(tmp_path, args: list[str], says: str) -> None:
+    from typer.testing import CliRunner
+
+    from exodf.cli import app
+
+    (tmp_path / "w.h5").write_bytes(b"")
+    (tmp_path / "m.tif").write_bytes(b"")
+    r = CliRunner().invoke(app, ["compare", str(tmp_path / "m.tif"), *[a if a != "w.h5" else str(tmp_path / a)
+                                                                     for a in args]])
+    assert r.exit_code == 1 and says in str(r.exception), (r.output, r.exception)

@@ -27,16 +27,28 @@ def register(app: typer.Typer) -> None:
                                           "compare.png.")] = Path("compare"),
         exclude_edges: Annotated[int, typer.Option(min=0, help="Ignore the first and last N frames (the paper: 25).")] = 0,
         weights: Annotated[Optional[Path], typer.Option(help="exodf network weights (default: published).")] = None,
+        channel: Annotated[Optional[int], typer.Option(help="Channel to use in multi-channel movies.")] = None,
+        plane: Annotated[Optional[int], typer.Option(help="Z-plane to use in movies with z and time.")] = None,
+        pixel_size: Annotated[Optional[float], typer.Option(help="With --calibrated: "
+                                                            "pixel size in µm.")] = None,
+        calibrated: Annotated[bool, typer.Option(help="The ground truths' X/Y are in µm (divided by "
+                                                 "--pixel-size).")] = False,
     ) -> None:
         """Score every method with the paper's rule: P/R/F1, overlaps (Venn counts), rates and seconds."""
         from ..compare import compare_files, comparison_rows, parse_methods, venn_totals
 
         specs = parse_methods(methods)
+        if weights is not None and not any(s.name == "exodf" for s in specs):
+            raise ExodfError("--weights is for the exodf method, which --methods leaves out: add exodf, or drop "
+                             "--weights")
+        if calibrated != (pixel_size is not None):
+            raise ExodfError("--calibrated and --pixel-size go together (ground truth in µm, and µm per pixel)")
         gts = list(gt) if gt else [m.parent / "ground_truth.csv" for m in movies]
         for g in gts:
             if not g.is_file():
                 raise ExodfError(f"{g}: ground truth not found; give --gt FILE for each movie")
-        c = compare_files(movies, gts, specs, out, exclude_edges, weights)
+        c = compare_files(movies, gts, specs, out, exclude_edges, weights, channel=channel, plane=plane,
+                          pixel_size=pixel_size, warn=lambda w: typer.echo(f"warning: {w}", err=True))
         typer.echo(f"{'method':<10} {'TP':>5} {'FP':>5} {'FN':>5}  {'P':>5}  {'R':>5}  {'F1':>5}  "
                    f"{'rate':>6} {'true':>6}  s/movie")
         for r in comparison_rows(c):
