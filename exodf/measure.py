@@ -37,16 +37,16 @@ class MeasureConfig:
     frame_interval_s
         If given, τ and the half-life are in seconds; otherwise in frames.
     peak_search
-        Look for the peak (largest window mean) this many frames either side of the event's frame; 0 (the
-        paper's definition) measures at the given frame. Detections placed at a cluster's centroid, a frame
-        or two after the peak, need 2.
+        Look for the peak (largest window mean) this many frames either side of the event's frame. The
+        default 2 is for detections, placed at a cluster's centroid a frame or two after the peak (measured
+        there, F/F0 came out about 20 % low); 0 is the paper's definition: measure at the given frame.
     """
 
     window: int = 7
     before: int = 5
     n_fit: int = 16
     frame_interval_s: float | None = None
-    peak_search: int = 0
+    peak_search: int = 2
 
     def __post_init__(self) -> None:
         if self.window < 1 or self.window % 2 == 0:
@@ -78,10 +78,20 @@ def window_trace(movie: np.ndarray, x: float, y: float, frames: np.ndarray, wind
     return out
 
 
-def fit_decay(trace: np.ndarray) -> tuple[float, float, float] | None:
-    """Fit ``A·e^(−t/τ) + B`` (t = 0, 1, ... frames) to ``trace``; (A, τ, B) or None if the fit fails.
+#: Shortest τ (frames) a fit may report: the second point keeps 5 % of A (a one-frame spike has no τ).
+MIN_TAU = 1.0 / math.log(20.0)
+#: A fitted decay must rise this many residual SDs above the fitted baseline (noise fits give about 1-2).
+MIN_SNR = 4.0
 
-    τ is bounded to [0.05, 1000] frames; a fit is rejected if A ≤ 0.
+
+def fit_decay(trace: np.ndarray) -> tuple[float, float, float] | None:
+    """Fit ``A·e^(−t/τ) + B`` (t = 0, 1, ... frames) to ``trace``; (A, τ, B) or None if there is no decay.
+
+    A fit is rejected (None) unless the decay is measurable in the trace: A > 0, τ between
+    :data:`MIN_TAU` and the trace's length (a longer τ is not a decay within the fitted frames, a
+    shorter one a single-frame spike), and A at least :data:`MIN_SNR` residual SDs and 0.4 % of B (a flat
+    noisy trace otherwise gives a τ at one bound or the other, which then dominated a cell's mean
+    half-life).
     """
     from scipy.optimize import curve_fit
 
@@ -106,7 +116,11 @@ def fit_decay(trace: np.ndarray) -> tuple[float, float, float] | None:
                                        bounds=([0.0, 0.05, -np.inf], [np.inf, 1000.0, np.inf]), maxfev=5000)
     except (RuntimeError, ValueError):
         return None
-    if not a > 0 or not np.isfinite(tau):
+    if not a > 0 or not np.isfinite(tau) or not MIN_TAU <= tau <= t[-1]:
+        return None
+    resid = y - model(t, a, tau, b)
+    noise = max(float(np.sqrt(np.mean(resid ** 2))), 1e-3 * abs(b))  # a 0.1 % bump is no decay either
+    if a < MIN_SNR * noise:
         return None
     return float(a), float(tau), float(b)
 

@@ -275,7 +275,7 @@ def _render_event(p: SimParams, x: float, y: float, onset: float, tau_f: float, 
                   n_sub: int = 4) -> list[tuple[int, np.ndarray, tuple[slice, slice]]]:
     """Unit-amplitude event frames: (frame, patch, (rows, cols)), exposure-integrated with ``n_sub`` samples."""
     h, w = p.height, p.width
-    first = int(math.floor(onset))
+    first = max(0, int(math.floor(onset)))  # an event begun before the movie shows only its later frames
     out = []
     for k in range(first, p.n_frames):
         s = k + p.exposure * (np.arange(n_sub) + 0.5) / n_sub - onset

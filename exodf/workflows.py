@@ -284,11 +284,7 @@ def demo(out: Path, params: SimParams, seed: int = 0, weights: Optional[Path] = 
     movie = np.asarray(movie)
     truth = read_events(files.truth)
     events = _detect(method, movie, weights, progress)
-    cfg = MeasureConfig(frame_interval_s=params.frame_interval_s)
-    events = measure_events(movie, events, MeasureConfig(frame_interval_s=params.frame_interval_s, peak_search=2))
-    truth_measured = measure_events(movie, truth, cfg)
-    truth = EventTable(truth.x, truth.y, truth.frame, {**truth.columns, "fold_measured":
-                                                       truth_measured.columns["fold"]})
+    events = measure_events(movie, events, MeasureConfig(frame_interval_s=params.frame_interval_s))
     write_events(events, out / "detections.csv")
     m: Matching = score_events(events, truth, movie.shape[0], exclude_edges)
     full = score_events(events, truth)
@@ -305,20 +301,54 @@ def demo(out: Path, params: SimParams, seed: int = 0, weights: Optional[Path] = 
     return scores
 
 
+def _same_simulation(folder: Path, params: Any, seed: int) -> bool:
+    """Whether ``folder`` holds the movie of these parameters and seed (its simulation.json says so)."""
+    try:
+        meta = json.loads((folder / "simulation.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    want = json.loads(json.dumps(params.as_dict()))  # tuples as JSON lists, as stored
+    return (isinstance(meta, dict) and meta.get("seed") == seed and meta.get("params") == want
+            and all((folder / f).is_file() for f in ("movie.tif", "ground_truth.csv")))
+
+
+def _made_by(folder: Path) -> dict[str, str]:
+    """Method -> what made its stored detections (``detections.json``), empty when unknown."""
+    try:
+        made = json.loads((folder / "detections.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in made.items()} if isinstance(made, dict) else {}
+
+
+def _method_identity(method: str, weights: Optional[Path]) -> str:
+    """What a method's detections depend on: exodf's version and, for the network, its weights' sha256."""
+    from . import __version__
+
+    if method != "exodf":
+        return f"{method} (exodf {__version__})"
+    from .pretrained import resolve_weights, sha256_file
+
+    return f"exodf {__version__}, weights sha256 {sha256_file(resolve_weights(weights))}"
+
+
 def benchmark(out: Path, presets: Sequence[str], n_movies: int, methods: Sequence[str],
               overrides: dict[str, Any] | None = None, seed: int = 0, exclude_edges: int = 25,
               weights: Optional[Path] = None, progress: Progress | None = None) -> list[dict[str, Any]]:
     """N movies per preset × methods -> P/R/F1 (mean ± SD over movies, and pooled) per preset and method.
 
-    Movies and detections are kept under ``out/<preset>/seed_<k>/`` and reused when present, so an
-    interrupted benchmark resumes where it stopped. Writes ``out/benchmark.csv`` and ``benchmark.json``.
+    Movies and detections are kept under ``out/<preset>/seed_<k>/`` and reused when they were made with
+    the same parameters, seed and weights (``simulation.json``, ``detections.json``), so an interrupted
+    benchmark resumes where it stopped; changed options re-simulate or re-detect. Writes
+    ``out/benchmark.csv`` and ``benchmark.json``.
     """
     from .simulate import preset as make_preset
 
     for meth in methods:
         if meth not in METHODS:
-            raise ExodfError(f"--method {meth!r}: choose from {', '.join(METHODS)}")
+            raise ExodfError(f"--methods: unknown method {meth!r}; choose from {', '.join(METHODS)}")
     rows: list[dict[str, Any]] = []
+    idents = {meth: _method_identity(meth, weights) for meth in methods}
     total, done = len(presets) * n_movies * len(methods), 0
     for name in presets:
         try:
@@ -328,17 +358,22 @@ def benchmark(out: Path, presets: Sequence[str], n_movies: int, methods: Sequenc
         per_method: dict[str, list[Matching]] = {m: [] for m in methods}
         for k in range(n_movies):
             folder = out / name / f"seed_{seed + k}"
-            if not (folder / "simulation.json").is_file():
+            made = _made_by(folder)
+            if not _same_simulation(folder, params, seed + k):
                 simulate_files(folder, params, seed + k)
+                made = {}  # detections of another movie
             movie = np.asarray(read_movie(folder / "movie.tif"))
             truth = read_events(folder / "ground_truth.csv")
             for meth in methods:
                 pred_path = folder / f"{meth}_events.csv"
-                if pred_path.is_file():
+                ident = idents[meth]
+                if pred_path.is_file() and made.get(meth) == ident:
                     pred = read_events(pred_path)
                 else:
                     pred = _detect(meth, movie, weights, None)
                     write_events(pred, pred_path)
+                    made[meth] = ident
+                    write_text_atomic(folder / "detections.json", json.dumps(made, indent=2) + "\n")
                 per_method[meth].append(score_events(pred, truth, movie.shape[0], exclude_edges))
                 done += 1
                 if progress:

@@ -119,3 +119,14 @@ def test_bafilomycin_has_many_more_bright_foci() -> None:
         return n
 
     assert foci("bafilomycin") > 2 * foci("control")
+
+
+def test_an_event_begun_before_the_movie_draws_nothing_at_its_end() -> None:
+    """Onsets are drawn from [-1, T-1): frame -1 of such an event wrapped round to the movie's last frame."""
+    from exodf.simulate import _render_event
+
+    p = SimParams(n_frames=30, height=32, width=32)
+    frames = _render_event(p, 10.0, 12.0, onset=-0.7, tau_f=2.0, sigma0=1.2, d_px2=0.05)
+    assert frames and min(k for k, _, _ in frames) == 0 and max(k for k, _, _ in frames) < 20
+    sim = simulate(SimParams(n_frames=30, height=64, width=64, events_per_frame=0.5), seed=0)
+    assert (sim.truth.frame >= 0).all()  # the brightest frame drawn is in the movie

@@ -168,3 +168,35 @@ def test_two_tables_for_one_name_are_refused(tmp_path: Path) -> None:
         write_events(t, tmp_path / name)
     res = runner.invoke(app, ["evaluate", str(tmp_path / "pred"), str(tmp_path / "gt")])
     assert res.exit_code == 1 and "cell1.csv and cell1_events.csv both stand for 'cell1'" in str(res.exception)
+
+
+def test_benchmark_reuses_only_what_the_same_options_made(tmp_path: Path) -> None:
+    """A rerun resumes from stored movies and detections, but changed options re-simulate (the movie and
+    its detections were silently reused before)."""
+    out = tmp_path / "bm"
+    args = ["benchmark", "-o", str(out), "--presets", "control", "-n", "1", "--methods", "adae-like",
+            "--exclude-edges", "5", "--seed", "3"]
+    res = runner.invoke(app, [*args, "--frames", "30", "--size", "48", "--json"])
+    assert res.exit_code == 0, res.output
+    folder = out / "control" / "seed_3"
+    first = {f: (folder / f).stat().st_mtime_ns for f in ("movie.tif", "adae-like_events.csv")}
+    assert json.loads((folder / "detections.json").read_text())["adae-like"].startswith("adae-like")
+    res = runner.invoke(app, [*args, "--frames", "30", "--size", "48", "--json"])
+    assert res.exit_code == 0, res.output
+    assert {f: (folder / f).stat().st_mtime_ns for f in first} == first  # resumed: nothing redone
+    res = runner.invoke(app, [*args, "--frames", "40", "--size", "56", "--json"])
+    assert res.exit_code == 0, res.output
+    assert read_movie(folder / "movie.tif").shape == (40, 56, 56)
+    assert (folder / "adae-like_events.csv").stat().st_mtime_ns != first["adae-like_events.csv"]
+    assert json.loads((out / "benchmark.json").read_text())[0]["n_movies"] == 1
+
+
+def test_measure_command_options(sim: Path, tmp_path: Path) -> None:
+    res = runner.invoke(app, ["measure", str(sim / "movie.tif"), str(sim / "ground_truth.csv"), "-o",
+                              str(tmp_path / "m.csv"), "--n-fit", "2"])
+    assert res.exit_code == 1 and "--n-fit must be >= 4" in str(res.exception)
+    res = runner.invoke(app, ["measure", str(sim / "movie.tif"), str(sim / "ground_truth.csv"), "-o",
+                              str(tmp_path / "m.csv"), "--peak-search", "0"])
+    assert res.exit_code == 0, res.output
+    m = read_events(tmp_path / "m.csv")
+    np.testing.assert_array_equal(m.columns["peak_frame"], np.floor(m.frame + 0.5))  # measured where given

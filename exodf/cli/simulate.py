@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -60,7 +61,7 @@ def make_params(preset: str, overrides: dict[str, Any]) -> Any:
 
 Preset = Annotated[str, typer.Option("--preset", "-p", help="control, control-low, control-high, hela, cd63, "
                                      "bafilomycin or histamine.")]
-Seed = Annotated[int, typer.Option(help="Random seed: the same seed gives the same movie.")]
+Seed = Annotated[int, typer.Option(min=0, help="Random seed (>= 0): the same seed gives the same movie.")]
 Frames = Annotated[Optional[int], typer.Option("--frames", help="Number of frames (default 200).")]
 Size = Annotated[Optional[int], typer.Option("--size", help="Frame width and height in px (default 200).")]
 Interval = Annotated[Optional[float], typer.Option("--frame-interval", help="Seconds per frame (default 0.4).")]
@@ -104,6 +105,9 @@ def register(app: typer.Typer) -> None:
         window: Annotated[int, typer.Option(help="Window side (px).")] = 7,
         before: Annotated[int, typer.Option(help="F0 this many frames before the peak.")] = 5,
         n_fit: Annotated[int, typer.Option(help="Frames fitted from the peak on.")] = 16,
+        peak_search: Annotated[int, typer.Option(help="Look for the peak this many frames either side of each "
+                                                 "event's frame (exodf's detections sit a frame or two after "
+                                                 "it); 0: measure at the given frame, as the paper.")] = 2,
         pixel_size: Annotated[Optional[float], typer.Option(help="The table's X/Y are calibrated (as `exodf "
                                                             "detect --pixel-size` writes them): size of a pixel "
                                                             "in their unit; the output keeps it.")] = None,
@@ -115,9 +119,11 @@ def register(app: typer.Typer) -> None:
         from ..workflows import measure_file
 
         try:
-            cfg = MeasureConfig(window, before, n_fit, frame_interval)
-        except ValueError as e:
-            raise ExodfError(f"invalid option: {e}") from None
+            cfg = MeasureConfig(window, before, n_fit, frame_interval, peak_search)
+        except ValueError as e:  # "MeasureConfig.n_fit must be ..." -> "--n-fit must be ..."
+            msg = re.sub(r"MeasureConfig\.(\w+)", lambda m: "--" + m.group(1).replace("_", "-")
+                         .replace("frame-interval-s", "frame-interval"), str(e))
+            raise ExodfError(f"invalid option: {msg}") from None
         target = out or events.with_name(events.stem + "_measured.csv")
         if target.suffix.lower() == ".xml":
             raise ExodfError(f"-o {target}: the measured columns need an ImageJ table; name it .csv or .txt")
