@@ -104,9 +104,16 @@ class SimParams:
     diffusion: Range = (0.05, 0.5)
 
     def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            vals = v if isinstance(v, (tuple, list)) else (v,)
+            if any(isinstance(a, (int, float)) and not math.isfinite(a) for a in vals):
+                raise ValueError(f"SimParams.{f.name} must be finite, got {v!r}")
         for name in ("n_frames", "height", "width"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"SimParams.{name} must be >= 1, got {getattr(self, name)}")
+        if self.n_frames < 2:
+            raise ValueError(f"SimParams.n_frames must be >= 2 (a movie), got {self.n_frames}")
         for name in ("pixel_size_um", "frame_interval_s", "em_gain", "cell_level", "texture_scale",
                      "cell_radius"):
             if not getattr(self, name) > 0:
@@ -115,6 +122,12 @@ class SimParams:
                      "docked_lifetime_s", "docked_blink", "events_per_frame"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"SimParams.{name} must be >= 0, got {getattr(self, name)}")
+        for name, most in (("events_per_frame", 50.0), ("docked_density", 100.0)):  # crowded beyond sense
+            if getattr(self, name) > most:
+                raise ValueError(f"SimParams.{name} must be <= {most:g}, got {getattr(self, name)}")
+        if self.offset + self.cell_level * 4 > 65535:
+            raise ValueError(f"SimParams.offset {self.offset:g} + 4 x cell_level {self.cell_level:g} exceed the "
+                             "16-bit range (65535): the movie would be saturated")
         if not 0 < self.exposure <= 1:
             raise ValueError(f"SimParams.exposure must be in (0, 1], got {self.exposure}")
         for name in ("docked_static", "inside_fraction"):

@@ -37,15 +37,15 @@ def spots_file(movie_path: str | os.PathLike[str], out_path: str | os.PathLike[s
 
     Returns the number of spots (2D components) found.
     """
+    out = Path(out_path)
+    if out.suffix.lower() not in (".tif", ".tiff", *_TABLE_SUFFIXES):  # before any work
+        raise ExodfError(f"{out}: write the spots as a label map (.tif) or a table (.csv, .xml)")
     movie = read_movie(movie_path)
     labels = spot_labels(movie, config, progress)
-    out = Path(out_path)
     if out.suffix.lower() in (".tif", ".tiff"):
         n = int(labels.max())
         write_tiff(out, labels.astype(np.uint16 if n < 65536 else np.float32))  # ImageJ: no int32
         return n
-    if out.suffix.lower() not in _TABLE_SUFFIXES:
-        raise ExodfError(f"{out}: write the spots as a label map (.tif) or a table (.csv, .xml)")
     table = spot_table(labels)
     write_events(table, out, fmt="xml" if out.suffix.lower() == ".xml" else "imagej")
     return len(table)

@@ -130,3 +130,13 @@ def test_an_event_begun_before_the_movie_draws_nothing_at_its_end() -> None:
     assert frames and min(k for k, _, _ in frames) == 0 and max(k for k, _, _ in frames) < 20
     sim = simulate(SimParams(n_frames=30, height=64, width=64, events_per_frame=0.5), seed=0)
     assert (sim.truth.frame >= 0).all()  # the brightest frame drawn is in the movie
+
+
+@pytest.mark.parametrize("override, says", [
+    ({"events_per_frame": float("inf")}, "must be finite"), ({"fold": (1.0, float("nan"))}, "must be finite"),
+    ({"docked_density": 1e12}, "docked_density must be <= 100"), ({"offset": 70000.0}, "16-bit range"),
+    ({"n_frames": 1}, "n_frames must be >= 2"),
+])
+def test_parameters_that_cannot_make_a_movie_are_refused(override: dict, says: str) -> None:
+    with pytest.raises(ValueError, match=says):
+        SimParams(**override)

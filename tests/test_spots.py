@@ -75,3 +75,11 @@ def test_config_checked() -> None:
     with pytest.raises(ValueError, match="SpotConfig.scales"):
         SpotConfig(scales=())
     assert abs(SpotConfig().threshold - 3.0902) < 1e-3
+
+
+def test_spots_file_refuses_an_unknown_output_before_reading_the_movie(tmp_path) -> None:
+    from exodf.errors import ExodfError
+    from exodf.training_files import spots_file
+
+    with pytest.raises(ExodfError, match="spots.png: write the spots as a label map"):
+        spots_file(tmp_path / "never-read.tif", tmp_path / "spots.png")
