@@ -136,14 +136,17 @@ def report_figure(events: EventTable, n_frames: int, background: np.ndarray | No
     a.set_ylabel("events")
     # F/F0 histogram
     a = ax[1, 0]
-    fold = events.columns.get("fold")
-    folds = [f[np.isfinite(f)] for f in ([fold] if fold is not None else [])]
+    fold = (events if matching is None else matching.pred).columns.get("fold")  # the scored set, as above
+    det_f = fold[np.isfinite(fold)] if fold is not None else np.zeros(0)
     gt_fold = matching.gt.columns.get("fold") if matching is not None else None
-    if folds and folds[0].size:
-        a.hist(folds[0], bins=20, alpha=0.6, label="detected (measured)")
-    if gt_fold is not None and np.isfinite(gt_fold).any():
-        a.hist(gt_fold[np.isfinite(gt_fold)], bins=20, alpha=0.6, label="ground truth")
-    a.set_title("F/F0")
+    gt_f = gt_fold[np.isfinite(gt_fold)] if gt_fold is not None else np.zeros(0)
+    both = np.concatenate([det_f, gt_f])
+    fold_bins = np.linspace(float(both.min()), float(both.max()) + 1e-9, 21) if both.size else 20
+    if det_f.size:
+        a.hist(det_f, bins=fold_bins, alpha=0.6, label="detected (measured)")
+    if gt_f.size:
+        a.hist(gt_f, bins=fold_bins, alpha=0.6, label="ground truth")
+    a.set_title("F/F0" + (" (scored events)" if matching is not None else ""))
     a.set_xlabel("F/F0")
     a.set_ylabel("events")
     if a.get_legend_handles_labels()[0]:
@@ -158,13 +161,16 @@ def report_figure(events: EventTable, n_frames: int, background: np.ndarray | No
         g = gt_fold[np.isfinite(gt_fold)]
         edges = np.linspace(float(g.min()), float(g.max()) + 1e-9, 5)
         edges[0], edges[-1] = min(edges[0], 1.0), max(edges[-1], float(np.nanmax(pf, initial=0)) + 1e-9)
+        unmeasured = int(np.sum(~np.isfinite(pf)))  # FPs with no F/F0 (e.g. F0 before the movie)
+        pf = np.clip(pf, edges[0], edges[-1] - 1e-9)  # FPs dimmer than any true event count in the first bin
         prec, rec, f1 = _bins_scores(gt_fold, matching.gt_matched, pf, tp, edges)
         mid = (edges[:-1] + edges[1:]) / 2
         for vals, name in ((prec, "precision"), (rec, "recall"), (f1, "F1")):
             a.plot(mid, vals, "o-", label=name)
         a.set_ylim(0, 1.05)
         a.legend(fontsize=8)
-        a.set_xlabel("F/F0 (bin centre; TP at their ground truth's F/F0)")
+        a.set_xlabel("F/F0 (bin centre; TP at their ground truth's F/F0)"
+                     + (f"\n{unmeasured} FP without F/F0 not binned" if unmeasured else ""))
     else:
         a.text(0.5, 0.5, "needs ground truth with F/F0\n(simulated movies have it)", ha="center", va="center",
                transform=a.transAxes)

@@ -200,3 +200,13 @@ def test_measure_command_options(sim: Path, tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     m = read_events(tmp_path / "m.csv")
     np.testing.assert_array_equal(m.columns["peak_frame"], np.floor(m.frame + 0.5))  # measured where given
+
+
+def test_report_precision_by_fold_counts_dim_false_positives() -> None:
+    """An FP dimmer than every true event (F/F0 0.9) counts in the first bin's precision (it was dropped)."""
+    gt = EventTable(np.array([10.0, 30.0]), np.array([10.0, 30.0]), np.array([5.0, 8.0]), {"fold": np.array([1.2, 2.0])})
+    pred = EventTable(np.array([10.0, 50.0]), np.array([10.0, 50.0]), np.array([5.0, 9.0]),
+                      {"fold": np.array([1.25, 0.9])})
+    fig = report_figure(pred, 20, matching=match_events(pred, gt))
+    precision = fig.axes[3].lines[0].get_ydata()
+    assert precision[0] == pytest.approx(0.5)  # the TP at 1.2 and the FP at 0.9 share the first bin
