@@ -177,6 +177,9 @@ def _decode(raw: bytes, p: Path) -> str:
             except UnicodeDecodeError:
                 raise ExodfError(f"{p}: starts like {enc} text but is not ({enc} decoding fails); is it an "
                                  "event table? Save the table again as CSV from ImageJ") from None
+    if b"\x00" in raw[:4096]:  # no text table holds NUL bytes (and UTF-16 without a BOM is not written)
+        kind = " (a TIFF image?)" if raw[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+") else ""
+        raise ExodfError(f"{p}: a binary file{kind}, not an event table; give the .csv/.txt/.xml table here")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:

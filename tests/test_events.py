@@ -232,3 +232,10 @@ def test_original_formats_keep_sub_frame_precision(tmp_path, fmt: str) -> None:
 def test_slice_written_with_decimals_is_still_the_constant_column(tmp_path) -> None:
     t = read_events(_write(tmp_path, "sf.csv", ",X,Y,Slice,Frame\n1,2,3,1.000,5\n"))
     assert t.frame[0] == 4
+
+
+def test_a_binary_file_is_named_as_such(tmp_path) -> None:
+    p = tmp_path / "movie.tif"
+    p.write_bytes(b"II*\x00\x08\x00\x00\x00" + bytes(64))
+    with pytest.raises(ExodfError, match=r"movie.tif: a binary file \(a TIFF image\?\), not an event table"):
+        read_events(p)
