@@ -21,7 +21,7 @@
 exoChannel = 3;      // channel of the exocytosis probability (1-based) in a 3-channel image
 useArgmax = true;    // 3 channels: exocytosis wins over background and bright spot (as exodf); false: threshold
 threshold = 0.5;     // exocytosis probability threshold (one channel, or useArgmax = false)
-minSize = 1;         // drop components of fewer voxels
+minSize = 1;         // drop events of fewer voxels
 minScore = 0;        // drop events whose mean exocytosis probability is lower
 bandwidth = 5;       // mean-shift bandwidth (voxels), as exodf's --bandwidth
 // ---------------------------------------------------------------------------------------------------------
@@ -32,6 +32,11 @@ setOption("ExpandableArrays", true);
 args = getArgument();
 input = argValue(args, "input");
 output = argValue(args, "output");
+bwArg = argValue(args, "bandwidth");  // bandwidth=N overrides the parameter above (note: ImageJ 1.53t hangs
+if (bwArg != "") {                    // on a user function called inside an if's condition: keep it outside)
+    bandwidth = parseFloat(bwArg);
+    if (isNaN(bandwidth) || bandwidth <= 0) exit("exodf_events: bandwidth must be a number > 0, got " + bwArg);
+}
 if (output != "" && File.exists(output)) {
     if (!File.delete(output)) exit("exodf_events: cannot replace " + output + "; is it open or read-only?");
 }
@@ -170,8 +175,8 @@ for (g = 0; g < ng; g++) {
     st = newArray(0); sy_ = newArray(0); sx_ = newArray(0); ns = 0;
     for (i = g0; i < g1; i++) {
         k = order[i];
-        qt = bandwidth * round(vz[k] / bandwidth); qy = bandwidth * round(vy[k] / bandwidth);
-        qx = bandwidth * round(vx[k] / bandwidth);
+        qt = bandwidth * roundHalfEven(vz[k] / bandwidth); qy = bandwidth * roundHalfEven(vy[k] / bandwidth);
+        qx = bandwidth * roundHalfEven(vx[k] / bandwidth);
         dup = false;
         for (j = 0; j < ns; j++) if (st[j] == qt && sy_[j] == qy && sx_[j] == qx) { dup = true; j = ns; }
         if (!dup) { st[ns] = qt; sy_[ns] = qy; sx_[ns] = qx; ns++; }
@@ -264,6 +269,13 @@ if (output != "") {
 print("exodf_events: " + row + " events in " + nT + " frames");
 
 // ---- helpers --------------------------------------------------------------------------------------------
+// numpy's round (halves to even), as scikit-learn bins the seeds; ImageJ's round() takes halves up
+function roundHalfEven(v) {
+    r = floor(v + 0.5);
+    if (r - v == 0.5 && r % 2 != 0) r = r - 1;
+    return r;
+}
+
 function root(i) {
     while (parent[i] != i) {
         parent[i] = parent[parent[i]];

@@ -93,6 +93,24 @@ def test_macro_equals_exodf_clustering_on_synthetic_probabilities(tmp_path: Path
     np.testing.assert_allclose(g.columns["score"], e.columns["score"], atol=1e-3)  # 3 decimals
 
 
+@pytest.mark.parametrize("bandwidth", [2, 4])
+def test_macro_seeds_as_scikit_learn_at_other_bandwidths(tmp_path: Path, bandwidth: int) -> None:
+    """Seeds are the voxels' positions / bandwidth rounded half to even, as numpy rounds (ImageJ's round()
+    takes halves up: at bandwidth 2 a third of the events differed)."""
+    from exodf.cluster import ClusterConfig
+
+    centres = [(5, 10, 10, 2.5), (12, 30, 40, 3.0), (20, 20, 20, 2.0), (20, 21, 29, 2.0), (25, 40, 12, 3.5)]
+    probs = _blob_probabilities((30, 52, 56), centres, seed=1)
+    expected = labels_to_events(labels_from_probabilities(probs), probs[..., 2], ClusterConfig(bandwidth=bandwidth))
+    write_probabilities(tmp_path / "probs.tif", probs)
+    log = run_ij(f"input={tmp_path / 'probs.tif'} output={tmp_path / 'events.csv'} bandwidth={bandwidth}")
+    got = read_events(tmp_path / "events.csv") if (tmp_path / "events.csv").is_file() else None
+    assert got is not None, log
+    assert len(expected) >= len(centres) and len(got) == len(expected)
+    e, g = expected.sorted(), got.sorted()
+    np.testing.assert_allclose(np.c_[g.x, g.y, g.frame], np.c_[e.x, e.y, e.frame], atol=1e-3)
+
+
 def test_macro_reads_deepimagej_layout_and_one_channel(tmp_path: Path) -> None:
     probs = _blob_probabilities((20, 40, 40), [(6, 12, 12, 1.5), (13, 28, 25, 2.0)], seed=1)
     expected = labels_to_events(labels_from_probabilities(probs), probs[..., 2]).sorted()
