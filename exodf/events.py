@@ -139,7 +139,7 @@ class EventTable:
 # reading
 # ---------------------------------------------------------------------------------------------
 def read_events(path: str | os.PathLike[str], pixel_size: float | None = None,
-                exocytosis_label: int = 1) -> EventTable:
+                exocytosis_label: int | None = None) -> EventTable:
     """Read an event table from any format exodf knows.
 
     Parameters
@@ -149,7 +149,10 @@ def read_events(path: str | os.PathLike[str], pixel_size: float | None = None,
     pixel_size
         If the ImageJ X/Y are calibrated (e.g. µm), the size of one pixel in those units.
     exocytosis_label
-        For the original's formats: the ``class_label`` that marks exocytosis (others are dropped).
+        For the original's formats: the ``class_label`` that marks exocytosis (others are dropped). By
+        default 2 when some object has class 2 (a training annotation, ``merged_annotation.xml``: the
+        network's classes, 1 bright spot, 2 exocytosis), otherwise 1 (the original's detections, written
+        with ``class_label="1"``).
     """
     p = Path(path)
     if not p.is_file():
@@ -186,23 +189,27 @@ def _decode(raw: bytes, p: Path) -> str:
         return raw.decode("latin-1")
 
 
-def _read_xml(raw: bytes, p: Path, exocytosis_label: int) -> EventTable:
+def _auto_label(labels: list[int]) -> int:
+    """The original's class of exocytosis in a table of these labels (see :func:`read_events`)."""
+    return 2 if 2 in labels else 1
+
+
+def _read_xml(raw: bytes, p: Path, exocytosis_label: int | None) -> EventTable:
     try:
         root = ET.fromstring(raw)
     except ET.ParseError as e:
         raise ExodfError(f"{p}: not valid XML ({e}); expected the original's <objlist><object .../></objlist>") from None
     if root.tag != "objlist":
         raise ExodfError(f"{p}: root element is <{root.tag}>, expected <objlist> as written by ExoDeepFinder")
-    rows = []
+    rows, labels = [], []
     for obj in root.iter("object"):
         text = ET.tostring(obj, encoding="unicode").strip()
         try:
-            label = int(float(obj.get("class_label", exocytosis_label)))
+            label = int(float(obj.get("class_label", 1)))
         except ValueError:
             raise ExodfError(f"{p}: object {text} has a class_label that is not a number; fix or remove that "
                              "line") from None
-        if label != exocytosis_label:
-            continue
+        labels.append(label)
         try:
             xyz = (float(obj.attrib["x"]), float(obj.attrib["y"]), float(obj.attrib["z"]))
         except (KeyError, ValueError) as e:
@@ -211,7 +218,8 @@ def _read_xml(raw: bytes, p: Path, exocytosis_label: int) -> EventTable:
         if not all(math.isfinite(v) for v in xyz):
             raise ExodfError(f"{p}: object {text}: x, y or z is not a finite number; fix or remove that line")
         rows.append((*xyz, _num([obj.get("cluster_size", "nan")], 0)))
-    a = np.array(rows, dtype=np.float64).reshape(-1, 4)
+    want = _auto_label(labels) if exocytosis_label is None else exocytosis_label
+    a = np.array([r for r, lab in zip(rows, labels) if lab == want], dtype=np.float64).reshape(-1, 4)
     cols = {} if np.isnan(a[:, 3]).all() else {"size": a[:, 3]}
     return EventTable(a[:, 0], a[:, 1], a[:, 2], cols)
 
@@ -227,11 +235,28 @@ def _unit(name: str) -> str | None:
 
 
 def _find(header: list[str], *names: str) -> int | None:
-    low = [_UNIT.sub("", h).strip().lower() for h in header]
+    """The column of the first of ``names``: a bare title first ("X"), then one with a unit, pixels before
+    µm before others ("X (px)", "X (µm)")."""
+    bare = [h.strip().lower() for h in header]
     for n in names:
-        if n in low:
-            return low.index(n)
+        if n in bare:
+            return bare.index(n)
+    stripped = [_UNIT.sub("", h).strip().lower() for h in header]
+    rank = {**{u: 0 for u in _PIXELS}, **{u: 1 for u in _MICRONS}}
+    for n in names:
+        hits = [i for i, h in enumerate(stripped) if h == n]
+        if hits:
+            return min(hits, key=lambda i: rank.get(_unit(header[i]) or "", 2))
     return None
+
+
+def _decimal_comma(body: list[list[str]], columns: list[int], delim: str) -> bool:
+    """Whether a ';'- or tab-separated table writes decimals with commas ("10,5"): some coordinate holds a
+    comma and none a point (a point as well would make "1,234" a thousands separator: read nothing)."""
+    if delim == ",":
+        return False
+    cells = [r[i] for r in body for i in columns if i < len(r)]
+    return any("," in c for c in cells) and not any("." in c for c in cells)
 
 
 def _read_delimited(text: str, p: Path, pixel_size: float | None, exocytosis_label: int) -> EventTable:
@@ -242,7 +267,6 @@ def _read_delimited(text: str, p: Path, pixel_size: float | None, exocytosis_lab
     lines = [ln for _, ln in numbered]
     counts = {d: lines[0].count(d) for d in (",", "\t", ";")}
     delim = max(counts, key=lambda d: (counts[d], d == ","))
-    decimal_comma = delim != ","  # European Excel/ImageJ: "10,5;20,25;3"
     rows = list(csv.reader(io.StringIO("\n".join(lines)), delimiter=delim))
     header = [h.strip() for h in rows[0]]
     kept = [(r, k) for r, k in zip(rows[1:], line_of[1:]) if any(c.strip() for c in r)]  # Excel's ",,,"
@@ -260,7 +284,16 @@ def _read_delimited(text: str, p: Path, pixel_size: float | None, exocytosis_lab
         raise ExodfError(
             f"{p}: header {','.join(header)!r} lacks the columns X, Y and Slice (or Frame); save the ImageJ "
             "Results table with those columns, or give the original's xml/csv")
-    units = {u for u in (_unit(header[ix]), _unit(header[iy])) if u}
+    decimal_comma = _decimal_comma(body, [ix, iy, iz], delim)  # European Excel: "10,5;20,25;3"
+    t_unit = _unit(header[iz])
+    if not original and t_unit and t_unit not in ("frame", "frames", "slice", "slices"):
+        raise ExodfError(f"{p}: the time column {header[iz]!r} is in {t_unit!r}; exodf needs frame numbers "
+                         "(ImageJ's 1-based Slice): divide by the frame interval and save it as Slice")
+    ux, uy = _unit(header[ix]), _unit(header[iy])
+    if (ux in _PIXELS) != (uy in _PIXELS) or (ux in _MICRONS) != (uy in _MICRONS):
+        raise ExodfError(f"{p}: X and Y are in different units ({header[ix]!r}, {header[iy]!r}); save both in "
+                         "pixels, or both in µm with --pixel-size")
+    units = {u for u in (ux, uy) if u}
     if units & _PIXELS and not units - _PIXELS:
         pixel_size = None  # the header says pixels: nothing to divide
     elif units and units <= _MICRONS:
@@ -277,6 +310,9 @@ def _read_delimited(text: str, p: Path, pixel_size: float | None, exocytosis_lab
     vals: list[list[float]] = []
     kept_lines: list[int] = []
     num = _comma_float if decimal_comma else float
+    if ilabel is not None and exocytosis_label is None:
+        exocytosis_label = _auto_label([int(_num(r, ilabel, num)) for r in body
+                                        if math.isfinite(_num(r, ilabel, num))])
     for r, lineno in zip(body, line_of[1:]):
         try:
             if ilabel is not None and int(num(r[ilabel])) != exocytosis_label:

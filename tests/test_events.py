@@ -14,13 +14,21 @@ from exodf.events import EventTable, format_imagej, read_events, write_events
 IMAGEJ_CSV = " ,X,Y,Slice\n1,137.529,115.256,106\n2,150.453,39.155,181\n3,116.291,28.451,1\n"
 # ImageJ's .xls/.txt Results export (tab-separated, row numbers, extra column):
 IMAGEJ_TXT = " \tX\tY\tSlice\tMean\n1\t10.5\t20.25\t3\t101.7\n2\t11\t21\t4\t99\n"
+# the original's detections (edf_generate_annotation): exocytosis written as class_label 1
 ORIGINAL_XML = """<objlist>
   <object class_label="1" x="77.692" y="114.589" z="17.953" cluster_size="154"/>
-  <object class_label="2" x="1.0" y="2.0" z="3.0" cluster_size="5"/>
   <object class_label="1" x="166.889" y="118.869" z="20.646" cluster_size="99"/>
 </objlist>
 """
-ORIGINAL_CSV = "tomo_idx,class_label,x,y,z\n0,1,12.5,13.5,4.0\n0,2,1,1,1\n0,1,20,30,0\n"
+ORIGINAL_CSV = "tomo_idx,class_label,x,y,z\n0,1,12.5,13.5,4.0\n0,1,20,30,0\n"
+# the original's training annotations (merged_annotation.xml): the network's classes, 1 bright spot, 2 exocytosis
+ANNOTATION_XML = """<objlist>
+  <object tomo_idx="0" class_label="1" x="5" y="6" z="7"/>
+  <object tomo_idx="0" class_label="2" x="77.692" y="114.589" z="17.953"/>
+  <object tomo_idx="0" class_label="1" x="8" y="9" z="10"/>
+  <object tomo_idx="0" class_label="2" x="166.889" y="118.869" z="20.646"/>
+</objlist>
+"""
 
 
 def _write(tmp_path: Path, name: str, text: str) -> Path:
@@ -56,6 +64,16 @@ def test_read_original_xml_keeps_exocytosis_class(tmp_path: Path) -> None:
     np.testing.assert_allclose(t.x, [77.692, 166.889])
     np.testing.assert_allclose(t.frame, [17.953, 20.646])  # z is the 0-based frame
     np.testing.assert_array_equal(t.columns["size"], [154, 99])
+
+
+def test_read_original_training_annotations_keeps_class_2(tmp_path: Path) -> None:
+    """In a training annotation class 1 is the bright spots: reading it as detections swapped the classes."""
+    t = read_events(_write(tmp_path, "merged_annotation.xml", ANNOTATION_XML))
+    np.testing.assert_allclose(t.x, [77.692, 166.889])
+    spots = read_events(_write(tmp_path, "m.xml", ANNOTATION_XML), exocytosis_label=1)
+    np.testing.assert_allclose(spots.x, [5, 8])
+    csv = "tomo_idx,class_label,x,y,z\n0,1,1,1,1\n0,2,12.5,13.5,4.0\n"
+    np.testing.assert_allclose(read_events(_write(tmp_path, "a.csv", csv)).coords(), [[4.0, 13.5, 12.5]])
 
 
 def test_read_original_csv(tmp_path: Path) -> None:
@@ -239,3 +257,16 @@ def test_a_binary_file_is_named_as_such(tmp_path) -> None:
     p.write_bytes(b"II*\x00\x08\x00\x00\x00" + bytes(64))
     with pytest.raises(ExodfError, match=r"movie.tif: a binary file \(a TIFF image\?\), not an event table"):
         read_events(p)
+
+
+def test_ambiguous_commas_units_and_columns(tmp_path) -> None:
+    """A comma next to decimal points is a thousands separator, not a decimal: refused, never misread; a
+    time column in seconds is refused; a bare X/Y column is preferred to a calibrated one."""
+    with pytest.raises(ExodfError, match="has no number"):
+        read_events(_write(tmp_path, "th.tsv", "X\tY\tSlice\n10.5\t20.5\t1,234\n"))
+    with pytest.raises(ExodfError, match="the time column 'T \\(s\\)' is in 's'"):
+        read_events(_write(tmp_path, "ts.csv", "X,Y,T (s)\n1,2,12.4\n"))
+    t = read_events(_write(tmp_path, "two.csv", "X (µm),Y (µm),X,Y,Slice\n1.6,3.2,10,20,4\n"))
+    np.testing.assert_allclose([t.x[0], t.y[0]], [10, 20])
+    with pytest.raises(ExodfError, match="X and Y are in different units"):
+        read_events(_write(tmp_path, "mix.csv", "X (µm),Y (px),Slice\n1,2,3\n"))
