@@ -76,11 +76,20 @@ def read_spots(path: str | os.PathLike[str], shape: tuple[int, int, int]) -> np.
     return labels > 0
 
 
+#: Frames between an event's annotated (brightest) frame and where its target is painted. The published
+#: network marks events one frame later: on the reference movie its detections sit 1.24 frames after the
+#: simulated truth's brightest frame, as targets painted one frame late give (the footprint's centroid is
+#: 0.3 frame after where it is painted). Painting at +1 keeps that timing when fine-tuning.
+TARGET_OFFSET = 1
+
+
 def prepare_movie(movie: np.ndarray, events: EventTable, spots: np.ndarray | None, name: str = "",
-                  match_distance: float = 5.0) -> TrainingMovie:
-    """A movie ready for training: normalised frames, the target, the patch centres."""
-    target = make_target(movie.shape, events, spots, match_distance)
-    return TrainingMovie(normalize_frames(movie), target, training_objects(target, events), name)
+                  match_distance: float = 5.0, target_offset: int = TARGET_OFFSET) -> TrainingMovie:
+    """A movie ready for training: normalised frames, the target (events painted ``target_offset`` frames
+    after their table frame), the patch centres."""
+    painted = EventTable(events.x, events.y, events.frame + target_offset, events.columns)
+    target = make_target(movie.shape, painted, spots, match_distance)
+    return TrainingMovie(normalize_frames(movie), target, training_objects(target, painted), name)
 
 
 def parse_stages(patch_sizes: str = "8,16,32,48", batch_sizes: str = "256,128,32,10",
@@ -134,6 +143,7 @@ class TrainRequest:
     until_step: Optional[int] = None
     max_minutes: Optional[float] = None
     pixel_size: Optional[float] = None
+    target_offset: int = TARGET_OFFSET
     extra: dict[str, Any] = field(default_factory=dict)
 
     def n_val(self) -> int:
@@ -161,20 +171,21 @@ def _initial_network(init: str, seed: int = 0) -> Any:
     return load_network(init)
 
 
-def _check_out(req: TrainRequest, meta: dict[str, Any]) -> None:
-    """The output folder fits the request: no checkpoint unless resuming; resuming, one with the same inputs."""
+def _check_out(req: TrainRequest, meta: dict[str, Any]) -> dict[str, Any]:
+    """The output folder fits the request: no checkpoint unless resuming; resuming, one made with the same
+    inputs and target options. Returns the checkpoint's recorded config.json ({} if none)."""
     from .checkpoint import refuse_checkpoint, require_checkpoint
 
     if req.out.exists() and not req.out.is_dir():
         raise ExodfError(f"-o {req.out}: is a file; give a folder for the training's outputs")
     if not req.resume:
         refuse_checkpoint(req.out)
-        return
+        return {}
     require_checkpoint(req.out)
     try:
         before = json.loads((req.out / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return  # no record of the inputs: nothing to compare
+        return {}  # no record of the inputs: nothing to compare
     for key in ("train_movies", "validation_movies", "events"):
         was = [str(Path(p).resolve()) for p in before.get(key, [])]
         now = [str(Path(p).resolve()) for p in meta[key]]
@@ -182,6 +193,16 @@ def _check_out(req: TrainRequest, meta: dict[str, Any]) -> None:
             raise ExodfError(f"--resume: the checkpoint in {req.out} was trained with other {key.replace('_', ' ')} "
                              f"({', '.join(before[key])}); resume with the same inputs in the same order, or "
                              "start a new folder")
+    for key, option in (("spots", "--spots/--no-spots"), ("pixel_size", "--pixel-size"),
+                        ("target_offset", "--target-offset")):
+        was, now = before.get(key), meta[key]
+        if key == "spots" and isinstance(was, list) and isinstance(now, list):
+            was, now = [str(Path(p).resolve()) for p in was], [str(Path(p).resolve()) for p in now]
+        if key in before and was != now:
+            raise ExodfError(f"--resume: the checkpoint in {req.out} was trained with {option} giving "
+                             f"{before[key]!r}, not {meta[key]!r}; resume with the same options, or start a new "
+                             "folder")
+    return before
 
 
 def train_files(req: TrainRequest, progress: Progress | None = None,
@@ -206,8 +227,11 @@ def train_files(req: TrainRequest, progress: Progress | None = None,
             "train_movies": [str(p) for p in req.movies[:n_train]],
             "validation_movies": [str(p) for p in req.movies[n_train:]],
             "events": [str(p) for p in req.events], "spots": [str(p) for p in req.spots] or
-            ("built-in detector" if req.detect_spots else "none"), **req.extra}
-    _check_out(req, meta)  # cheap checks first: the folder, the initial weights, then each movie's size
+            ("built-in detector" if req.detect_spots else "none"), "pixel_size": req.pixel_size,
+            "target_offset": req.target_offset, **req.extra}
+    before = _check_out(req, meta)  # cheap checks first: the folder, the initial weights, then each movie's size
+    if "init" in before:
+        meta["init"] = before["init"]  # resumed: the weights it started from, not the checkpoint's
     net = _initial_network(req.init, req.seed)
     biggest = max(s.patch for s in config.stages)
     prepared: list[TrainingMovie] = []
@@ -225,7 +249,7 @@ def train_files(req: TrainRequest, progress: Progress | None = None,
             spots = spot_labels(movie)
         else:
             spots = None
-        m = prepare_movie(movie, events, spots, name=Path(mp).name)
+        m = prepare_movie(movie, events, spots, name=Path(mp).name, target_offset=req.target_offset)
         inside = len(m.objects.events)
         if len(events) and not inside:  # (an empty table is a movie without exocytosis: negative examples)
             raise ExodfError(f"{ep}: none of its {len(events)} events lies inside {mp} (shape {movie.shape}); "

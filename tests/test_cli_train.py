@@ -76,7 +76,8 @@ def test_train_then_detect_with_the_weights(sim_files: list[tuple[Path, Path]], 
 
     rdf = yaml.safe_load((tmp_path / "pkg" / "rdf.yaml").read_text())
     assert rdf["name"] == "ExoDeepFinder (retrained with exodf)"  # not described as the published weights
-    assert "These are not the published weights" in (tmp_path / "pkg" / "model_package" / "README.md").read_text()
+    doc = tmp_path / "pkg" / rdf["documentation"]["source"]
+    assert doc.name == "README.retrained.md" and "These are not the published weights" in doc.read_text()
     keras_entry = next(v for k, v in rdf["weights"].items() if k.startswith("keras"))
     packaged = tmp_path / "pkg" / keras_entry["source"]
     from exodf.model import load_network
@@ -133,3 +134,29 @@ def test_training_inputs_are_checked_before_training(sim_files: list[tuple[Path,
     res = CliRunner().invoke(app, ["train", str(m1), str(m0), "-e", str(e1), "-e", str(e0), "-o", str(out),
                                    *small, "--epochs", "2", "--resume"])
     assert res.exit_code != 0 and "was trained with other train movies" in str(res.exception)
+    # ... and with another bright-spot source or target offset (the loss jumped, config.json hid it)
+    for other, says in ((["--no-spots"], "--spots/--no-spots"), (["--target-offset", "0"], "--target-offset")):
+        res = CliRunner().invoke(app, ["train", str(m0), str(m1), "-e", str(e0), "-e", str(e1), "-o", str(out),
+                                       *small, "--epochs", "2", "--resume", *other])
+        assert res.exit_code != 0 and f"was trained with {says}" in str(res.exception), res.exception
+    res = CliRunner().invoke(app, ["train", str(m0), str(m1), "-e", str(e0), "-e", str(e1), "-o", str(out),
+                                   *small, "--epochs", "2", "--resume"])
+    assert res.exit_code == 0, (res.output, res.exception)
+    import json
+
+    assert json.loads((out / "config.json").read_text())["init"] == "scratch"
+
+
+def test_targets_are_painted_one_frame_after_the_table_frame_by_default() -> None:
+    """As the published network marks events (its detections sit a frame after the brightest frame)."""
+    from exodf.targets import EXOCYTOSIS
+    from exodf.training_files import TARGET_OFFSET, prepare_movie
+
+    movie = np.random.default_rng(0).normal(100, 5, (12, 24, 24)).astype(np.float32)
+    events = EventTable([10.0], [12.0], [4.0])
+    m = prepare_movie(movie, events, None)
+    frames = np.flatnonzero((m.target == EXOCYTOSIS).any(axis=(1, 2)))
+    assert TARGET_OFFSET == 1 and frames.tolist() == [5, 6, 7]
+    assert m.target[5, 12, 10] == EXOCYTOSIS and (m.target[5] == EXOCYTOSIS).sum() == 49  # the r=4 disk
+    at_frame = prepare_movie(movie, events, None, target_offset=0)
+    assert np.flatnonzero((at_frame.target == EXOCYTOSIS).any(axis=(1, 2))).tolist() == [4, 5, 6]

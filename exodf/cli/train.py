@@ -103,6 +103,11 @@ def register(app: typer.Typer) -> None:
                                                              "of the epoch that passes it.")] = None,
         pixel_size: Annotated[Optional[float], typer.Option(help="Event tables are calibrated: size of a pixel "
                                                             "(e.g. 0.16 for µm).")] = None,
+        target_offset: Annotated[int, typer.Option(help="Paint each event's training target this many frames "
+                                                   "after its table frame: 1 (default) as the published network "
+                                                   "marks events (its detections sit a frame after the "
+                                                   "brightest frame), so that fine-tuning keeps its timing; 0 "
+                                                   "paints at the table's frame.")] = 1,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     ) -> None:
         """Train or fine-tune the network on annotated movies: patches centred on events and bright spots,
@@ -116,7 +121,7 @@ def register(app: typer.Typer) -> None:
                            stages=parse_stages(patch_sizes, batch_sizes, shifts, epochs, steps),
                            learning_rate=learning_rate, val=val, val_batches=val_batches, seed=seed,
                            resume=resume, until_step=until_step, max_minutes=max_minutes,
-                           pixel_size=pixel_size)
+                           pixel_size=pixel_size, target_offset=target_offset)
         typer.echo(f"training on {accelerator()}; {sum(s.epochs * s.steps for s in req.stages)} steps in "
                    f"{len(req.stages)} stage(s)")
 
