@@ -312,12 +312,23 @@ def find_export(export: Path, movie: Path, n_movies: int, shared_stem: bool = Fa
     if not shared_stem and folder and not tries[0]:
         tries.append(inside(folder))
     cands = next((c for c in tries if c), [])
+    if len(cands) > 1 and not shared_stem:  # control.tif: control.csv, not control_2.csv
+        exact = [f for f in cands if _export_base(f.name).lower() == stem.lower()]
+        cands = exact if len(exact) == 1 else cands
     if len(cands) != 1:
         rule = f"named after its folder {folder!r}" if shared_stem else f"named {stem}*"
         raise ExodfError(f"exoj-export={export}: expected one ExoJ exocytosis list for {movie} ({rule}), found "
                          f"{', '.join(f.name for f in cands) if cands else 'none'} among {len(files)} ExoJ "
                          "list(s) there; name each export after its movie")
     return cands[0]
+
+
+def _export_base(name: str) -> str:
+    """An export's name without table suffixes, ExoJ's ``_secretions`` and the movie's suffix:
+    ``cell1.tif_secretions.csv.csv`` -> ``cell1``."""
+    base = re.sub(r"(\.(csv|txt|tsv|xls))+$", "", name, flags=re.IGNORECASE)
+    base = re.sub(r"_secretions$", "", base, flags=re.IGNORECASE)
+    return _movie_stem(Path(base))
 
 
 class _Movies(Sequence[tuple[str, np.ndarray, EventTable]]):
@@ -338,9 +349,16 @@ class _Movies(Sequence[tuple[str, np.ndarray, EventTable]]):
 
 
 def movie_names(movies: Sequence[Path]) -> list[str]:
-    """Names that tell movies apart: the file's stem, or folder/stem when stems repeat (sim/cell1/movie)."""
-    stems = [_movie_stem(Path(m)) for m in movies]
-    return [f"{Path(m).resolve().parent.name}/{s}" if stems.count(s) > 1 else s for m, s in zip(movies, stems)]
+    """Names that tell movies apart: the file's stem, or as many of its folders as it takes when stems
+    repeat (sim/cell1/movie; a/x/movie and b/x/movie)."""
+    paths = [Path(m).resolve() for m in movies]
+    names = [_movie_stem(p) for p in paths]
+    depth = 0
+    while len(set(names)) < len(names) and depth < max(len(p.parts) for p in paths):
+        depth += 1
+        names = ["/".join([*p.parent.parts[-depth:], _movie_stem(p)]) if
+                 [_movie_stem(q) for q in paths].count(_movie_stem(p)) > 1 else _movie_stem(p) for p in paths]
+    return names
 
 
 def _detector(name: str, weights: Optional[Path]) -> Detector:

@@ -161,7 +161,7 @@ def report_figure(events: EventTable, n_frames: int, background: np.ndarray | No
         g = gt_fold[np.isfinite(gt_fold)]
         edges = np.linspace(float(g.min()), float(g.max()) + 1e-9, 5)
         edges[0], edges[-1] = min(edges[0], 1.0), max(edges[-1], float(np.nanmax(pf, initial=0)) + 1e-9)
-        unmeasured = int(np.sum(~np.isfinite(pf)))  # FPs with no F/F0 (e.g. F0 before the movie)
+        unmeasured = int(np.sum(~np.isfinite(pf) & ~tp))  # FPs with no F/F0 (e.g. F0 before the movie)
         pf = np.clip(pf, edges[0], edges[-1] - 1e-9)  # FPs dimmer than any true event count in the first bin
         prec, rec, f1 = _bins_scores(gt_fold, matching.gt_matched, pf, tp, edges)
         mid = (edges[:-1] + edges[1:]) / 2

@@ -38,6 +38,10 @@ __all__ = ["SimParams", "Simulation", "PRESETS", "preset", "simulate", "window_m
 Range = tuple[float, float]
 WINDOW = 7   # F/F0 window side (px)
 BEFORE = 5   # F0 is measured this many frames before the peak
+#: Bumped whenever the same parameters and seed give another movie (stored beside simulated movies, so that
+#: `exodf benchmark` does not reuse movies of an older simulator). 2: events begun before frame 0 no longer
+#: draw into the last frame.
+SIMULATOR_REVISION = 2
 
 
 @dataclass(frozen=True)

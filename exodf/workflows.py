@@ -21,7 +21,7 @@ from .evaluate import (Matching, Rule, cohens_d, event_rate, mean_sd, pearson_r,
 from .events import EventTable, read_events, write_events
 from .io import read_mask, read_movie, write_tiff
 from .measure import MeasureConfig, measure_events, summarize_cell
-from .simulate import SimParams, simulate
+from .simulate import SIMULATOR_REVISION, SimParams, simulate
 
 __all__ = ["SimFiles", "simulate_files", "pair_tables", "EvaluateRequest", "evaluate_files", "rates_files",
            "measure_file", "demo", "benchmark", "METHODS"]
@@ -54,26 +54,36 @@ def simulate_files(out: str | os.PathLike[str], params: SimParams, seed: int = 0
     write_tiff(files.movie, sim.movie, resolution_um=params.pixel_size_um)
     write_events(sim.truth, files.truth)
     write_tiff(files.mask, (sim.mask * 255).astype(np.uint8), axes="YX")
-    meta = {"seed": seed, "bleach": sim.bleach, "n_events": len(sim.truth), "params": params.as_dict()}
+    meta = {"seed": seed, "bleach": sim.bleach, "n_events": len(sim.truth), "params": params.as_dict(),
+            "simulator_revision": SIMULATOR_REVISION}
     write_text_atomic(files.params, json.dumps(meta, indent=2) + "\n")
     return files
 
 
-def _key(p: Path) -> str:
+def _stem(p: Path) -> str:
     stem = p.name
     for suf in (".ome.tiff", ".ome.tif") + _TABLE_SUFFIXES + (".tif", ".tiff", ".h5"):
         if stem.lower().endswith(suf):
-            stem = stem[: -len(suf)]
-            break
-    return _ROLE.sub("", stem).lower()
+            return stem[: -len(suf)]
+    return stem
+
+
+def _key(p: Path) -> str:
+    return _ROLE.sub("", _stem(p)).lower()
+
+
+_MASK_NAME = re.compile(r"(^|[_\-. ])(cell_?)?mask$", re.IGNORECASE)  # cell_mask.tif, cell1_mask.tif
 
 
 def _files(p: Path, suffixes: Sequence[str], what: str) -> dict[str, Path]:
     if p.is_dir():
         found: dict[str, Path] = {}
-        for f in sorted(p.iterdir()):
-            if not (f.is_file() and f.suffix.lower() in suffixes):
-                continue
+        files = [f for f in sorted(p.iterdir()) if f.is_file() and f.suffix.lower() in suffixes]
+        if what == "mask" and any(_MASK_NAME.search(_stem(f)) for f in files):
+            files = [f for f in files if _MASK_NAME.search(_stem(f))]  # a movie beside its mask is no mask
+        elif what == "movie":
+            files = [f for f in files if not _MASK_NAME.search(_stem(f))]
+        for f in files:
             if _key(f) in found:
                 raise ExodfError(f"{p}: {found[_key(f)].name} and {f.name} both stand for {_key(f)!r}; keep one "
                                  "(names are paired without _events/_gt and the suffix)")
@@ -128,12 +138,16 @@ def _check_counts(exclude_edges: int, n_frames: Optional[int], pixel_size_um: Op
         raise ValueError(f"--frames {n_frames} leaves no frame after excluding {exclude_edges} at each end")
 
 
-def _partner(files: dict[str, Path], name: str, where: Optional[Path], single: bool, what: str) -> Optional[Path]:
-    """The movie or mask of ``name`` in ``files`` (from ``where``): by name, or the only one for a single pair."""
+def _partner(files: dict[str, Path], names: Sequence[str], where: Optional[Path], single: bool,
+             what: str) -> Optional[Path]:
+    """The movie or mask of a pair in ``files`` (from ``where``): by one of the pair's ``names`` (its
+    prediction's, its ground truth's), or the only one for a single pair."""
     if where is None:
         return None
-    if name in files:
-        return files[name]
+    for name in names:
+        if name in files:
+            return files[name]
+    name = names[0]
     if single and len(files) == 1:
         return next(iter(files.values()))
     raise ExodfError(f"{where}: no {what} named like {name!r} (found {', '.join(sorted(files)[:10])}); name it "
@@ -153,7 +167,7 @@ def evaluate_files(pred: Path, gt: Path, req: EvaluateRequest = EvaluateRequest(
     px = req.pixel_size_um if req.calibrated else None
     rows, matchings, rates_pred, rates_gt = [], [], [], []
     for name, pp, gp in pairs:
-        mpath = _partner(movies, name, req.movies, single, "movie")
+        mpath = _partner(movies, [name, _key(gp)], req.movies, single, "movie")
         shape = _movie_shape(mpath) if mpath is not None else None
         n_frames = req.n_frames or (shape[0] if shape else None)
         if req.exclude_edges and n_frames is None:
@@ -161,7 +175,7 @@ def evaluate_files(pred: Path, gt: Path, req: EvaluateRequest = EvaluateRequest(
         if n_frames is not None and n_frames - 2 * req.exclude_edges <= 0:
             raise ExodfError(f"{mpath}: its {n_frames} frames leave none after --exclude-edges {req.exclude_edges} "
                              "at each end")
-        kpath = _partner(masks, name, req.masks, single, "mask")
+        kpath = _partner(masks, [name, _key(gp)], req.masks, single, "mask")
         mask = read_mask(kpath, shape[1:] if shape else None) if kpath is not None else None
         pred_t, gt_t = read_events(pp, px), read_events(gp, px)
         warnings = [*units_warnings(pred_t, str(pp), shape, req.calibrated),
@@ -309,6 +323,7 @@ def _same_simulation(folder: Path, params: Any, seed: int) -> bool:
         return False
     want = json.loads(json.dumps(params.as_dict()))  # tuples as JSON lists, as stored
     return (isinstance(meta, dict) and meta.get("seed") == seed and meta.get("params") == want
+            and meta.get("simulator_revision") == SIMULATOR_REVISION
             and all((folder / f).is_file() for f in ("movie.tif", "ground_truth.csv")))
 
 

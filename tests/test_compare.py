@@ -203,3 +203,15 @@ def test_cli_compare_refuses_options_it_would_ignore(tmp_path, args: list[str], 
     r = CliRunner().invoke(app, ["compare", str(tmp_path / "m.tif"), *[a if a != "w.h5" else str(tmp_path / a)
                                                                      for a in args]])
     assert r.exit_code == 1 and says in str(r.exception), (r.output, r.exception)
+
+
+def test_exact_export_names_win_and_movie_names_stay_distinct(tmp_path) -> None:
+    from exodf.compare import find_export, movie_names
+    from test_exoj import exoj_bytes
+
+    for name in ("control.tif_secretions.csv.csv", "control_2.tif_secretions.csv.csv"):  # ExoJ's double .csv
+        (tmp_path / name).write_bytes(exoj_bytes())
+    assert find_export(tmp_path, tmp_path / "control.tif", 2).name == "control.tif_secretions.csv.csv"
+    assert find_export(tmp_path, tmp_path / "control_2.tif", 2).name == "control_2.tif_secretions.csv.csv"
+    names = movie_names([Path("a/x/movie.tif"), Path("b/x/movie.tif"), Path("b/y/cell.tif")])
+    assert names == ["a/x/movie", "b/x/movie", "cell"]

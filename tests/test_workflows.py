@@ -210,3 +210,16 @@ def test_report_precision_by_fold_counts_dim_false_positives() -> None:
     fig = report_figure(pred, 20, matching=match_events(pred, gt))
     precision = fig.axes[3].lines[0].get_ydata()
     assert precision[0] == pytest.approx(0.5)  # the TP at 1.2 and the FP at 0.9 share the first bin
+
+
+def test_evaluate_takes_the_mask_from_a_simulation_folder(sim: Path, tmp_path: Path) -> None:
+    """sim/cell1/ holds movie.tif and cell_mask.tif: --mask sim/cell1/ is the mask, not the movie."""
+    truth = read_events(sim / "ground_truth.csv")
+    write_events(truth, tmp_path / "pred.csv")
+    res = runner.invoke(app, ["evaluate", str(tmp_path / "pred.csv"), str(sim / "ground_truth.csv"),
+                              "--movie", str(sim), "--mask", str(sim), "--json"])
+    assert res.exit_code == 0, (res.output, res.exception)
+    row = json.loads(res.output)["movies"][0]
+    inside = read_mask(sim / "cell_mask.tif").astype(bool)
+    n_inside = int(sum(inside[int(round(y)), int(round(x))] for x, y in zip(truth.x, truth.y)))
+    assert row["n_gt"] == n_inside
