@@ -21,16 +21,24 @@ from .atomic import atomic_path, write_text_atomic
 from .errors import ExodfError
 
 __all__ = ["CHECKPOINT", "save_checkpoint", "load_checkpoint", "require_checkpoint", "refuse_checkpoint",
+           "has_checkpoint",
            "save_weights", "write_history", "plot_history"]
 
 CHECKPOINT = "checkpoint"
 
 
 def save_weights(net: Any, path: str | os.PathLike[str]) -> Path:
-    """Save network weights as a Keras ``*.weights.h5`` file, atomically."""
+    """Save network weights as a Keras ``*.weights.h5`` file, atomically: the network's only (Keras also
+    stores a compiled model's optimizer, three times the size, in a file meant for detection)."""
     p = Path(path)
     if not p.name.endswith(".weights.h5"):
         raise ValueError(f"{p}: Keras weights files must end with .weights.h5")
+    if getattr(net, "optimizer", None) is not None:
+        import keras
+
+        bare = keras.Model.from_config(net.get_config())  # same layers, not compiled
+        bare.set_weights(net.get_weights())
+        net = bare
     with atomic_path(p, suffix=".weights.h5") as tmp:
         net.save_weights(tmp)
     return p
@@ -46,9 +54,10 @@ def save_checkpoint(out: str | os.PathLike[str], net: Any, state: dict[str, Any]
     opt = [np.asarray(v.numpy()) for v in net.optimizer.variables]
     np.savez(tmp / "optimizer.npz", *opt)
     (tmp / "state.json").write_text(json.dumps(state, indent=1) + "\n", encoding="utf-8")
-    shutil.rmtree(old, ignore_errors=True)
     if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
         final.rename(old)
+    # (without a final, an old one is what an interrupted swap left: kept until the new one is in place)
     tmp.rename(final)
     shutil.rmtree(old, ignore_errors=True)
     return final
@@ -72,9 +81,14 @@ def require_checkpoint(out: str | os.PathLike[str]) -> Path:
     return d
 
 
+def has_checkpoint(out: str | os.PathLike[str]) -> bool:
+    """Whether ``out`` holds a checkpoint to resume from (``checkpoint.old`` of an interrupted swap too)."""
+    return _checkpoint_dir(Path(out)) is not None
+
+
 def refuse_checkpoint(out: str | os.PathLike[str]) -> None:
     """An ExodfError if ``out`` holds a checkpoint that a new (not resumed) training would overwrite."""
-    if (Path(out) / CHECKPOINT).exists():
+    if (Path(out) / CHECKPOINT).exists() or has_checkpoint(out):
         raise ExodfError(f"{out}: holds a training checkpoint already; add --resume to continue it, or give "
                          "another output folder")
 

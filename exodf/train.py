@@ -16,6 +16,7 @@ the optimizer's and the sampler's state. Weights are written as Keras ``*.weight
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,6 +29,8 @@ from .checkpoint import (load_checkpoint, plot_history, refuse_checkpoint, save_
                          write_history)
 from .errors import ExodfError
 from .sampling import TrainingMovie, sample_batch
+
+LOG = logging.getLogger(__name__)  # the CLI shows warnings on stderr
 
 __all__ = ["Stage", "TrainConfig", "ORIGINAL_CURRICULUM", "TrainResult", "tversky_loss", "train_network",
            "voxel_scores"]
@@ -226,9 +229,13 @@ def train_network(net: Any, train_movies: Sequence[TrainingMovie], val_movies: S
 
     started = time.perf_counter()
     out = Path(out)
-    train_movies, val_movies = list(train_movies), list(val_movies) or list(train_movies)
+    train_movies, val_movies = list(train_movies), list(val_movies)
     if not train_movies:
         raise ValueError("train_network: no training movies")
+    if not val_movies:
+        LOG.warning("no movie held out for validation: the validation scores are measured on the training "
+                    "movies (hold some out with --val, or give more movies)")
+        val_movies = list(train_movies)
     _check_sizes(train_movies + val_movies, config)
     loss_fn = tversky_loss(config.alpha, config.beta)
     net.compile(optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate), loss=loss_fn)

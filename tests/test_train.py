@@ -117,6 +117,29 @@ def test_tiny_training_run_loss_decreases_and_weights_load(movies: list[Training
     loaded = load_network(out / "model.weights.h5")
     x = movies[2].frames[None, :8, :16, :16, None]
     np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(x)), keras.ops.convert_to_numpy(net(x)), atol=1e-6)
+    # weights meant for detection hold the network only (Keras adds a compiled model's Adam moments: 3x)
+    assert (out / "model.weights.h5").stat().st_size < 0.5 * (out / "checkpoint" / "model.weights.h5").stat().st_size
+
+
+def test_a_checkpoint_left_by_an_interrupted_swap_counts(tmp_path: Path) -> None:
+    """Interrupted between renaming checkpoint -> checkpoint.old and checkpoint.tmp -> checkpoint: the .old
+    one is resumable, so a new training must not overwrite it, and the next save keeps it until replaced."""
+    from exodf.checkpoint import has_checkpoint, refuse_checkpoint, save_checkpoint
+    from exodf.errors import ExodfError
+    from exodf.model import build_unet
+
+    old = tmp_path / "checkpoint.old"
+    old.mkdir()
+    (old / "state.json").write_text("{}")
+    assert has_checkpoint(tmp_path)
+    with pytest.raises(ExodfError, match="--resume"):
+        refuse_checkpoint(tmp_path)
+    import keras
+
+    net = build_unet()
+    net.compile(optimizer=keras.optimizers.Adam(), loss="mse")
+    save_checkpoint(tmp_path, net, {"step": 1})
+    assert (tmp_path / "checkpoint" / "state.json").is_file() and not old.exists()
 
 
 def test_resume_continues_from_checkpoint_step(movies: list[TrainingMovie], tmp_path: Path) -> None:

@@ -135,9 +135,9 @@ def register(app: typer.Typer) -> None:
             with _bar(not quiet) as prog:
                 res = train_files(req, _callback(prog), on_epoch)
         except KeyboardInterrupt:  # Ctrl-C, SIGTERM: the last checkpoint is complete and kept
-            from ..checkpoint import CHECKPOINT
+            from ..checkpoint import has_checkpoint
 
-            kept = (req.out / CHECKPOINT).is_dir()
+            kept = has_checkpoint(req.out)
             typer.echo("exodf: training interrupted; " + (
                 f"{req.out} keeps its last checkpoint: continue with the same command and --resume" if kept
                 else "no checkpoint was written yet"), err=True)
