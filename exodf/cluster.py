@@ -9,6 +9,8 @@ shrinks from quadratic in the whole movie's voxels to the sum over groups.
 
 from __future__ import annotations
 
+import warnings
+
 from dataclasses import dataclass
 from typing import Callable
 
@@ -125,7 +127,9 @@ def points_to_events(points: np.ndarray, scores: np.ndarray | None = None, confi
     groups = _groups(points, 2 * config.bandwidth)
     centres, sizes, means = [], [], []
     for k, idx in enumerate(groups):
-        ms = MeanShift(bandwidth=config.bandwidth, bin_seeding=True).fit(points[idx].astype(np.float64))
+        with warnings.catch_warnings():  # tiny groups: "Binning data failed ... using data points as seeds"
+            warnings.filterwarnings("ignore", message="Binning data failed", category=UserWarning)
+            ms = MeanShift(bandwidth=config.bandwidth, bin_seeding=True).fit(points[idx].astype(np.float64))
         for c in range(ms.cluster_centers_.shape[0]):
             members = idx[ms.labels_ == c]
             centres.append(ms.cluster_centers_[c])

@@ -103,7 +103,10 @@ class MappedPages:
 
     def __init__(self, movie: np.ndarray) -> None:
         mm = getattr(movie, "_mmap", None) if isinstance(movie, np.memmap) else None
-        self._mm = mm if mm is not None and movie.size and hasattr(mmap, "MADV_DONTNEED") else None
+        # read-only maps only: on a copy-on-write one ('c') DONTNEED would throw the caller's edits away, on
+        # a writable one ('r+', 'w+') pages not yet written back
+        read_only = isinstance(movie, np.memmap) and getattr(movie, "mode", None) in ("r", "readonly")
+        self._mm = mm if mm is not None and read_only and movie.size and hasattr(mmap, "MADV_DONTNEED") else None
         self._movie = movie
         self._done = 0
         if self._mm is not None:
@@ -149,6 +152,13 @@ def _read_tiff(p: Path, channel: int | None, plane: int | None) -> np.ndarray:
         tif.close()
         raise ExodfError(f"{p}: damaged or truncated ({damage.pages[0]}); copy the file again or re-save the movie")
     with tif:
+        if _appended_pages(tif):  # pages written one by one (tifffile append=True): one series per page
+            try:
+                data = tif.asarray(key=slice(None), series=None)
+            except Exception as e:
+                raise ExodfError(f"{p}: pixel data is damaged or truncated ({e}); copy the file again or re-save "
+                                 "the movie") from None
+            return _to_tyx(data, "TYX", data.shape, p, channel, plane)
         # ImageJ files over 4 GB hold one IFD only: count the series' images, and check its data fits the file
         images = int(np.prod([n for n, a in zip(shape, axes) if a not in "YXS"], dtype=np.int64))
         expected = (tif.imagej_metadata or {}).get("images")
@@ -168,6 +178,16 @@ def _read_tiff(p: Path, channel: int | None, plane: int | None) -> np.ndarray:
             raise ExodfError(f"{p}: pixel data is damaged or truncated ({e}); copy the file again or re-save "
                              "the movie") from None
     return _to_tyx(np.asarray(data) if not isinstance(data, np.memmap) else data, axes, shape, p, channel, plane)
+
+
+def _appended_pages(tif: "object") -> bool:
+    """Whether a TIFF holds a movie as several 2D series of one shape and type (pages appended one at a
+    time, which Fiji reads as a stack) rather than one series."""
+    series = tif.series  # type: ignore[attr-defined]
+    if len(series) < 2 or getattr(tif, "is_imagej", False) or getattr(tif, "is_ome", False):
+        return False
+    first = series[0]
+    return all(len(s.shape) == 2 and s.shape == first.shape and s.dtype == first.dtype for s in series)
 
 
 def quiet_tifffile() -> None:
@@ -200,7 +220,7 @@ def _pick(data: np.ndarray, axes: str, axis: str, index: int | None, p: Path, op
                          f"choose one with {option} N (0..{n - 1})")
     if not 0 <= index < n:
         raise ExodfError(f"{p}: {option} {index} is out of range; the movie has {n} {what} (0..{n - 1})")
-    return np.take(data, index, axis=k), axes.replace(axis, "")
+    return data[(slice(None),) * k + (index,)], axes.replace(axis, "")  # a view: a memory map stays one
 
 
 def _to_tyx(data: np.ndarray, axes: str, shape: tuple[int, ...], p: Path, channel: int | None,
@@ -214,7 +234,7 @@ def _to_tyx(data: np.ndarray, axes: str, shape: tuple[int, ...], p: Path, channe
             if data.shape[axes.index(ax)] > 1:
                 data, axes = _pick(data, axes, ax, channel, p, "--channel", what)
             else:
-                data, axes = np.take(data, 0, axis=axes.index(ax)), axes.replace(ax, "")
+                data, axes = data[(slice(None),) * axes.index(ax) + (0,)], axes.replace(ax, "")
     if channel is not None and not had_channels and channel != 0:
         raise ExodfError(f"{p}: --channel {channel} given, but the movie has a single channel; drop --channel")
     # drop other singleton axes
@@ -302,16 +322,24 @@ def _read_folder(folder: Path) -> np.ndarray:
             raise ExodfError(f"{f}: this frame cannot be read as TIFF ({type(e).__name__}: {e}); re-save it or "
                              "move it out of the folder") from None
 
-    first = imread(parsed[0][2])
-    if first.ndim != 2:
-        raise ExodfError(f"{parsed[0][2]}: each per-frame TIFF must be one 2D image, this one has shape "
-                         f"{first.shape}")
+    def image2d(f: Path) -> np.ndarray:
+        img = imread(f)
+        while img.ndim > 2 and img.shape[0] == 1:  # saved as (1, Y, X)
+            img = img[0]
+        if img.ndim != 2:
+            raise ExodfError(f"{f}: each per-frame TIFF must be one 2D image, this one has shape {img.shape}")
+        return img
+
+    first = image2d(parsed[0][2])
     out = np.empty((len(parsed),) + first.shape, dtype=first.dtype)
     out[0] = first
     for k, (_, _, f) in enumerate(parsed[1:], start=1):
-        img = imread(f)
+        img = image2d(f)
         if img.shape != first.shape:
             raise ExodfError(f"{f}: frame shape {img.shape} differs from {parsed[0][2].name}'s {first.shape}")
+        if img.dtype != first.dtype:  # casting would wrap (uint16 460 -> uint8 204) or round silently
+            raise ExodfError(f"{f}: pixel type {img.dtype} differs from {parsed[0][2].name}'s {first.dtype}; save "
+                             "every frame with the same bit depth")
         out[k] = img
     return out
 
@@ -368,6 +396,9 @@ def read_mask(path: str | os.PathLike[str], shape: tuple[int, int] | None = None
     if shape is not None and m.shape != tuple(shape):
         raise ExodfError(f"{p}: the mask is {m.shape[1]}x{m.shape[0]} px but the movie is {shape[1]}x{shape[0]}"
                          " px; draw the mask on this movie")
+    if not m.any():
+        raise ExodfError(f"{p}: the mask is empty (no pixel is non-zero), so no event could count; draw the cell "
+                         "in it, or leave the mask out")
     return m != 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +17,11 @@ from .detect import DetectConfig, Detection, detect_events
 from .errors import ExodfError
 from .events import EVENT_FORMATS, write_events
 from .io import create_probability_map, read_mask, read_movie
+from .normalize import dark_frames
 from .predict import DEFAULT_TILE, TILINGS, InferenceConfig
 from .stream import DTYPES
+
+LOG = logging.getLogger(__name__)  # the CLI shows warnings on stderr
 
 __all__ = ["DetectRequest", "detect_file", "load_detector"]
 
@@ -110,6 +114,15 @@ def detect_file(movie_path: str | os.PathLike[str], out_path: str | os.PathLike[
     """
     config = request.config()
     movie = read_movie(movie_path, channel=request.channel, plane=request.plane)
+    if 2 * request.exclude_edges >= movie.shape[0]:
+        raise ExodfError(f"{movie_path}: --exclude-edges {request.exclude_edges} leaves none of its "
+                         f"{movie.shape[0]} frames; give a smaller --exclude-edges")
+    dark = dark_frames(movie)
+    if dark.size:
+        LOG.warning(f"{movie_path}: {dark.size} frame(s) far darker than the others (Slice "
+                    f"{', '.join(str(int(t) + 1) for t in dark[:8])}{', ...' if dark.size > 8 else ''}): the "
+                    "frame after a dark one can show false events (every spot seems to appear); cut dark "
+                    "frames off the movie, or exclude them from analyses")
     mask = read_mask(request.mask, movie.shape[1:]) if request.mask is not None else None
     label = Path(movie_path).name
     cb = _progress_callback(progress, label)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["normalize_frames", "normalize_frame", "frame_range", "apply_range", "EPSILON"]
+__all__ = ["normalize_frames", "normalize_frame", "frame_range", "apply_range", "EPSILON", "dark_frames"]
 
 # a frame with p99 - p1 <= EPSILON becomes 0 (flat); for a movie whose values stay below 1 (floats scaled
 # down), EPSILON times its scale instead, so that such a movie is not taken as flat everywhere
@@ -43,3 +43,25 @@ def normalize_frames(movie: np.ndarray, lower: float = 1.0, upper: float = 99.0,
     for t in range(movie.shape[0]):
         res[t] = normalize_frame(movie[t], lower, upper)
     return res
+
+
+def dark_frames(movie: np.ndarray, fraction: float = 0.25) -> np.ndarray:
+    """Indices of frames far darker than the movie's typical frame (a closed shutter, a blank first frame):
+    a mean above the camera's floor (the lowest 1st percentile of any frame) by less than ``fraction`` of
+    the median frame's. Photobleaching, which dims the cell but not below that, is not dark.
+
+    Each frame is normalised on its own, so such a frame becomes noise or zeros, and the cell's spots all
+    seem to appear on the next bright frame: the network marks some of them as events there.
+    """
+    if movie.ndim != 3 or movie.shape[0] < 3:
+        return np.zeros(0, dtype=np.int64)
+    means = np.empty(movie.shape[0])
+    lows = np.empty(movie.shape[0])
+    for t in range(movie.shape[0]):
+        f = np.asarray(movie[t])
+        means[t] = float(np.mean(f, dtype=np.float64))
+        lows[t] = float(np.percentile(f[::4, ::4], 1))  # a sample is enough for the floor
+    floor, typical = float(lows.min()), float(np.median(means))
+    if not typical > floor:
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(means - floor < fraction * (typical - floor))

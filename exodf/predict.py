@@ -76,8 +76,8 @@ class InferenceConfig:
         if self.tiling == "original" and self.dtype != "float32":
             raise ValueError(f"InferenceConfig: original tiling reproduces the original in float32; dtype "
                              f"{self.dtype!r} needs context or candidates tiling")
-        if len(self.tile) != 3 or any(int(v) < 1 for v in self.tile):
-            raise ValueError(f"InferenceConfig.tile must be three positive sizes (t, y, x), got {self.tile}")
+        if len(self.tile) != 3 or any(int(v) != v or int(v) < 1 for v in self.tile):
+            raise ValueError(f"InferenceConfig.tile must be three positive whole sizes (t, y, x), got {self.tile}")
         if self.tile[1] % SPATIAL_MULTIPLE or self.tile[2] % SPATIAL_MULTIPLE:
             raise ValueError(f"InferenceConfig.tile: y and x must be multiples of 4, got {self.tile}")
         if self.patch % SPATIAL_MULTIPLE or self.patch <= 2 * ORIGINAL_PAD:

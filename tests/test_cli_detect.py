@@ -174,3 +174,15 @@ def test_output_format_and_name_agree(movies: Path, tmp_path: Path, args: list[s
     r = _exodf("detect", movies / "cell2.tif", *args, "--weights", tmp_path / "never-loaded.h5", cwd=tmp_path)
     assert r.returncode == 1 and says in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_dark_frames_are_warned_and_edges_must_leave_frames(weights_path: Path, tmp_path: Path) -> None:
+    movie = _puff_movie(2)
+    movie[:3] = np.random.default_rng(0).poisson(100, movie[:3].shape)  # shutter still closed
+    tifffile.imwrite(tmp_path / "m.tif", movie)
+    r = _exodf("detect", tmp_path / "m.tif", "-o", tmp_path / "e.csv", "-q", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "3 frame(s) far darker than the others (Slice 1, 2, 3)" in r.stderr
+    r = _exodf("detect", tmp_path / "m.tif", "-o", tmp_path / "f.csv", "--exclude-edges", "15", cwd=tmp_path)
+    assert r.returncode == 1 and "--exclude-edges 15 leaves none of its 30 frames" in r.stderr
+    assert not (tmp_path / "f.csv").exists()

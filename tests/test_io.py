@@ -257,3 +257,41 @@ def test_check_movie_refuses_what_no_event_can_be_detected_in() -> None:
                       ("movie.tif", "numpy array, got str"), (np.full((3, 8, 8), 1e300), "beyond float32")):
         with pytest.raises(ExodfError, match=says):
             check_movie(bad, "my movie")  # type: ignore[arg-type]
+
+
+def test_movie_layouts_fiji_reads_are_read_too(tmp_path: Path) -> None:
+    """Pages appended one at a time (one series each), per-frame files saved as (1, Y, X)."""
+    m = np.random.default_rng(0).integers(0, 1000, (6, 16, 20)).astype(np.uint16)
+    for i, f in enumerate(m):
+        tifffile.imwrite(tmp_path / "appended.tif", f, append=i > 0)
+    np.testing.assert_array_equal(read_movie(tmp_path / "appended.tif"), m)
+    (tmp_path / "frames").mkdir()
+    for i, f in enumerate(m):
+        tifffile.imwrite(tmp_path / "frames" / f"f{i:03d}.tif", f[None])
+    np.testing.assert_array_equal(read_movie(tmp_path / "frames"), m)
+
+
+def test_per_frame_files_of_another_bit_depth_are_refused(tmp_path: Path) -> None:
+    m = np.random.default_rng(0).integers(300, 1000, (3, 8, 8)).astype(np.uint16)
+    for i, f in enumerate(m):
+        tifffile.imwrite(tmp_path / f"f{i:03d}.tif", f.astype(np.uint8) if i == 2 else f)  # 460 would read 204
+    with pytest.raises(ExodfError, match="f002.tif: pixel type uint8 differs from f000.tif's uint16"):
+        read_movie(tmp_path)
+
+
+def test_pages_of_a_copy_on_write_map_are_not_dropped(tmp_path: Path) -> None:
+    """Releasing the pages of a private map ('c') threw the caller's edits away."""
+    from exodf.io import MappedPages, check_movie
+
+    np.save(tmp_path / "m.npy", np.arange(6 * 64 * 64, dtype=np.float32).reshape(6, 64, 64))
+    mm = np.load(tmp_path / "m.npy", mmap_mode="c")
+    mm[:] = 100.0
+    check_movie(mm)
+    MappedPages(mm).release_before(5)
+    assert float(mm[0, 0, 0]) == float(mm[5, 0, 0]) == 100.0
+
+
+def test_an_empty_mask_is_refused(tmp_path: Path) -> None:
+    tifffile.imwrite(tmp_path / "mask.tif", np.zeros((8, 8), np.uint8))
+    with pytest.raises(ExodfError, match="the mask is empty"):
+        read_mask(tmp_path / "mask.tif")

@@ -65,3 +65,14 @@ def test_a_movie_scaled_below_1_is_not_taken_as_flat() -> None:
     movie = rng.poisson(300, (3, 32, 32)).astype(np.float32)
     np.testing.assert_allclose(normalize_frames(movie * 1e-7), normalize_frames(movie), atol=1e-5)
     assert not normalize_frames(np.zeros((2, 8, 8), np.float32)).any()  # a flat frame stays 0
+
+
+def test_dark_frames_found_but_not_photobleaching() -> None:
+    from exodf.normalize import dark_frames
+    from exodf.simulate import preset, simulate
+
+    movie = simulate(preset("control", n_frames=60, height=48, width=48, bleach=(0.5, 0.6)), seed=1).movie
+    assert dark_frames(movie).size == 0  # the cell dims by half over the movie: not dark
+    dark = movie.astype(np.float32)
+    dark[:4] = 100 + np.random.default_rng(0).normal(0, 6, dark[:4].shape)  # a closed shutter: offset + noise
+    assert dark_frames(dark).tolist() == [0, 1, 2, 3]
