@@ -102,7 +102,8 @@ def register(app: typer.Typer) -> None:
         max_minutes: Annotated[Optional[float], typer.Option(help="Time budget: stop (checkpointed) at the end "
                                                              "of the epoch that passes it.")] = None,
         pixel_size: Annotated[Optional[float], typer.Option(help="Event tables are calibrated: size of a pixel "
-                                                            "(e.g. 0.16 for µm).")] = None,
+                                                            "(e.g. 0.16 for µm). --spots tables stay in "
+                                                            "pixels, as exodf spots writes them.")] = None,
         target_offset: Annotated[int, typer.Option(help="Paint each event's training target this many frames "
                                                    "after its table frame: 1 (default) as the published network "
                                                    "marks events (its detections sit a frame after the "
