@@ -86,9 +86,6 @@ def main() -> None:
             sys.exit(1)
         raise
     if rc == 130:  # typer turns KeyboardInterrupt into exit status 130 and returns it
-        for sig in (signal.SIGINT, signal.SIGTERM):  # a late second signal must not turn 130 into death by
-            with contextlib.suppress(ValueError):    # signal while the interpreter shuts down
-                signal.signal(sig, signal.SIG_IGN)
         print("exodf: interrupted; no partial output was written", file=sys.stderr)
     if isinstance(rc, int) and rc:
         sys.exit(rc)
