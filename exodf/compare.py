@@ -29,6 +29,7 @@ import numpy as np
 from .errors import ExodfError
 from .evaluate import Matching, exclude_events, match_events, score_events, summarize
 from .events import EventTable
+from .io import movie_stem
 
 __all__ = ["MethodSpec", "parse_methods", "venn_counts", "MovieResult", "Comparison", "compare_movies",
            "comparison_rows", "comparison_figure", "venn_totals", "compare_files", "BUILTIN_METHODS"]
@@ -264,14 +265,6 @@ def exclude_truth(truth: EventTable, n_frames: int, exclude_edges: int) -> Event
     return exclude_events(truth, n_frames, exclude_edges)
 
 
-def _movie_stem(movie: Path) -> str:
-    name = movie.name
-    for suf in (".ome.tiff", ".ome.tif", ".tiff", ".tif", ".h5", ".hdf5"):
-        if name.lower().endswith(suf):
-            return name[: -len(suf)]
-    return movie.stem
-
-
 def _exocytosis_lists(folder: Path) -> list[Path]:
     """The ExoJ exocytosis lists in ``folder`` (movies, tables and ExoJ's tracking lists left out)."""
     from .exoj import is_exocytosis_list
@@ -307,7 +300,7 @@ def find_export(export: Path, movie: Path, n_movies: int, shared_stem: bool = Fa
         pat = re.compile(rf"(^|[^A-Za-z0-9]){re.escape(word)}([^A-Za-z0-9]|$)", re.IGNORECASE)
         return [f for f in files if pat.search(f.name)]
 
-    stem, folder = _movie_stem(movie), movie.resolve().parent.name
+    stem, folder = movie_stem(movie), movie.resolve().parent.name
     tries = ([inside(folder)] if folder else []) if shared_stem else [named(stem)]
     if not shared_stem and folder and not tries[0]:
         tries.append(inside(folder))
@@ -328,7 +321,7 @@ def _export_base(name: str) -> str:
     ``cell1.tif_secretions.csv.csv`` -> ``cell1``."""
     base = re.sub(r"(\.(csv|txt|tsv|xls))+$", "", name, flags=re.IGNORECASE)
     base = re.sub(r"_secretions$", "", base, flags=re.IGNORECASE)
-    return _movie_stem(Path(base))
+    return movie_stem(Path(base))
 
 
 class _Movies(Sequence[tuple[str, np.ndarray, EventTable]]):
@@ -352,12 +345,12 @@ def movie_names(movies: Sequence[Path]) -> list[str]:
     """Names that tell movies apart: the file's stem, or as many of its folders as it takes when stems
     repeat (sim/cell1/movie; a/x/movie and b/x/movie)."""
     paths = [Path(m).resolve() for m in movies]
-    names = [_movie_stem(p) for p in paths]
+    names = [movie_stem(p) for p in paths]
     depth = 0
     while len(set(names)) < len(names) and depth < max(len(p.parts) for p in paths):
         depth += 1
-        names = ["/".join([*p.parent.parts[-depth:], _movie_stem(p)]) if
-                 [_movie_stem(q) for q in paths].count(_movie_stem(p)) > 1 else _movie_stem(p) for p in paths]
+        names = ["/".join([*p.parent.parts[-depth:], movie_stem(p)]) if
+                 [movie_stem(q) for q in paths].count(movie_stem(p)) > 1 else movie_stem(p) for p in paths]
     return names
 
 
@@ -431,7 +424,7 @@ def compare_files(movies: Sequence[Path], gts: Sequence[Path], methods: Sequence
     truths = [read_events(g, pixel_size) for g in gts]
     doubts = [w for g, t, shape in zip(gts, truths, shapes) for w in units_warnings(t, str(g), shape,
                                                                                      pixel_size is not None)]
-    stems = [_movie_stem(m) for m in movies]
+    stems = [movie_stem(m) for m in movies]
     detectors: dict[str, Any] = {}
     exports: dict[str, list[str]] = {}
     for spec in methods:

@@ -19,11 +19,21 @@ import numpy as np
 from .atomic import atomic_path
 from .errors import ExodfError
 
-__all__ = ["read_movie", "check_movie", "read_mask", "write_tiff", "write_probabilities", "movie_paths", "MOVIE_SUFFIXES"]
+__all__ = ["read_movie", "check_movie", "read_mask", "write_tiff", "write_probabilities", "movie_paths", "MOVIE_SUFFIXES",
+           "movie_stem"]
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 MOVIE_SUFFIXES = TIFF_SUFFIXES + (".h5", ".hdf5", ".ome.tif", ".ome.tiff")
 _TIME_LIKE = "TZIQ"  # axes that may carry time in a stack (ImageJ stacks often call frames "slices")
+
+
+def movie_stem(path: str | os.PathLike[str]) -> str:
+    """A movie's name without its suffix (``cell1.ome.tif`` -> ``cell1``; a folder keeps its name)."""
+    name = Path(path).name
+    for suf in sorted(MOVIE_SUFFIXES, key=len, reverse=True):  # .ome.tif before .tif
+        if name.lower().endswith(suf):
+            return name[: -len(suf)]
+    return Path(path).stem
 
 
 def read_movie(path: str | os.PathLike[str], channel: int | None = None, plane: int | None = None,

@@ -35,13 +35,10 @@ def _check_format(out: Path, fmt: str) -> None:
 
 def output_for(movie: Path, out: Optional[Path], n_movies: int, fmt: str) -> Path:
     """Where a movie's events go: ``-o FILE`` (one movie), ``-o FOLDER``, or beside the movie."""
+    from ..io import movie_stem
+
     default_suffix = ".xml" if fmt == "xml" else ".csv"
-    stem = movie.name
-    for suf in (".ome.tiff", ".ome.tif", ".tiff", ".tif", ".h5", ".hdf5"):
-        if stem.lower().endswith(suf):
-            stem = stem[: -len(suf)]
-            break
-    name = f"{stem}_events{default_suffix}"
+    name = f"{movie_stem(movie)}_events{default_suffix}"
     if out is None:
         return (movie.parent if movie.is_file() else movie.parent) / name
     if out.suffix.lower() in OUT_SUFFIXES and not out.is_dir():
