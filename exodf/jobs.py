@@ -16,7 +16,7 @@ from .cluster import ClusterConfig
 from .detect import DetectConfig, Detection, detect_events
 from .errors import ExodfError
 from .events import EVENT_FORMATS, write_events
-from .io import create_probability_map, read_mask, read_movie
+from .io import MappedPages, create_probability_map, read_mask, read_movie
 from .normalize import dark_frames
 from .predict import DEFAULT_TILE, TILINGS, InferenceConfig
 from .stream import DTYPES
@@ -118,6 +118,7 @@ def detect_file(movie_path: str | os.PathLike[str], out_path: str | os.PathLike[
         raise ExodfError(f"{movie_path}: --exclude-edges {request.exclude_edges} leaves none of its "
                          f"{movie.shape[0]} frames; give a smaller --exclude-edges")
     dark = dark_frames(movie)
+    MappedPages(movie).release_before(movie.shape[0] - 1)  # the scan's pages: not kept resident (long movies)
     if dark.size:
         LOG.warning(f"{movie_path}: {dark.size} frame(s) far darker than the others (Slice "
                     f"{', '.join(str(int(t) + 1) for t in dark[:8])}{', ...' if dark.size > 8 else ''}): the "
