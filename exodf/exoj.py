@@ -96,16 +96,19 @@ def _titles(raw: bytes) -> set[str]:
     return {h.lower() for h in _header(_decode(raw[:4096]))}
 
 
+def _is_exoj(titles: set[str], frames: set[str]) -> bool:
+    return {"position (x)", "position (y)"} <= titles and bool(titles & frames)
+
+
 def looks_like_exoj(raw: bytes) -> bool:
     """Whether ``raw`` (a file's bytes) is a list written by ExoJ: its exocytosis list (any version) or its
     tracking list (the candidates before ExoJ's exocytosis tests, without a Peak Frame)."""
-    titles = _titles(raw)
-    return {"position (x)", "position (y)"} <= titles and bool(titles & {"peak frame", "begin frame"})
+    return _is_exoj(_titles(raw), {"peak frame", "begin frame"})
 
 
 def is_exocytosis_list(raw: bytes) -> bool:
     """Whether ``raw`` is ExoJ's exocytosis list (it has a Peak Frame; the tracking list does not)."""
-    return looks_like_exoj(raw) and "peak frame" in _titles(raw)
+    return _is_exoj(_titles(raw), {"peak frame"})
 
 
 def _number(cell: str) -> float:
