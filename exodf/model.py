@@ -85,7 +85,7 @@ def load_network(path: str | os.PathLike[str]) -> "keras.Model":
             net.load_weights(p)
         except Exception as e:
             raise ExodfError(f"{p}: these weights do not fit the ExoDeepFinder network ({e})") from None
-        return net
+        return _finite(net, p)
     try:
         stored = keras.models.load_model(p, compile=False)
     except Exception as e:
@@ -99,4 +99,15 @@ def load_network(path: str | os.PathLike[str]) -> "keras.Model":
                          "give weights of the published architecture")
     for s, d in zip(src, dst):
         d.set_weights(s.get_weights())
+    return _finite(net, p)
+
+
+def _finite(net: "keras.Model", path: Path) -> "keras.Model":
+    """Refuse weights holding NaN or infinity (a training run that diverged): they detect nothing."""
+    import numpy as np
+
+    if not all(np.isfinite(w).all() for w in net.get_weights()):
+        raise ExodfError(f"{path}: these weights hold NaN or infinite values (the training that wrote them "
+                         "diverged); use the weights of an earlier stage or train again with a lower "
+                         "--learning-rate")
     return net

@@ -108,6 +108,8 @@ class TrainConfig:
         for name in ("alpha", "beta"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if self.seed < 0:
+            raise ValueError(f"TrainConfig.seed must be >= 0, got {self.seed}")
         if self.val_batches < 0:
             raise ValueError(f"TrainConfig.val_batches must be >= 0, got {self.val_batches}")
 
@@ -184,6 +186,14 @@ def _validate(net: Any, batches: list[tuple[np.ndarray, np.ndarray]], loss_fn: C
         prec, rec, f1 = voxel_scores(t, q, label)
         out.update({f"val_precision_{name}": prec, f"val_recall_{name}": rec, f"val_f1_{name}": f1})
     return out
+
+
+def _diverged(out: Path, step: int, loss: float, saved: int, config: TrainConfig) -> str:
+    kept = (f"{out / 'checkpoint'} still holds the weights of step {saved}, the last finished epoch"
+            if saved else "nothing was saved")
+    return (f"training diverged at step {step} (loss {loss}): the weights are no longer numbers and were not "
+            f"saved; {kept}. Train again in a new folder with a lower --learning-rate (now "
+            f"{config.learning_rate:g})")
 
 
 def _check_sizes(movies: Sequence[TrainingMovie], config: TrainConfig) -> None:
@@ -265,6 +275,8 @@ def train_network(net: Any, train_movies: Sequence[TrainingMovie], val_movies: S
                 res = net.train_on_batch(x, y)
                 losses.append(float(np.asarray(res[0] if isinstance(res, (list, tuple)) else res)))
                 step += 1
+                if not np.isfinite(losses[-1]):
+                    raise ExodfError(_diverged(out, step, losses[-1], int(state["step"]), config))
                 if progress:
                     progress("train", step, total)
             row: dict[str, Any] = {"step": step, "stage": si + 1, "patch": stage.patch, "epoch": epoch + 1,

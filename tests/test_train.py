@@ -203,3 +203,29 @@ def test_scratch_initial_weights_follow_the_seed() -> None:
     a, b, c = (_initial_network("scratch", s).get_weights() for s in (3, 3, 4))
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
     assert not all(np.array_equal(x, y) for x, y in zip(a, c))
+
+
+def test_a_diverging_run_stops_without_saving_and_its_weights_are_refused(movies: list[TrainingMovie],
+                                                                          tmp_path: Path) -> None:
+    """A learning rate far too high turns the weights into NaN: training stops at the first non-finite loss,
+    keeps the last good checkpoint, and NaN weights never reach detection (they detect nothing)."""
+    import keras
+
+    from exodf.checkpoint import save_weights
+    from exodf.model import build_unet, load_network
+
+    keras.utils.set_random_seed(0)
+    out = tmp_path / "run"
+    cfg = _config(stages=(Stage(8, 16, 2, epochs=10, steps=1),), learning_rate=1e6)
+    train_network(build_unet(), movies[:2], movies[2:], cfg, out, until_step=1)  # step 1's loss: initial weights
+    good = (out / "checkpoint" / "state.json").read_text()
+    net = build_unet()
+    with pytest.raises(ExodfError, match=r"diverged at step \d+ .*still holds the weights of step 1.*lower "
+                                         r"--learning-rate \(now 1e\+06\)"):
+        train_network(net, movies[:2], movies[2:], cfg, out, resume=True)
+    assert (out / "checkpoint" / "state.json").read_text() == good
+    assert not (out / "model.weights.h5").exists()
+    net.set_weights([np.full_like(w, np.nan) for w in net.get_weights()])
+    save_weights(net, tmp_path / "nan.weights.h5")
+    with pytest.raises(ExodfError, match="NaN or infinite"):
+        load_network(tmp_path / "nan.weights.h5")
