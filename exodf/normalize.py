@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["normalize_frames", "normalize_frame", "frame_range", "apply_range", "EPSILON", "dark_frames"]
+__all__ = ["normalize_frames", "normalize_frame", "frame_range", "apply_range", "EPSILON", "dark_frames",
+           "NormalizedMovie"]
 
 # a frame with p99 - p1 <= EPSILON becomes 0 (flat); for a movie whose values stay below 1 (floats scaled
 # down), EPSILON times its scale instead, so that such a movie is not taken as flat everywhere
@@ -17,11 +18,16 @@ def frame_range(frame: np.ndarray, lower: float = 1.0, upper: float = 99.0) -> t
     return np.percentile(f, lower), np.percentile(f, upper)
 
 
+def _varies(p_lo: np.float32, p_hi: np.float32) -> bool:
+    """Whether a frame with this (p1, p99) is normalised (else it is flat and becomes 0)."""
+    scale = min(1.0, max(abs(float(p_lo)), abs(float(p_hi))))
+    return bool(p_hi - p_lo > EPSILON * scale)
+
+
 def apply_range(data: np.ndarray, p_lo: np.float32, p_hi: np.float32) -> np.ndarray:
     """(data - p_lo) / (p_hi - p_lo) in float32 (any part of a frame); 0 where the frame is flat."""
     f = np.asarray(data, dtype=np.float32)
-    scale = min(1.0, max(abs(float(p_lo)), abs(float(p_hi))))
-    if p_hi - p_lo > EPSILON * scale:
+    if _varies(p_lo, p_hi):
         return (f - p_lo) / (p_hi - p_lo)
     return np.zeros(f.shape, dtype=np.float32)
 
@@ -43,6 +49,48 @@ def normalize_frames(movie: np.ndarray, lower: float = 1.0, upper: float = 99.0,
     for t in range(movie.shape[0]):
         res[t] = normalize_frame(movie[t], lower, upper)
     return res
+
+
+class NormalizedMovie:
+    """A (T, Y, X) movie that is normalised frame by frame as it is read, as :func:`normalize_frames` would
+    (bit for bit): patches of a memory-mapped or 16-bit movie without holding a float32 copy of it.
+
+    Indexing takes a frame index or slice first, then slices of rows and columns, and returns float32.
+    """
+
+    def __init__(self, movie: np.ndarray, lower: float = 1.0, upper: float = 99.0) -> None:
+        if movie.ndim != 3:
+            raise ValueError(f"NormalizedMovie: expected a (T, Y, X) movie, got shape {movie.shape}")
+        self.movie = movie
+        ranges = [frame_range(movie[t], lower, upper) for t in range(movie.shape[0])]
+        self.lo = np.array([r[0] for r in ranges], dtype=np.float32)
+        hi = np.array([r[1] for r in ranges], dtype=np.float32)
+        self.varies = np.array([_varies(lo, h) for lo, h in zip(self.lo, hi)], dtype=bool)
+        self.den = np.where(self.varies, hi - self.lo, np.float32(1)).astype(np.float32)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.movie.shape)  # type: ignore[return-value]
+
+    ndim = 3
+    dtype = np.dtype(np.float32)
+
+    def __len__(self) -> int:
+        return int(self.movie.shape[0])
+
+    def __getitem__(self, key: object) -> np.ndarray:
+        key = key if isinstance(key, tuple) else (key,)
+        frames = np.arange(self.movie.shape[0])[key[0]]
+        if not all(isinstance(k, slice) for k in key[1:]):
+            raise IndexError("NormalizedMovie: index rows and columns with slices")
+        data = np.asarray(self.movie[key], dtype=np.float32)
+        shape = (-1,) + (1,) * (data.ndim - 1) if np.ndim(frames) else ()  # per-frame values broadcast
+        lo, den = self.lo[frames].reshape(shape), self.den[frames].reshape(shape)
+        return np.where(self.varies[frames].reshape(shape), (data - lo) / den, np.float32(0))
+
+    def __array__(self, dtype: object = None, copy: object = None) -> np.ndarray:
+        out = self[:]
+        return out if dtype is None else out.astype(dtype)
 
 
 def dark_frames(movie: np.ndarray, fraction: float = 0.25) -> np.ndarray:

@@ -27,7 +27,8 @@ class TrainingMovie:
     Attributes
     ----------
     frames
-        The normalised movie (T, Y, X) float32 (see :func:`exodf.normalize.normalize_frames`).
+        The normalised movie (T, Y, X) float32 (see :func:`exodf.normalize.normalize_frames`), or a
+        :class:`exodf.normalize.NormalizedMovie` that normalises what is read of it.
     target
         Classes (T, Y, X) int8 (see :func:`exodf.targets.make_target`).
     objects

@@ -15,10 +15,10 @@ from .errors import ExodfError
 from .evaluate import units_warnings
 from .events import EventTable, read_events, write_events
 from .io import read_movie, write_tiff
-from .normalize import normalize_frames
+from .normalize import NormalizedMovie
 from .sampling import TrainingMovie
 from .spots import SpotConfig, spot_labels, spot_table
-from .targets import make_target, training_objects
+from .targets import nearest_voxels, make_target, training_objects
 from .train import ORIGINAL_CURRICULUM, Stage, TrainConfig, TrainResult, train_network
 
 LOG = logging.getLogger(__name__)  # the CLI shows warnings on stderr
@@ -89,7 +89,8 @@ def prepare_movie(movie: np.ndarray, events: EventTable, spots: np.ndarray | Non
     after their table frame), the patch centres."""
     painted = EventTable(events.x, events.y, events.frame + target_offset, events.columns)
     target = make_target(movie.shape, painted, spots, match_distance)
-    return TrainingMovie(normalize_frames(movie), target, training_objects(target, painted), name)
+    # normalised as patches are read: a float32 copy of every movie would hold 4 B/voxel through training
+    return TrainingMovie(NormalizedMovie(movie), target, training_objects(target, painted), name)
 
 
 def parse_stages(patch_sizes: str = "8,16,32,48", batch_sizes: str = "256,128,32,10",
@@ -144,6 +145,8 @@ class TrainRequest:
     max_minutes: Optional[float] = None
     pixel_size: Optional[float] = None
     target_offset: int = TARGET_OFFSET
+    channel: Optional[int] = None
+    plane: Optional[int] = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def n_val(self) -> int:
@@ -194,7 +197,7 @@ def _check_out(req: TrainRequest, meta: dict[str, Any]) -> dict[str, Any]:
                              f"({', '.join(before[key])}); resume with the same inputs in the same order, or "
                              "start a new folder")
     for key, option in (("spots", "--spots/--no-spots"), ("pixel_size", "--pixel-size"),
-                        ("target_offset", "--target-offset")):
+                        ("target_offset", "--target-offset"), ("channel", "--channel"), ("plane", "--plane")):
         was, now = before.get(key), meta[key]
         if key == "spots" and isinstance(was, list) and isinstance(now, list):
             was, now = [str(Path(p).resolve()) for p in was], [str(Path(p).resolve()) for p in now]
@@ -203,6 +206,13 @@ def _check_out(req: TrainRequest, meta: dict[str, Any]) -> dict[str, Any]:
                              f"{before[key]!r}, not {meta[key]!r}; resume with the same options, or start a new "
                              "folder")
     return before
+
+
+def _past_the_end(events: EventTable, shape: tuple[int, ...], offset: int) -> int:
+    """Events inside the movie whose target, painted ``offset`` frames later, falls after its last frame."""
+    c = nearest_voxels(events).reshape(-1, 3)
+    inside = (c >= 0).all(axis=1) & (c[:, 0] < shape[0]) & (c[:, 1] < shape[1]) & (c[:, 2] < shape[2])
+    return int((inside & (c[:, 0] + offset >= shape[0])).sum())
 
 
 def train_files(req: TrainRequest, progress: Progress | None = None,
@@ -228,7 +238,7 @@ def train_files(req: TrainRequest, progress: Progress | None = None,
             "validation_movies": [str(p) for p in req.movies[n_train:]],
             "events": [str(p) for p in req.events], "spots": [str(p) for p in req.spots] or
             ("built-in detector" if req.detect_spots else "none"), "pixel_size": req.pixel_size,
-            "target_offset": req.target_offset, **req.extra}
+            "target_offset": req.target_offset, "channel": req.channel, "plane": req.plane, **req.extra}
     before = _check_out(req, meta)  # cheap checks first: the folder, the initial weights, then each movie's size
     if "init" in before:
         meta["init"] = before["init"]  # resumed: the weights it started from, not the checkpoint's
@@ -236,7 +246,7 @@ def train_files(req: TrainRequest, progress: Progress | None = None,
     biggest = max(s.patch for s in config.stages)
     prepared: list[TrainingMovie] = []
     for i, (mp, ep) in enumerate(zip(req.movies, req.events)):
-        movie = read_movie(mp)
+        movie = read_movie(mp, channel=req.channel, plane=req.plane)
         if min(movie.shape) < biggest:
             raise ExodfError(f"{mp}: shape {movie.shape} is smaller than the largest patch ({biggest}) along an "
                              "axis; give smaller --patch-sizes or larger movies")
@@ -250,14 +260,18 @@ def train_files(req: TrainRequest, progress: Progress | None = None,
         else:
             spots = None
         m = prepare_movie(movie, events, spots, name=Path(mp).name, target_offset=req.target_offset)
+        spots = None  # (the next movie's spot map is not made beside this one's)
         inside = len(m.objects.events)
+        late = _past_the_end(events, movie.shape, req.target_offset)
+        why = (f" ({late} of them in the last {req.target_offset} frame(s): their target is painted "
+               f"--target-offset {req.target_offset} frame(s) later, past the end)" if late else "")
         if len(events) and not inside:  # (an empty table is a movie without exocytosis: negative examples)
-            raise ExodfError(f"{ep}: none of its {len(events)} events lies inside {mp} (shape {movie.shape}); "
-                             "check that the table belongs to the movie (X, Y in pixels, or --pixel-size; Slice "
-                             "1-based)")
+            raise ExodfError(f"{ep}: none of its {len(events)} events can be used inside {mp} (shape "
+                             f"{movie.shape}){why}; check that the table belongs to the movie (X, Y in pixels, "
+                             "or --pixel-size; Slice 1-based)")
         if inside < len(events):
             LOG.warning(f"{ep}: {len(events) - inside} of its {len(events)} events lie outside {mp} "
-                        f"(shape {movie.shape}) and are not used")
+                        f"(shape {movie.shape}){why} and are not used")
         if len(m.objects.events) == 0 and len(m.objects.spots) == 0:
             raise ExodfError(f"{mp}: neither an event nor a bright spot to learn from; give its events, or "
                              "--spots, or leave it out")

@@ -118,7 +118,7 @@ def test_training_inputs_are_checked_before_training(sim_files: list[tuple[Path,
     write_events(EventTable([300.0, 310.0], [300.0, 305.0], [3.0, 9.0]), far)
     res = CliRunner().invoke(app, ["train", str(m0), str(m1), "-e", str(far), "-e", str(e1), "-o",
                                    str(tmp_path / "a"), *small])
-    assert res.exit_code != 0 and "none of its 2 events lies inside" in str(res.exception)
+    assert res.exit_code != 0 and "none of its 2 events can be used inside" in str(res.exception)
     assert not (tmp_path / "a").exists()
     res = CliRunner().invoke(app, ["train", str(m0), str(m1), "-e", str(e0), "-e", str(e1), "-o",
                                    str(tmp_path / "b"), *small[2:], "--init", str(tmp_path / "nope.h5")])
@@ -160,3 +160,38 @@ def test_targets_are_painted_one_frame_after_the_table_frame_by_default() -> Non
     assert m.target[5, 12, 10] == EXOCYTOSIS and (m.target[5] == EXOCYTOSIS).sum() == 49  # the r=4 disk
     at_frame = prepare_movie(movie, events, None, target_offset=0)
     assert np.flatnonzero((at_frame.target == EXOCYTOSIS).any(axis=(1, 2))).tolist() == [4, 5, 6]
+
+
+def test_events_in_the_last_frame_are_said_to_be_painted_past_the_end(sim_files: list[tuple[Path, Path]],
+                                                                       tmp_path: Path) -> None:
+    """With --target-offset 1 an event annotated in the last frame has no frame to be painted in."""
+    (m0, _), _ = sim_files
+    last = tmp_path / "last.csv"
+    write_events(EventTable([10.0, 20.0], [12.0, 14.0], [23.0, 23.0]), last)  # frame 23 of 24
+    res = CliRunner().invoke(app, ["train", str(m0), "-e", str(last), "-o", str(tmp_path / "a"), "--init",
+                                   "scratch", "--patch-sizes", "8", "--batch-sizes", "2", "--epochs", "1",
+                                   "--steps", "1", "-q"])
+    assert res.exit_code != 0
+    assert "2 of them in the last 1 frame(s)" in str(res.exception) and "past the end" in str(res.exception)
+
+
+def test_train_picks_a_channel_and_refuses_a_negative_seed(sim_files: list[tuple[Path, Path]],
+                                                           tmp_path: Path) -> None:
+    (m0, e0), _ = sim_files
+    movie = tifffile.imread(m0)
+    two = tmp_path / "two_channels.tif"  # (T, C, Y, X): the movie in channel 1, noise in channel 0
+    noise = np.random.default_rng(0).integers(0, 50, movie.shape).astype(movie.dtype)
+    tifffile.imwrite(two, np.stack([noise, movie], axis=1), imagej=True, metadata={"axes": "TCYX"})
+    small = ["--init", "scratch", "--patch-sizes", "8", "--batch-sizes", "2", "--epochs", "1", "--steps", "1",
+             "--val-batches", "1", "-q"]
+    res = CliRunner().invoke(app, ["train", str(two), "-e", str(e0), "-o", str(tmp_path / "a"), *small])
+    assert res.exit_code != 0 and "--channel" in str(res.exception)
+    res = CliRunner().invoke(app, ["train", str(two), "-e", str(e0), "-o", str(tmp_path / "b"), *small,
+                                   "--channel", "1"])
+    assert res.exit_code == 0, (res.output, res.exception)
+    import json
+
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["channel"] == 1
+    res = CliRunner().invoke(app, ["train", str(m0), "-e", str(e0), "-o", str(tmp_path / "c"), *small,
+                                   "--seed", "-1"])
+    assert res.exit_code == 2 and not (tmp_path / "c").exists()

@@ -76,3 +76,22 @@ def test_dark_frames_found_but_not_photobleaching() -> None:
     dark = movie.astype(np.float32)
     dark[:4] = 100 + np.random.default_rng(0).normal(0, 6, dark[:4].shape)  # a closed shutter: offset + noise
     assert dark_frames(dark).tolist() == [0, 1, 2, 3]
+
+
+def test_normalized_movie_reads_as_normalize_frames_bit_for_bit() -> None:
+    """Training reads patches through NormalizedMovie (no float32 copy of the movie): the same numbers."""
+    from exodf.normalize import NormalizedMovie
+
+    rng = np.random.default_rng(0)
+    for movie in (rng.integers(0, 4000, (20, 33, 17)).astype(np.uint16),
+                  rng.normal(0, 1e-3, (20, 33, 17)).astype(np.float32)):
+        movie[3] = 7  # flat frames become 0
+        movie[5] = 0
+        lazy, full = NormalizedMovie(movie), normalize_frames(movie)
+        assert lazy.shape == full.shape and lazy.ndim == 3
+        for key in ((slice(None),), (slice(2, 9), slice(3, 20), slice(0, 17)), (4,), (3,),
+                    (slice(0, 20, 3), slice(None), slice(1, 5))):
+            a, b = lazy[key], full[key]
+            assert a.dtype == np.float32 and a.shape == b.shape
+            np.testing.assert_array_equal(a.view(np.uint32), b.view(np.uint32))  # (signed zeros too)
+        np.testing.assert_array_equal(np.asarray(lazy), full)

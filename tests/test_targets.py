@@ -96,3 +96,19 @@ def test_training_objects_per_class() -> None:
 def test_spot_map_shape_checked() -> None:
     with pytest.raises(ValueError, match="spot map shape"):
         make_target((4, 8, 8), EventTable.empty(), np.zeros((4, 8, 9)))
+
+
+def test_spot_centroids_are_the_components_centres_of_mass() -> None:
+    """drop_matched_spots finds centroids from the foreground voxels (ndi.center_of_mass needs float64
+    volumes); a component is dropped exactly when its centre of mass lies within the distance."""
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(1)
+    spots = ndi.binary_dilation(rng.random((30, 40, 40)) > 0.995, iterations=1)
+    lab, n = ndi.label(spots, structure=np.ones((3, 3, 3), dtype=bool))
+    cents = np.asarray(ndi.center_of_mass(spots, lab, np.arange(1, n + 1)))
+    ev = EventTable(cents[::3, 2] + 1.0, cents[::3, 1], cents[::3, 0])  # 1 px from every third component
+    for distance, dropped in ((0.9, set()), (1.1, set(range(1, n + 1, 3)))):
+        kept = drop_matched_spots(spots, ev, match_distance=distance)
+        gone = set(np.unique(lab[spots & ~kept]).tolist()) - {0}
+        assert gone == dropped, distance

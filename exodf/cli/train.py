@@ -94,8 +94,8 @@ def register(app: typer.Typer) -> None:
         val: Annotated[Optional[int], typer.Option(help="Movies held out for validation (default: 20 %, at "
                                                    "least 1 of 2 or more).")] = None,
         val_batches: Annotated[int, typer.Option(help="Validation batches per epoch.")] = 10,
-        seed: Annotated[int, typer.Option(help="Seed of the patch sampler (and of the initial weights with "
-                                           "--init scratch).")] = 0,
+        seed: Annotated[int, typer.Option(min=0, help="Seed of the patch sampler (and of the initial weights "
+                                           "with --init scratch).")] = 0,
         resume: Annotated[bool, typer.Option(help="Continue the training checkpointed in --out.")] = False,
         until_step: Annotated[Optional[int], typer.Option(help="Stop (checkpointed) at the end of the epoch "
                                                           "reaching this step; continue with --resume.")] = None,
@@ -109,6 +109,10 @@ def register(app: typer.Typer) -> None:
                                                    "marks events (its detections sit a frame after the "
                                                    "brightest frame), so that fine-tuning keeps its timing; 0 "
                                                    "paints at the table's frame.")] = 1,
+        channel: Annotated[Optional[int], typer.Option(min=0, help="Channel to use in multi-channel movies "
+                                                       "(0-based, the same in every movie).")] = None,
+        plane: Annotated[Optional[int], typer.Option(min=0, help="Z-plane to use in movies with z and time "
+                                                     "(0-based).")] = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     ) -> None:
         """Train or fine-tune the network on annotated movies: patches centred on events and bright spots,
@@ -122,7 +126,7 @@ def register(app: typer.Typer) -> None:
                            stages=parse_stages(patch_sizes, batch_sizes, shifts, epochs, steps),
                            learning_rate=learning_rate, val=val, val_batches=val_batches, seed=seed,
                            resume=resume, until_step=until_step, max_minutes=max_minutes,
-                           pixel_size=pixel_size, target_offset=target_offset)
+                           pixel_size=pixel_size, target_offset=target_offset, channel=channel, plane=plane)
         typer.echo(f"training on {accelerator()}; {sum(s.epochs * s.steps for s in req.stages)} steps in "
                    f"{len(req.stages)} stage(s)")
 
