@@ -9,11 +9,13 @@ need exodf installed and the movies' paths visible).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -21,12 +23,13 @@ from typing import Any, Callable, Optional, Sequence
 from .errors import ExodfError
 from .jobs import DetectRequest, detect_file
 
-__all__ = ["BatchResult", "detect_batch"]
+__all__ = ["BatchResult", "detect_batch", "local_workers"]
 
 
 @dataclass(frozen=True)
 class BatchResult:
-    """What happened to one movie of a batch (``error`` is None when it succeeded)."""
+    """What happened to one movie of a batch (``error`` is None when it succeeded; ``warnings``: what its
+    detection warned about, brought back from the worker)."""
 
     movie: Path
     output: Path
@@ -34,6 +37,7 @@ class BatchResult:
     n_frames: int = 0
     seconds: float = 0.0
     error: Optional[str] = None
+    warnings: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -46,13 +50,52 @@ def _detect_one(movie: Path, output: Path, request: DetectRequest) -> BatchResul
 
     quiet_tifffile()
     t0 = time.perf_counter()
+    with _Warnings() as caught:
+        try:
+            n_events, n_frames = detect_file(movie, output, request)
+        except ExodfError as e:
+            return BatchResult(movie, output, seconds=time.perf_counter() - t0, error=str(e),
+                               warnings=caught.messages())
+        except Exception as e:  # an unexpected failure is still this movie's failure, reported with its type
+            return BatchResult(movie, output, seconds=time.perf_counter() - t0, error=f"{type(e).__name__}: {e}",
+                               warnings=caught.messages())
+    return BatchResult(movie, output, n_events, n_frames, time.perf_counter() - t0, warnings=caught.messages())
+
+
+class _Warnings(logging.Handler):
+    """Collects the warnings exodf logs in this thread (a worker's log is not the user's terminal); while it
+    is attached, Python does not also print them on the worker's stderr."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.thread = threading.get_ident()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread == self.thread:
+            self.records.append(record)
+
+    def messages(self) -> tuple[str, ...]:
+        return tuple(r.getMessage() for r in self.records)
+
+    def __enter__(self) -> "_Warnings":
+        logging.getLogger("exodf").addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        logging.getLogger("exodf").removeHandler(self)
+
+
+def local_workers(workers: Optional[int] = None) -> int:
+    """Worker processes of a local cluster: ``workers``, or one per two CPU cores this process may use."""
+    return workers or max(1, _cpus() // 2)
+
+
+def _cpus() -> int:
     try:
-        n_events, n_frames = detect_file(movie, output, request)
-    except ExodfError as e:
-        return BatchResult(movie, output, seconds=time.perf_counter() - t0, error=str(e))
-    except Exception as e:  # an unexpected failure is still this movie's failure, reported with its type
-        return BatchResult(movie, output, seconds=time.perf_counter() - t0, error=f"{type(e).__name__}: {e}")
-    return BatchResult(movie, output, n_events, n_frames, time.perf_counter() - t0)
+        return len(os.sched_getaffinity(0))  # the cores this process may run on (taskset, cgroups, SLURM)
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return os.cpu_count() or 2
 
 
 def detect_batch(movies: Sequence[Path], outputs: Sequence[Path], request: DetectRequest = DetectRequest(),
@@ -79,16 +122,26 @@ def detect_batch(movies: Sequence[Path], outputs: Sequence[Path], request: Detec
         raise ValueError("detect_batch: one output per movie")
     if workers is not None and workers < 1:
         raise ExodfError(f"--workers {workers}: give at least 1 worker process")
+    # the network is chosen here, once: workers elsewhere lack this shell's EXODF_WEIGHTS and cache, and a
+    # missing file is one error before any work, not one per movie
+    if request.model is None:
+        from .pretrained import resolve_weights
+
+        request = dataclasses.replace(request, weights=resolve_weights(request.weights))
+    elif not Path(request.model).exists():
+        raise ExodfError(f"--model {request.model}: not found; give a bioimage.io package (folder, rdf.yaml or .zip)")
     # a worker of another machine (or started elsewhere) resolves relative paths in its own folder
     movies, outputs = [Path(m).absolute() for m in movies], [Path(o).absolute() for o in outputs]
     request = dataclasses.replace(request, **{k: Path(v).absolute() for k in ("weights", "model", "mask")
                                               if (v := getattr(request, k)) is not None})
     cluster = None
     if scheduler is None:
-        n = workers or max(1, (os.cpu_count() or 2) // 2)
-        threads = max(1, (os.cpu_count() or 2) // n)
+        n = local_workers(workers)
+        threads = max(1, _cpus() // n)
+        # memory_limit=0: dask would restart a worker past 95 % of RAM/n, although one movie's detection is
+        # bounded (streamed) and the movies of the others may need less; the system's limit is the real one
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
-                               silence_logs=logging.WARNING,
+                               silence_logs=logging.WARNING, memory_limit=0,
                                env={"OMP_NUM_THREADS": str(threads), "TF_NUM_INTRAOP_THREADS": str(threads),
                                     "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"})
     try:
@@ -97,9 +150,12 @@ def detect_batch(movies: Sequence[Path], outputs: Sequence[Path], request: Detec
             try:
                 client.wait_for_workers(1, timeout=WORKER_WAIT_S)
             except Exception:
+                if cluster is not None:
+                    raise ExodfError(f"the local dask cluster started no worker in {WORKER_WAIT_S:.0f} s (see the "
+                                     "messages above); try --workers 1") from None
                 raise ExodfError(f"--scheduler {scheduler}: the scheduler has no worker after {WORKER_WAIT_S:.0f} s; "
                                  "start workers (dask worker ADDRESS) or omit --scheduler") from None
-            results = _run(client, wait, movies, outputs, request, progress)
+            results = _run(client, wait, movies, outputs, request, progress, local=cluster is not None)
     finally:
         if cluster is not None:
             cluster.close()
@@ -133,8 +189,11 @@ POLL_S = 5.0  # how often a batch with nothing finishing checks that the cluster
 
 
 def _run(client: Any, wait: Any, movies: list[Path], outputs: list[Path], request: DetectRequest,
-         progress: Optional[Callable[[BatchResult, int, int], None]]) -> list[BatchResult]:
-    futures = [client.submit(_detect_one, m, o, request, pure=False, key=f"exodf-{i}-{m.name}")
+         progress: Optional[Callable[[BatchResult, int, int], None]], local: bool = True) -> list[BatchResult]:
+    from distributed import KilledWorker
+
+    batch = uuid.uuid4().hex[:12]  # keys of their own: two batches on one scheduler must not share results
+    futures = [client.submit(_detect_one, m, o, request, pure=False, key=f"exodf-{batch}-{i}-{m.name}")
                for i, (m, o) in enumerate(zip(movies, outputs))]
     index = {f.key: i for i, f in enumerate(futures)}
     results: list[Optional[BatchResult]] = [None] * len(futures)
@@ -146,27 +205,47 @@ def _run(client: Any, wait: Any, movies: list[Path], outputs: list[Path], reques
         if progress is not None:
             progress(res, done, len(futures))
 
-    while pending:
-        try:
-            finished, pending = wait(pending, timeout=POLL_S, return_when="FIRST_COMPLETED")
-        except (TimeoutError, asyncio.TimeoutError):  # nothing finished (two types before Python 3.11): anyone working?
-            if client.scheduler_info().get("workers"):
-                no_worker_since = None
-            elif no_worker_since is None:
-                no_worker_since = time.monotonic()
-            elif time.monotonic() - no_worker_since > WORKER_WAIT_S:
-                for fut in sorted(pending, key=lambda f: index[f.key]):
-                    fut.cancel()
-                    i = index[fut.key]
-                    report(i, BatchResult(movies[i], outputs[i], error=f"no dask worker left for "
-                                          f"{WORKER_WAIT_S:.0f} s (the cluster lost its workers); run it again"))
-                break
-            continue
-        for fut in sorted(finished, key=lambda f: index[f.key]):
+    def give_up(why: str) -> None:
+        for fut in sorted(pending, key=lambda f: index[f.key]):
+            fut.cancel()
             i = index[fut.key]
+            report(i, BatchResult(movies[i], outputs[i], error=why))
+
+    try:
+        while pending:
             try:
-                res = fut.result()
-            except Exception as e:  # the worker process itself died (e.g. out of memory)
-                res = BatchResult(movies[i], outputs[i], error=f"worker failed: {e}")
-            report(i, res)
+                finished, pending = wait(pending, timeout=POLL_S, return_when="FIRST_COMPLETED")
+            except (TimeoutError, asyncio.TimeoutError):  # nothing finished (two types before 3.11): anyone working?
+                try:
+                    has_workers = bool(client.scheduler_info().get("workers"))
+                except Exception:
+                    has_workers = False
+                if has_workers:
+                    no_worker_since = None
+                elif no_worker_since is None:
+                    no_worker_since = time.monotonic()
+                elif time.monotonic() - no_worker_since > WORKER_WAIT_S:
+                    give_up(f"no dask worker left for {WORKER_WAIT_S:.0f} s (the cluster lost its workers); run it "
+                            "again")
+                    break
+                continue
+            except Exception as e:  # the scheduler is gone (FuturesCancelledError, connection closed)
+                give_up(f"the batch lost its dask scheduler ({type(e).__name__}) before this movie was done; run "
+                        "it again")
+                break
+            for fut in sorted(finished, key=lambda f: index[f.key]):
+                i = index[fut.key]
+                try:
+                    res = fut.result()
+                except KilledWorker:
+                    res = BatchResult(movies[i], outputs[i], error="the worker process died on this movie several "
+                                      "times (most often out of memory): give fewer --workers, or detect it alone")
+                except Exception as e:  # the worker process itself died, the task was cancelled
+                    res = BatchResult(movies[i], outputs[i], error=f"worker failed: {type(e).__name__}: {e}")
+                report(i, res)
+    except BaseException:  # Ctrl-C: tasks not started are withdrawn (a running one may still finish elsewhere)
+        if not local:
+            with contextlib.suppress(Exception):
+                client.cancel(list(pending))
+        raise
     return [r for r in results if r is not None]

@@ -354,10 +354,14 @@ def _read_folder(folder: Path) -> np.ndarray:
     return out
 
 
-def movie_paths(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
+def movie_paths(inputs: Sequence[str | os.PathLike[str]],
+                skipped: list[tuple[Path, str]] | None = None) -> list[Path]:
     """Expand the command line's MOVIE arguments: files stay, a folder of movies gives its movies.
 
-    A folder whose TIFFs all follow one numbered pattern is a per-frame movie, not a folder of movies.
+    A folder whose TIFFs all follow one numbered pattern is a per-frame movie, not a folder of movies. In a
+    folder of movies, files that cannot be movies are passed over — single images (a cell mask), exodf's
+    probability maps, HDF5 files without the original's ``dataset`` (network weights) — and listed with
+    the reason in ``skipped`` when given. Subfolders are not searched.
     """
     out: list[Path] = []
     for item in inputs:
@@ -369,15 +373,53 @@ def movie_paths(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
             if tiffs and len(pats) == 1 and len(tiffs) > 1 and all(_NUM.search(f.name) for f in tiffs) \
                     and len(tiffs) == len(subs) and _looks_2d(tiffs[0]):
                 out.append(p)
+                continue
+            found = []
+            for f in subs:
+                why = _not_a_movie(f)
+                if why is None:
+                    found.append(f)
+                elif skipped is not None:
+                    skipped.append((f, why))
+            if found:
+                out.extend(found)
             elif subs:
-                out.extend(subs)
+                raise ExodfError(f"{p}: the folder holds no movie: its {len(subs)} image file(s) are "
+                                 f"{'; '.join(sorted({_not_a_movie(f) or '' for f in subs}))}")
             else:
-                raise ExodfError(f"{p}: the folder holds no movie (.tif/.tiff/.h5)")
+                sub = any(f.is_dir() for f in p.iterdir())
+                raise ExodfError(f"{p}: the folder holds no movie (.tif/.tiff/.h5)"
+                                 + ("; its subfolders are not searched: give them one by one" if sub else ""))
         elif p.exists():
             out.append(p)
         else:
             raise ExodfError(f"{p}: movie not found; check the path")
     return out
+
+
+def _not_a_movie(f: Path) -> str | None:
+    """Why a file in a folder of movies cannot be a movie, or None (unreadable files stay: reading them
+    gives their own error)."""
+    if f.suffix.lower() in (".h5", ".hdf5"):
+        try:
+            import h5py
+
+            with h5py.File(f, "r") as h:
+                return None if "dataset" in h else "an HDF5 file without the original's 'dataset' (weights?)"
+        except Exception:
+            return None
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(f) as t:
+            if (t.imagej_metadata or {}).get("Info") == PROBABILITY_INFO:
+                return "an exodf probability map"
+            series = t.series[0]
+            if series.axes in ("YX", "YXS"):  # (planar SYX may be 3-4 frames: read_movie decides)
+                return "a single image, not a movie (a mask?)"
+    except Exception:
+        return None
+    return None
 
 
 def _looks_2d(f: Path) -> bool:
@@ -412,13 +454,17 @@ def read_mask(path: str | os.PathLike[str], shape: tuple[int, int] | None = None
     return m != 0
 
 
+#: ImageJ "Info" of exodf's probability maps (Image > Show Info), by which a folder of movies passes them over
+PROBABILITY_INFO = "exodf probability map: channels background, bright spot, exocytosis"
+
+
 def write_tiff(path: str | os.PathLike[str], data: np.ndarray, axes: str = "TYX",
-               resolution_um: float | None = None) -> Path:
+               resolution_um: float | None = None, info: str | None = None) -> Path:
     """Write an ImageJ-compatible TIFF atomically (``axes`` in ImageJ order, e.g. TYX, TCYX)."""
     import tifffile
 
     p = Path(path)
-    md = {"axes": axes}
+    md = {"axes": axes} if info is None else {"axes": axes, "Info": info}
     kw = {}
     if resolution_um:
         kw["resolution"] = (1.0 / resolution_um, 1.0 / resolution_um)
@@ -431,7 +477,7 @@ def write_tiff(path: str | os.PathLike[str], data: np.ndarray, axes: str = "TYX"
 def write_probabilities(path: str | os.PathLike[str], probabilities: np.ndarray) -> Path:
     """Write (T, Y, X, C) class probabilities as an ImageJ hyperstack (T, C, Y, X) float32 TIFF."""
     arr = np.ascontiguousarray(np.moveaxis(np.asarray(probabilities, dtype=np.float32), -1, 1))
-    return write_tiff(path, arr, axes="TCYX")
+    return write_tiff(path, arr, axes="TCYX", info=PROBABILITY_INFO)
 
 
 def create_probability_map(path: str | os.PathLike[str], n_frames: int, height: int, width: int,
@@ -443,4 +489,4 @@ def create_probability_map(path: str | os.PathLike[str], n_frames: int, height: 
     import tifffile
 
     return tifffile.memmap(path, shape=(n_frames, n_classes, height, width), dtype=np.float32, imagej=True,
-                           metadata={"axes": "TCYX"})
+                           metadata={"axes": "TCYX", "Info": PROBABILITY_INFO})

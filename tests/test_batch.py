@@ -12,9 +12,8 @@ import tifffile
 
 from exodf.events import read_events
 
-pytestmark = pytest.mark.weights
 
-
+@pytest.mark.weights
 def test_batch_with_one_corrupt_movie(tmp_path: Path, weights_path: Path) -> None:
     rng = np.random.default_rng(0)
     movies = tmp_path / "movies"
@@ -33,6 +32,7 @@ def test_batch_with_one_corrupt_movie(tmp_path: Path, weights_path: Path) -> Non
         read_events(out / name)  # complete, readable tables
 
 
+@pytest.mark.weights
 def test_batch_library_results_in_input_order(tmp_path: Path, weights_path: Path) -> None:
     from exodf.batch import detect_batch
     from exodf.jobs import DetectRequest
@@ -54,6 +54,7 @@ def test_batch_library_results_in_input_order(tmp_path: Path, weights_path: Path
     assert res[0].n_frames == 12
 
 
+@pytest.mark.weights
 def test_batch_on_an_external_cluster_resolves_paths_on_the_client(tmp_path: Path, weights_path: Path) -> None:
     """Workers started in another folder still read the user's movies and write where the user said."""
     import os
@@ -85,7 +86,7 @@ def test_batch_on_an_external_cluster_resolves_paths_on_the_client(tmp_path: Pat
                             address, "--weights", str(weights_path)], capture_output=True, text=True, cwd=user,
                            timeout=300)
         assert r.returncode == 0, r.stdout + r.stderr
-        assert "1 movies: 1 done, 0 failed" in r.stdout
+        assert "1 movie: 1 done, 0 failed" in r.stdout
         assert [p.name for p in (user / "out").iterdir()] == ["a_events.csv"]
         assert list(elsewhere.iterdir()) == []  # nothing landed in the workers' folder
     finally:
@@ -138,3 +139,113 @@ def test_batch_that_loses_every_worker_reports_the_rest_as_failed(monkeypatch: p
                      lambda r, done, total: seen.append(f"{done}/{total}"))
     assert [r.movie.name for r in res] == ["a.tif", "b.tif"] and seen == ["1/2", "2/2"]
     assert all(not r.ok and "no dask worker left" in (r.error or "") for r in res)
+
+
+class _SharedScheduler:
+    """A dask scheduler shared by several batches, as far as _run sees it: a key names one task, whoever
+    submitted it, and tasks are kept (another batch may still hold them)."""
+
+    def __init__(self) -> None:
+        self.tasks: dict[str, object] = {}
+
+    def submit(self, fn: object, movie: Path, out: Path, req: object, pure: bool, key: str) -> object:
+        if key not in self.tasks:
+            result = fn(movie, out, req)  # type: ignore[operator]
+
+            class Future:
+                def __init__(self) -> None:
+                    self.key = key
+
+                def result(self) -> object:
+                    return result
+
+                def cancel(self) -> None:
+                    pass
+
+            self.tasks[key] = Future()
+        return self.tasks[key]
+
+    def scheduler_info(self) -> dict[str, object]:
+        return {"workers": {"w": {}}}
+
+
+def _all_done(pending: set[object], timeout: float, return_when: str) -> tuple[set[object], set[object]]:
+    return set(pending), set()
+
+
+def test_two_batches_on_one_scheduler_keep_their_own_results(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two users' batches of movies named alike (cell1.tif) on one cluster: each gets its own movie's result
+    (the keys were the movie's name and index: batch B printed batch A's table and exited 0)."""
+    import exodf.batch as batch
+    from exodf.jobs import DetectRequest
+
+    monkeypatch.setattr(batch, "_detect_one", lambda m, o, r: batch.BatchResult(m, o, n_events=len(str(m))))
+    shared = _SharedScheduler()
+    a = batch._run(shared, _all_done, [Path("/a/cell1.tif")], [Path("/outA/cell1.csv")], DetectRequest(), None)
+    b = batch._run(shared, _all_done, [Path("/bb/cell1.tif")], [Path("/outB/cell1.csv")], DetectRequest(), None)
+    assert (a[0].movie, a[0].output) == (Path("/a/cell1.tif"), Path("/outA/cell1.csv"))
+    assert (b[0].movie, b[0].output) == (Path("/bb/cell1.tif"), Path("/outB/cell1.csv"))
+
+
+def test_a_lost_scheduler_or_a_killed_worker_is_reported_per_movie(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scheduler going away mid-batch ended in a 120-line traceback; a worker dask killed repeatedly
+    (out of memory) said only 'KilledWorker'."""
+    from distributed import KilledWorker
+    from distributed.client import FuturesCancelledError
+
+    import exodf.batch as batch
+    from exodf.jobs import DetectRequest
+
+    class Client(_SharedScheduler):
+        def submit(self, fn: object, movie: Path, out: Path, req: object, pure: bool, key: str) -> object:
+            def dies() -> batch.BatchResult:
+                raise KilledWorker(key, None, 3)  # type: ignore[arg-type]
+
+            return super().submit(lambda m, o, r: None, movie, out, req, pure, key) if movie.name == "a.tif" \
+                else type("F", (), {"key": key, "result": staticmethod(dies), "cancel": lambda self: None})()
+
+    calls = []
+
+    def wait(pending: set[object], timeout: float, return_when: str) -> tuple[set[object], set[object]]:
+        calls.append(1)
+        if len(calls) > 1:
+            raise FuturesCancelledError([])
+        killed = {f for f in pending if "b.tif" in f.key}  # type: ignore[attr-defined]
+        return killed, set(pending) - killed
+
+    movies = [Path("/d/a.tif"), Path("/d/b.tif")]
+    seen: list[str] = []
+    res = batch._run(Client(), wait, movies, [Path("/o/a.csv"), Path("/o/b.csv")], DetectRequest(),
+                     lambda r, done, total: seen.append(f"{done}/{total}"))
+    assert [r.movie.name for r in res] == ["a.tif", "b.tif"] and seen == ["1/2", "2/2"]
+    assert "died on this movie several times" in (res[1].error or "") and "fewer --workers" in (res[1].error or "")
+    assert "lost its dask scheduler" in (res[0].error or "")
+
+
+def test_missing_weights_fail_once_before_any_worker_starts(tmp_path: Path) -> None:
+    """They were resolved on each worker: the same error once per movie (and a worker elsewhere lacks this
+    shell's EXODF_WEIGHTS)."""
+    import time
+
+    from exodf.batch import detect_batch
+    from exodf.errors import ExodfError
+    from exodf.jobs import DetectRequest
+
+    t0 = time.perf_counter()
+    with pytest.raises(ExodfError, match="nope.h5: weights file not found"):
+        detect_batch([tmp_path / "a.tif", tmp_path / "b.tif"], [tmp_path / "a.csv", tmp_path / "b.csv"],
+                     DetectRequest(weights=tmp_path / "nope.h5"))
+    assert time.perf_counter() - t0 < 5  # no cluster was started
+
+
+@pytest.mark.weights
+def test_a_movies_warnings_come_back_from_its_worker(tmp_path: Path, weights_path: Path) -> None:
+    """Logged on a worker, a warning reached a log on another machine (--scheduler), not the user."""
+    from exodf.batch import _detect_one
+    from exodf.jobs import DetectRequest
+
+    movie = np.random.default_rng(3).poisson(300, (20, 32, 32)).astype(np.uint16)
+    movie[7] = 0  # a closed shutter
+    tifffile.imwrite(tmp_path / "dark.tif", movie)
+    res = _detect_one(tmp_path / "dark.tif", tmp_path / "dark.csv", DetectRequest(weights=weights_path))
+    assert res.ok and len(res.warnings) == 1 and "far darker than the others (Slice 8)" in res.warnings[0]

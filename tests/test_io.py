@@ -295,3 +295,37 @@ def test_an_empty_mask_is_refused(tmp_path: Path) -> None:
     tifffile.imwrite(tmp_path / "mask.tif", np.zeros((8, 8), np.uint8))
     with pytest.raises(ExodfError, match="the mask is empty"):
         read_mask(tmp_path / "mask.tif")
+
+
+def test_a_folder_of_movies_passes_over_masks_probability_maps_and_weights(tmp_path: Path) -> None:
+    """exodf simulate leaves cell_mask.tif beside movie.tif, detect --probabilities a map, users their
+    weights: each was a FAILED movie of every batch (exit status 1)."""
+    import h5py
+
+    from exodf.io import movie_paths, write_probabilities
+
+    rng = np.random.default_rng(0)
+    tifffile.imwrite(tmp_path / "movie.tif", rng.integers(0, 100, (6, 16, 16), dtype=np.uint16))
+    tifffile.imwrite(tmp_path / "short.tif", rng.integers(0, 100, (3, 16, 16), dtype=np.uint16))  # (read as SYX)
+    tifffile.imwrite(tmp_path / "cell_mask.tif", np.ones((16, 16), np.uint8))
+    write_probabilities(tmp_path / "movie_probabilities.tif", rng.random((6, 16, 16, 3)).astype(np.float32))
+    with h5py.File(tmp_path / "net_weights.h5", "w") as f:
+        f["model_weights/conv"] = np.zeros(3)
+    with h5py.File(tmp_path / "original.h5", "w") as f:
+        f["dataset"] = np.zeros((6, 16, 16), np.uint16)
+    skipped: list[tuple[Path, str]] = []
+    found = movie_paths([tmp_path], skipped)
+    assert [p.name for p in found] == ["movie.tif", "original.h5", "short.tif"]
+    assert {p.name: why for p, why in skipped} == {
+        "cell_mask.tif": "a single image, not a movie (a mask?)",
+        "movie_probabilities.tif": "an exodf probability map",
+        "net_weights.h5": "an HDF5 file without the original's 'dataset' (weights?)"}
+    assert movie_paths([tmp_path / "cell_mask.tif"]) == [tmp_path / "cell_mask.tif"]  # named: read (and refused)
+    only = tmp_path / "only_masks"
+    (only / "sub").mkdir(parents=True)
+    tifffile.imwrite(only / "mask.tif", np.ones((16, 16), np.uint8))
+    with pytest.raises(ExodfError, match="holds no movie: its 1 image file.* a single image"):
+        movie_paths([only])
+    (only / "mask.tif").unlink()
+    with pytest.raises(ExodfError, match="subfolders are not searched"):
+        movie_paths([only])

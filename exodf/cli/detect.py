@@ -54,10 +54,11 @@ def _progress(enabled: bool) -> Iterator[object]:
     if not enabled:
         yield None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  transient=True, console=None) as prog:
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), transient=True, console=None) as prog:
         yield prog
 
 
@@ -135,13 +136,16 @@ def register(app: typer.Typer) -> None:
             raise ExodfError("--scheduler and --workers go with --batch FOLDER")
         if scheduler is not None and workers is not None:
             raise ExodfError("--workers sets up a local cluster; an existing one (--scheduler) has its own workers")
-        paths = movie_paths(list(movies or []) + ([batch] if batch is not None else []))
+        skipped: list[tuple[Path, str]] = []
+        paths = movie_paths(list(movies or []) + ([batch] if batch is not None else []), skipped)
+        for f, why in skipped:
+            typer.echo(f"skipped {f}: {why}", err=True)
         if probabilities is not None and (batch is not None or len(paths) > 1):
             raise ExodfError("--probabilities names one file; detect one movie at a time to write probabilities")
         targets = [output_for(p, out, len(paths), fmt) for p in paths]
         _check_outputs(paths, targets, mask, probabilities)  # before any movie is read
         if batch is not None:
-            _run_batch(paths, targets, req, scheduler, workers)
+            _run_batch(paths, targets, req, scheduler, workers, quiet)
             return
         with _progress(not quiet and sys.stderr.isatty()) as prog:
             for path, target in zip(paths, targets):
@@ -173,7 +177,7 @@ def _check_outputs(paths: list[Path], targets: list[Path], mask: Optional[Path],
 
 
 def _run_batch(paths: list[Path], outputs: list[Path], req: "object", scheduler: Optional[str],
-               workers: Optional[int]) -> None:
+               workers: Optional[int], quiet: bool = False) -> None:
     exclude_edges = int(getattr(req, "exclude_edges", 0))
     import logging
 
@@ -185,17 +189,36 @@ def _run_batch(paths: list[Path], outputs: list[Path], req: "object", scheduler:
         pass  # detect_batch says how to install it
     logging.getLogger("distributed").setLevel(logging.WARNING)
 
-    def report(res: BatchResult, done: int, total: int) -> None:
-        if res.ok:
-            typer.echo(f"[{done}/{total}] {res.movie}: {res.n_events} events "
-                       f"({_per_frame(res.n_events, res.n_frames, exclude_edges)}) in {res.seconds:.1f} s -> "
-                       f"{res.output}")
-        else:
-            typer.echo(f"[{done}/{total}] {res.movie}: FAILED: {res.error}", err=True)
+    from ..batch import local_workers
 
-    results = detect_batch(paths, outputs, req, scheduler, workers, report)  # type: ignore[arg-type]
+    where = (f"the dask cluster at {scheduler}" if scheduler is not None else
+             f"{local_workers(workers)} local worker process(es)")
+    typer.echo(f"detecting {len(paths)} movie{'' if len(paths) == 1 else 's'} on {where}; each movie is reported when it is done")
+    with _progress(not quiet and sys.stderr.isatty()) as prog:
+        task = prog.add_task("movies", total=len(paths)) if prog is not None else None
+
+        def report(res: BatchResult, done: int, total: int) -> None:
+            for w in res.warnings:  # logged on the worker, whose log may be on another machine
+                typer.echo(f"[{done}/{total}] warning: {w}", err=True)
+            if res.ok:
+                typer.echo(f"[{done}/{total}] {res.movie}: {res.n_events} events "
+                           f"({_per_frame(res.n_events, res.n_frames, exclude_edges)}) in {res.seconds:.1f} s -> "
+                           f"{res.output}")
+            else:
+                typer.echo(f"[{done}/{total}] {res.movie}: FAILED: {res.error}", err=True)
+            if prog is not None:
+                prog.update(task, completed=done)
+
+        try:
+            results = detect_batch(paths, outputs, req, scheduler, workers, report)  # type: ignore[arg-type]
+        except KeyboardInterrupt:
+            if scheduler is not None:
+                typer.echo("exodf: movies already running on the cluster's workers may still finish and write "
+                           "their tables (each complete); the others were withdrawn", err=True)
+            raise
     failed = [r for r in results if not r.ok]
-    typer.echo(f"{len(results)} movies: {len(results) - len(failed)} done, {len(failed)} failed")
+    typer.echo(f"{len(results)} movie{'' if len(results) == 1 else 's'}: {len(results) - len(failed)} done, "
+               f"{len(failed)} failed")
     if failed:
         raise ExodfError(f"{len(failed)} of {len(results)} movies failed: "
                          + "; ".join(f"{r.movie}" for r in failed) + " (see the messages above)")
