@@ -181,6 +181,10 @@ for (g = 0; g < ng; g++) {
         for (j = 0; j < ns; j++) if (st[j] == qt && sy_[j] == qy && sx_[j] == qx) { dup = true; j = ns; }
         if (!dup) { st[ns] = qt; sy_[ns] = qy; sx_[ns] = qx; ns++; }
     }
+    // as scikit-learn: when binning leaves one seed per voxel, the voxels themselves are the seeds
+    if (ns == g1 - g0) {
+        for (i = g0; i < g1; i++) { k = order[i]; st[i - g0] = vz[k]; sy_[i - g0] = vy[k]; sx_[i - g0] = vx[k]; }
+    }
     // shift every seed to its mode
     ct = newArray(0); cy = newArray(0); cx = newArray(0); cn = newArray(0); nm = 0;
     for (j = 0; j < ns; j++) {
