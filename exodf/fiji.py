@@ -37,21 +37,28 @@ from .events import EventTable
 
 __all__ = ["ImageJ", "start_imagej", "find_ij_jar", "find_fiji", "find_java", "events_to_results_table",
            "results_table_to_events", "add_overlay", "save_overlay", "macro_text", "install_macros",
-           "run_batch_macro", "OverlayStyle"]
+           "run_batch_macro", "OverlayStyle", "fiji_ij_jar"]
 
 DEBIAN_IJ_JAR = Path("/usr/share/java/ij.jar")
 _IJ_JAR_HINT = ("install ImageJ (Debian/Ubuntu: apt-get install imagej), pass --ij-jar PATH or set "
                 "EXODF_IJ_JAR to an ij.jar, or name a Fiji with --fiji / EXODF_FIJI")
 
 
-def find_java() -> Path:
-    """The ``java`` executable (``$JAVA_HOME/bin/java`` first, then ``PATH``)."""
+def find_java(fiji: Optional[Path] = None) -> Path:
+    """The ``java`` executable: ``$JAVA_HOME/bin/java``, then the one a Fiji.app bundles (``fiji``), then
+    ``PATH``."""
     home = os.environ.get("JAVA_HOME")
     if home:
         for name in ("java", "java.exe"):
             cand = Path(home) / "bin" / name
             if cand.is_file():
                 return cand
+    if fiji is not None:  # Fiji.app/java/<platform>/<jdk>/bin/java (older: .../jre/bin/java)
+        for pattern in ("java/*/*/bin/java", "java/*/*/bin/java.exe", "java/*/*/jre/bin/java",
+                        "java/*/*/jre/bin/java.exe", "java/*/*/Contents/Home/bin/java"):
+            found_in_fiji = sorted(fiji.glob(pattern))
+            if found_in_fiji:
+                return found_in_fiji[-1]
     found = shutil.which("java")
     if found is None:
         raise ExodfError("no Java runtime found (java is not on PATH and JAVA_HOME is unset); install one "
@@ -69,6 +76,15 @@ def find_fiji(fiji: Optional[str | os.PathLike[str]] = None) -> Optional[Path]:
         raise ExodfError(f"{p}: not a Fiji installation (no jars/ folder inside); give the Fiji.app folder "
                          "with --fiji or EXODF_FIJI")
     return p
+
+
+def fiji_ij_jar(fiji: Path) -> Path:
+    """The ImageJ 1.x jar inside a Fiji.app (``jars/ij-<version>.jar``)."""
+    jars = sorted((fiji / "jars").glob("ij-1*.jar")) or sorted((fiji / "jars").glob("ij*.jar"))
+    if not jars:
+        raise ExodfError(f"{fiji}: no ImageJ 1.x jar (jars/ij-1.*.jar) in this Fiji; update Fiji, or give "
+                         "--ij-jar PATH")
+    return jars[-1]
 
 
 def find_ij_jar(ij_jar: Optional[str | os.PathLike[str]] = None) -> Path:
@@ -318,7 +334,20 @@ MACROS = ("exodf_toolset.ijm", "exodf_batch.ijm")
 
 
 def _ijm_string(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    """A macro-language string expression for ``s``. ImageJ reads ``-batch`` macro files as ISO-8859-1, so
+    a character outside ASCII (a Python in /home/zoë/) is written as ``fromCharCode(n)``, not as UTF-8."""
+    parts, plain = [], []
+    for ch in s:
+        if ord(ch) < 128:
+            plain.append({"\\": "\\\\", '"': '\\"', "\n": "\\n"}.get(ch, ch))
+            continue
+        parts.append('"' + "".join(plain) + '"')
+        plain = []
+        o = ord(ch)
+        parts.append(f"fromCharCode({o})" if o < 0x10000 else  # beyond: a UTF-16 surrogate pair, as Java
+                     f"fromCharCode({0xD800 + ((o - 0x10000) >> 10)}, {0xDC00 + ((o - 0x10000) & 0x3FF)})")
+    parts.append('"' + "".join(plain) + '"')
+    return " + ".join(p for i, p in enumerate(parts) if p != '""' or len(parts) == 1)
 
 
 def default_exodf_command() -> list[str]:
@@ -360,17 +389,27 @@ def install_macros(fiji_dir: str | os.PathLike[str], exodf_command: Optional[Seq
 
 
 def run_batch_macro(macro: str | os.PathLike[str], argument: str = "", ij_jar: Optional[str | os.PathLike[str]] = None,
-                    timeout: Optional[float] = 600, env: Optional[dict[str, str]] = None
-                    ) -> subprocess.CompletedProcess[str]:
+                    timeout: Optional[float] = 600, env: Optional[dict[str, str]] = None,
+                    fiji: Optional[str | os.PathLike[str]] = None) -> subprocess.CompletedProcess[str]:
     """Run a macro file in a separate ImageJ process (``java -jar ij.jar -batch MACRO ARGUMENT``).
 
-    Without a display (no ``$DISPLAY``), the run goes through ``xvfb-run -a`` when it is installed, since
-    ImageJ's ``open()`` and ROI Manager need a (virtual) screen. Returns the finished process (stdout holds
-    what the macro printed).
+    The ImageJ is ``ij_jar``, else the ImageJ 1.x jar of the Fiji named (``fiji``), else ``$EXODF_IJ_JAR``,
+    ``$EXODF_FIJI``'s, or Debian's ``/usr/share/java/ij.jar``; a Fiji's bundled Java runs it when
+    ``$JAVA_HOME`` is unset. Without a display (no ``$DISPLAY``), the run goes through ``xvfb-run -a`` when
+    it is installed, since ImageJ's ``open()`` and ROI Manager need a (virtual) screen. Returns the finished
+    process (stdout holds what the macro printed).
     """
-    jar = find_ij_jar(ij_jar)
-    java = find_java()
-    cmd = [str(java), "-jar", str(jar), "-batch", str(macro), argument]
+    root = None
+    if ij_jar is not None:
+        jar = find_ij_jar(ij_jar)
+    elif fiji is not None or (not os.environ.get("EXODF_IJ_JAR") and os.environ.get("EXODF_FIJI")):
+        root = find_fiji(fiji)
+        jar = fiji_ij_jar(root)  # type: ignore[arg-type]
+    else:
+        jar = find_ij_jar(None)
+    java = find_java(root)
+    cmd = [str(java), "-jar", str(jar)] + (["-ijpath", str(root)] if root is not None else []) + \
+        ["-batch", str(macro), argument]
     if not os.environ.get("DISPLAY") and sys.platform.startswith("linux"):
         xvfb = shutil.which("xvfb-run")
         if xvfb is None:

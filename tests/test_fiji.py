@@ -211,7 +211,7 @@ def test_batch_macro_runs_exodf_through_exec(tmp_path, weights_path) -> None:
     assert_same(back, written)
     # the overlay: one circle per event and frame (slice-2 .. slice+5 within 1..40)
     expected = sum(len([f for f in range(s - 2, s + 6) if 1 <= f <= 40]) for s in written.slice)
-    assert f"exodf_batch: {len(written)} events, {expected} overlay circles" in p.stdout
+    assert f"exodf_batch: done, {len(written)} events, {expected} overlay circles" in p.stdout
     ij = fiji.start_imagej()
     assert int(ij.open_movie(overlay).getOverlay().size()) == expected
 
@@ -309,3 +309,27 @@ def test_exoj_driver_in_real_imagej(tmp_path) -> None:
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert p.returncode != 0 and "no menu command 'Exocytosis Analyzer' or 'ExoJ'" in p.stdout, (
         p.stdout + p.stderr)
+
+
+@needs_imagej
+@pytest.mark.fiji
+def test_batch_macro_failure_is_an_error_and_removes_old_results(tmp_path) -> None:
+    """A failed exodf detect left an earlier results file in place and `exodf fiji macro` exited 0; the
+    documented shell form (a literal \\n between keys) was not split; a non-ASCII exodf path was garbled."""
+    from typer.testing import CliRunner
+
+    from exodf.cli import app
+
+    macro = tmp_path / "exodf_batch.ijm"
+    macro.write_text(fiji.macro_text("exodf_batch.ijm", [str(tmp_path / "zoë" / "missing-python"), "-m", "exodf"]),
+                     encoding="utf-8")
+    assert 'fromCharCode(235)' in macro.read_text()
+    movie = tmp_path / "movie.tif"
+    write_tiff(movie, np.zeros((4, 16, 16), np.uint16))
+    stale = tmp_path / "results.csv"
+    stale.write_text("old results\n")
+    arg = f"movie={movie}\\nevents={tmp_path / 'events.csv'}\\nresults={stale}"  # as a shell passes it
+    r = CliRunner().invoke(app, ["fiji", "macro", str(macro), "--arg", arg, "--timeout", "120"])
+    assert r.exit_code != 0 and "the macro stopped before the end" in str(r.exception), r.output
+    assert "zoë" in r.output  # the command ImageJ tried, spelled right
+    assert not stale.exists()

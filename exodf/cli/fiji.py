@@ -79,14 +79,21 @@ def register(app: typer.Typer) -> None:
         argument: Annotated[str, typer.Option("--arg", help="The macro's getArgument().")] = "",
         ij_jar: Annotated[Optional[Path], typer.Option(help=JAR_HELP)] = None,
         timeout: Annotated[float, typer.Option(help="Seconds before ImageJ is stopped.")] = 600.0,
+        fiji: Annotated[Optional[Path], typer.Option(help="Run it with this Fiji.app's ImageJ (and bundled Java) "
+                                                     "instead of an ij.jar.")] = None,
     ) -> None:
         """Run a macro in a headless ImageJ (-batch; under xvfb-run without a display); print its output."""
         from ..fiji import run_batch_macro
 
-        p = run_batch_macro(macro_file, argument, ij_jar=ij_jar, timeout=timeout)
+        p = run_batch_macro(macro_file, argument, ij_jar=ij_jar, timeout=timeout, fiji=fiji)
         typer.echo(p.stdout, nl=False)
         if p.returncode != 0:
             raise ExodfError(f"{macro_file}: ImageJ exited with status {p.returncode}: {p.stderr.strip()[-500:]}")
+        # ImageJ ends a macro's exit("...") with status 0: exodf's batch macro says when it got to the end
+        if "exodf_batch: done" in macro_file.read_text(encoding="utf-8", errors="replace") \
+                and "exodf_batch: done" not in p.stdout:
+            last = (p.stdout.strip().splitlines() or ["(no output)"])[-1]
+            raise ExodfError(f"{macro_file}: the macro stopped before the end: {last}")
 
     @fiji_app.command("exoj")
     def exoj(

@@ -13,11 +13,14 @@ function exodfSaveCurrent() {
 	base = replace(getTitle(), "[^A-Za-z0-9_.-]", "_");
 	path = getDirectory("temp") + "exodf_" + base;
 	if (!endsWith(toLowerCase(path), ".tif")) path = path + ".tif";
+	selected = selectionType() != -1;
 	setBatchMode(true);
+	run("Select None");  // a selection would crop the copy: exodf would see part of the movie
 	run("Duplicate...", "title=exodf_copy duplicate");
 	saveAs("Tiff", path);
 	close();
 	selectImage(id);
+	if (selected) run("Restore Selection");
 	setBatchMode(false);
 	return path;
 }
