@@ -347,7 +347,7 @@ def _ijm_string(s: str) -> str:
         parts.append(f"fromCharCode({o})" if o < 0x10000 else  # beyond: a UTF-16 surrogate pair, as Java
                      f"fromCharCode({0xD800 + ((o - 0x10000) >> 10)}, {0xDC00 + ((o - 0x10000) & 0x3FF)})")
     parts.append('"' + "".join(plain) + '"')
-    return " + ".join(p for i, p in enumerate(parts) if p != '""' or len(parts) == 1)
+    return " + ".join(p for p in parts if p != '""' or len(parts) == 1)
 
 
 def default_exodf_command() -> list[str]:

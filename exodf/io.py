@@ -374,18 +374,20 @@ def movie_paths(inputs: Sequence[str | os.PathLike[str]],
                     and len(tiffs) == len(subs) and _looks_2d(tiffs[0]):
                 out.append(p)
                 continue
-            found = []
+            found, passed = [], []
             for f in subs:
                 why = _not_a_movie(f)
                 if why is None:
                     found.append(f)
-                elif skipped is not None:
-                    skipped.append((f, why))
+                else:
+                    passed.append((f, why))
+            if skipped is not None:
+                skipped.extend(passed)
             if found:
                 out.extend(found)
             elif subs:
                 raise ExodfError(f"{p}: the folder holds no movie: its {len(subs)} image file(s) are "
-                                 f"{'; '.join(sorted({_not_a_movie(f) or '' for f in subs}))}")
+                                 f"{'; '.join(sorted({why for _, why in passed}))}")
             else:
                 sub = any(f.is_dir() for f in p.iterdir())
                 raise ExodfError(f"{p}: the folder holds no movie (.tif/.tiff/.h5)"
