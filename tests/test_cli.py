@@ -52,6 +52,32 @@ def test_typer_interrupt_status_is_kept(monkeypatch: pytest.MonkeyPatch, capsys:
     assert e.value.code == 130 and "interrupted" in capsys.readouterr().err
 
 
+_LATE_SIGNALS = """
+import atexit, os, subprocess, sys, time
+from exodf import cli
+
+def second_ctrl_c():  # while Python shuts down: a shell sends SIGINT to this process until it has exited
+    sh = subprocess.Popen(["sh", "-c", "echo go; while kill -INT %d 2>/dev/null; do :; done" % os.getpid()],
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)  # (not the test's pipe)
+    sh.stdout.readline()
+    time.sleep(0.3)
+
+def app(**_):
+    atexit.register(second_ctrl_c)
+    return 130  # what typer returns once a command was interrupted
+
+cli.app = app
+cli.run()
+"""
+
+
+def test_signals_while_exiting_after_an_interrupt_change_nothing() -> None:
+    # a second Ctrl-C during shutdown turned status 130 into death by signal (-2) or a traceback
+    r = subprocess.run([sys.executable, "-c", _LATE_SIGNALS], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 130, r.stderr
+    assert r.stderr == "exodf: interrupted; no partial output was written\n"
+
+
 @pytest.mark.weights
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_killed_detection_exits_130_and_leaves_no_file(tmp_path: Path, weights_path: Path, sig: int) -> None:

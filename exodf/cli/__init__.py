@@ -51,11 +51,12 @@ def _is_usage_error(e: BaseException) -> bool:
     return any(c.__name__ == "ClickException" for c in type(e).__mro__) and hasattr(e, "show")
 
 
-def main() -> None:
+def main(*, program: bool = False) -> None:
     """Entry point: quiet TensorFlow, run the app, turn errors into one line and a non-zero exit status.
 
     ExodfError and usage errors: status 1 (2 for usage), interruption (Ctrl-C, SIGTERM): 130, a file that
     cannot be written or read (permissions, a folder in the way): status 1 with the path and the reason.
+    ``program``: called as the ``exodf`` program (:func:`run`), not in-process.
     """
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -86,6 +87,31 @@ def main() -> None:
             sys.exit(1)
         raise
     if rc == 130:  # typer turns KeyboardInterrupt into exit status 130 and returns it
+        if program:
+            _deaf()
         print("exodf: interrupted; no partial output was written", file=sys.stderr)
     if isinstance(rc, int) and rc:
         sys.exit(rc)
+
+
+def run() -> None:
+    """The ``exodf`` program (console script, ``python -m exodf``): :func:`main`, and once interrupted and
+    cleaned up, deaf to further SIGINT/SIGTERM while Python shuts down.
+
+    Python restores the default action of SIGINT part-way through its shutdown, so a second Ctrl-C (or a
+    second ``kill``) in that window killed the process by signal: status -2 instead of 130 (seen under
+    load). ``main()`` called in-process (tests) leaves the signals alone: ignored signals are inherited by
+    the children a process starts later.
+    """
+    try:
+        main(program=True)
+    except SystemExit as e:
+        if e.code == 130:  # also from commands that stop on an interrupt themselves (train)
+            _deaf()
+        raise
+
+
+def _deaf() -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError):  # (not in the main thread)
+            signal.signal(sig, signal.SIG_IGN)
