@@ -30,7 +30,7 @@ import numpy as np
 from .atomic import write_text_atomic
 from .errors import ExodfError
 
-__all__ = ["EventTable", "read_events", "write_events", "EVENT_FORMATS", "SLICE_COLUMNS"]
+__all__ = ["EventTable", "read_events", "write_events", "parse_delimited", "EVENT_FORMATS", "SLICE_COLUMNS"]
 
 EVENT_FORMATS = ("imagej", "xml", "original-csv")
 # extra columns that hold a 0-based frame, and their 1-based name in ImageJ tables (as Slice is to frame)
@@ -170,6 +170,14 @@ def read_events(path: str | os.PathLike[str], pixel_size: float | None = None,
         pass
     text = _decode(raw, p)
     return _read_delimited(text, p, pixel_size, exocytosis_label)
+
+
+def parse_delimited(text: str, source: str, pixel_size: float | None = None) -> EventTable:
+    """An event table from the text of an ImageJ Results table (tab, comma or semicolon separated), by the
+    rules of :func:`read_events`; ``source`` names it in error messages."""
+    if pixel_size is not None and not pixel_size > 0:
+        raise ExodfError(f"{source}: --pixel-size must be > 0 (got {pixel_size})")
+    return _read_delimited(text, Path(source), pixel_size, None)  # type: ignore[arg-type]
 
 
 def _decode(raw: bytes, p: Path) -> str:

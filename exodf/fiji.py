@@ -208,40 +208,50 @@ def start_imagej(fiji: Optional[str | os.PathLike[str]] = None, ij_jar: Optional
 # ---------------------------------------------------------------------------------------------------
 # ResultsTable <-> EventTable
 # ---------------------------------------------------------------------------------------------------
-def events_to_results_table(table: EventTable, ij: Optional[ImageJ] = None) -> Any:
-    """An ``ij.measure.ResultsTable`` with X, Y (pixels), Slice (1-based nearest frame) and every column."""
+def events_to_results_table(table: EventTable, ij: Optional[ImageJ] = None,
+                            pixel_size: Optional[float] = None) -> Any:
+    """An ``ij.measure.ResultsTable`` with X, Y (pixels, or × ``pixel_size``: calibrated, e.g. µm), Slice
+    (1-based nearest frame) and every column."""
+    if pixel_size is not None and not pixel_size > 0:
+        raise ExodfError(f"pixel_size must be > 0 (got {pixel_size})")
+    scale = 1.0 if pixel_size is None else float(pixel_size)
     ij = ij or start_imagej()
     rt = ij.jclass("ij.measure.ResultsTable")()
     extra = sorted(table.columns)
     sl = table.slice
     for i in range(len(table)):
         rt.incrementCounter()
-        rt.addValue("X", float(table.x[i]))
-        rt.addValue("Y", float(table.y[i]))
+        rt.addValue("X", float(table.x[i]) * scale)
+        rt.addValue("Y", float(table.y[i]) * scale)
         rt.addValue("Slice", float(sl[i]))
         for k in extra:
             rt.addValue(k.capitalize(), float(table.columns[k][i]))
     return rt
 
 
-def results_table_to_events(rt: Any) -> EventTable:
-    """An :class:`EventTable` from a ResultsTable with X, Y and Slice columns (other numeric columns kept)."""
+def results_table_to_events(rt: Any, pixel_size: Optional[float] = None) -> EventTable:
+    """An :class:`EventTable` from a ResultsTable with X, Y and Slice (or Frame) columns, read by the rules of
+    an ImageJ table saved to a file (:func:`exodf.events.read_events`): Slice or Frame, whichever counts
+    time on a hyperstack; ``pixel_size`` for X/Y measured calibrated (e.g. µm: ImageJ's table does not say);
+    other numeric columns kept."""
+    from .events import parse_delimited
+
     headings = [str(h) for h in rt.getHeadings()]
-    if int(rt.size()) == 0 and not headings:
-        return EventTable.empty()
-    low = {h.strip().lower(): h for h in headings if h.strip()}
-    missing = [c for c in ("x", "y", "slice") if c not in low]
-    if missing:
-        raise ExodfError(f"the ImageJ Results table lacks column(s) {', '.join(c.capitalize() for c in missing)}"
-                         f" (it has: {', '.join(headings) or 'none'}); measure or load a table with X, Y, Slice")
     n = int(rt.size())
-
-    def col(h: str) -> np.ndarray:
+    if n == 0 and not headings:
+        return EventTable.empty()
+    cells = []
+    for h in headings:
+        if h == "Label":  # the row labels: not a column to ImageJ's getColumn
+            cells.append([str(rt.getLabel(i) or "").replace("\t", " ") for i in range(n)])
+            continue
         vals = rt.getColumn(h) if n else None
-        return np.asarray(vals, dtype=np.float64).reshape(-1) if vals is not None else np.zeros(n)
-
-    cols = {k: col(h) for k, h in low.items() if k not in ("x", "y", "slice", "label")}
-    return EventTable(col(low["x"]), col(low["y"]), col(low["slice"]) - 1.0, cols)
+        if vals is None:  # a text column
+            cells.append([str(rt.getStringValue(h, i)).replace("\t", " ") for i in range(n)])
+        else:
+            cells.append([repr(float(v)) for v in vals])
+    text = "\n".join(["\t".join(headings)] + ["\t".join(c[i] for c in cells) for i in range(n)])
+    return parse_delimited(text, "the ImageJ Results table", pixel_size)
 
 
 # ---------------------------------------------------------------------------------------------------

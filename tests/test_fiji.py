@@ -114,8 +114,20 @@ def test_results_table_round_trip(ij) -> None:
     bad = ij.jclass("ij.measure.ResultsTable")()
     bad.incrementCounter()
     bad.addValue("Area", 3.0)
-    with pytest.raises(ExodfError, match="lacks column"):
+    with pytest.raises(ExodfError, match="ImageJ Results table: .* lacks the columns X, Y and Slice"):
         fiji.results_table_to_events(bad)
+    # measured calibrated (µm: the table does not say so), and on a hyperstack (Slice = z, Frame = time)
+    um = fiji.events_to_results_table(t, ij, pixel_size=0.16)
+    assert rt.getValue("X", 0) == 10.25 and um.getValue("X", 0) == pytest.approx(10.25 * 0.16)
+    np.testing.assert_allclose(fiji.results_table_to_events(um, pixel_size=0.16).x, t.x, rtol=1e-12)
+    hyper = ij.jclass("ij.measure.ResultsTable")()
+    for x, frame in ((3.0, 5), (8.0, 9)):
+        hyper.incrementCounter()
+        hyper.addLabel("movie.tif:1")
+        for k, v in (("X", x), ("Y", 4.0), ("Slice", 1), ("Frame", frame)):
+            hyper.addValue(k, float(v))
+    got = fiji.results_table_to_events(hyper)
+    assert got.frame.tolist() == [4.0, 8.0] and got.x.tolist() == [3.0, 8.0]
     assert ij.run_macro('return "" + (1 + 2) + getArgument();', "x") == "3x"
 
 
