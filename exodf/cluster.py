@@ -3,13 +3,13 @@
 The original runs scikit-learn's ``MeanShift(bandwidth=5, bin_seeding=True)`` on the (t, y, x)
 coordinates of all exocytosis voxels at once. exodf runs the same algorithm on groups of voxels that are
 more than two bandwidths apart from every other group: mean-shift with a flat kernel never lets such
-groups interact, and bin seeds sit on the same global grid, so the centres are the same, while the work
-shrinks from quadratic in the whole movie's voxels to the sum over groups.
+groups interact, and the seeds are chosen once for all the voxels, as scikit-learn chooses them (the
+centres of the bandwidth grid's bins holding a voxel, or the voxels themselves when every voxel has a bin of
+its own), so the centres are the same, while the work shrinks from quadratic in the whole movie's voxels to
+the sum over groups.
 """
 
 from __future__ import annotations
-
-import warnings
 
 from dataclasses import dataclass
 from typing import Callable
@@ -124,12 +124,17 @@ def points_to_events(points: np.ndarray, scores: np.ndarray | None = None, confi
         raise ValueError(f"points_to_events: expected (N, 3) t, y, x coordinates, got shape {points.shape}")
     if scores is not None and len(scores) != len(points):
         raise ValueError(f"points_to_events: {len(scores)} scores for {len(points)} points")
-    groups = _groups(points, 2 * config.bandwidth)
+    bw = config.bandwidth
+    groups = _groups(points, 2 * bw)
+    # seeds as scikit-learn's get_bin_seeds picks them for all the voxels at once (groups never share a bin:
+    # they are more than two bandwidths apart): a group's own fallback to its voxels would differ
+    bins = np.round(points / bw)
+    voxel_seeds = len(points) > 0 and len(np.unique(bins, axis=0)) == len(points)
     centres, sizes, means = [], [], []
     for k, idx in enumerate(groups):
-        with warnings.catch_warnings():  # tiny groups: "Binning data failed ... using data points as seeds"
-            warnings.filterwarnings("ignore", message="Binning data failed", category=UserWarning)
-            ms = MeanShift(bandwidth=config.bandwidth, bin_seeding=True).fit(points[idx].astype(np.float64))
+        pts = points[idx].astype(np.float64)
+        seeds = pts if voxel_seeds else np.unique(bins[idx], axis=0).astype(np.float32) * bw
+        ms = MeanShift(bandwidth=bw, seeds=seeds).fit(pts)
         for c in range(ms.cluster_centers_.shape[0]):
             members = idx[ms.labels_ == c]
             centres.append(ms.cluster_centers_[c])

@@ -53,6 +53,15 @@ getDimensions(width, height, channels, slices, frames);
 nT = slices * frames;
 if (slices > 1 && frames > 1)
     exit("exodf_events: the image has both z-slices and frames; time must be on one of them");
+if (channels != 1 && channels != 3)
+    exit("exodf_events: " + getTitle() + " has " + channels + " channels; give the model's 3 class probabilities "
+         + "(background, bright spot, exocytosis) or the exocytosis probability alone");
+if (channels == 3 && (exoChannel < 1 || exoChannel > 3))
+    exit("exodf_events: exoChannel must be 1, 2 or 3, got " + exoChannel);
+Stack.getStatistics(voxels, meanValue, minValue, maxValue);
+if (minValue < 0 || maxValue > 1.0001)
+    exit("exodf_events: " + getTitle() + " holds values from " + minValue + " to " + maxValue + ", not probabilities "
+         + "(0-1): run the model on the movie first and give its output");
 setBatchMode(true);
 
 // exo: the exocytosis probability stack; fg: a 32-bit stack > 0 exactly at exocytosis voxels
@@ -165,30 +174,38 @@ nextSlot = Array.copy(gcount);
 order = newArray(n);
 for (k = 0; k < n; k++) { order[nextSlot[comp[k]]] = k; nextSlot[comp[k]] += 1; }
 
-// Mean-shift of each group: flat kernel, seeds on the bandwidth grid, as scikit-learn's MeanShift.
-run("Clear Results");
-row = 0;
-bw2 = bandwidth * bandwidth;
+// Seeds, as scikit-learn's MeanShift(bin_seeding=True) picks them for all the voxels at once: the distinct
+// rounded (p / bandwidth), times bandwidth (groups never share one: they are two bandwidths apart), or the
+// voxels themselves when every voxel has a bin of its own.
+gseed = newArray(ng + 1);  // group g's seeds are seedT/Y/X[gseed[g] .. gseed[g + 1] - 1]
+seedT = newArray(0); seedY = newArray(0); seedX = newArray(0); nseeds = 0;
 for (g = 0; g < ng; g++) {
     g0 = gcount[g]; g1 = gcount[g + 1];
-    // seeds: distinct rounded (p / bandwidth), times bandwidth
-    st = newArray(0); sy_ = newArray(0); sx_ = newArray(0); ns = 0;
+    gseed[g] = nseeds;
     for (i = g0; i < g1; i++) {
         k = order[i];
         qt = bandwidth * roundHalfEven(vz[k] / bandwidth); qy = bandwidth * roundHalfEven(vy[k] / bandwidth);
         qx = bandwidth * roundHalfEven(vx[k] / bandwidth);
         dup = false;
-        for (j = 0; j < ns; j++) if (st[j] == qt && sy_[j] == qy && sx_[j] == qx) { dup = true; j = ns; }
-        if (!dup) { st[ns] = qt; sy_[ns] = qy; sx_[ns] = qx; ns++; }
+        for (j = gseed[g]; j < nseeds; j++) if (seedT[j] == qt && seedY[j] == qy && seedX[j] == qx) { dup = true; j = nseeds; }
+        if (!dup) { seedT[nseeds] = qt; seedY[nseeds] = qy; seedX[nseeds] = qx; nseeds++; }
     }
-    // as scikit-learn: when binning leaves one seed per voxel, the voxels themselves are the seeds
-    if (ns == g1 - g0) {
-        for (i = g0; i < g1; i++) { k = order[i]; st[i - g0] = vz[k]; sy_[i - g0] = vy[k]; sx_[i - g0] = vx[k]; }
-    }
+}
+gseed[ng] = nseeds;
+if (nseeds == n) {  // one bin per voxel: each group's seeds are its voxels, in the same slots
+    for (i = 0; i < n; i++) { k = order[i]; seedT[i] = vz[k]; seedY[i] = vy[k]; seedX[i] = vx[k]; }
+}
+
+// Mean-shift of each group: flat kernel.
+run("Clear Results");
+row = 0;
+bw2 = bandwidth * bandwidth;
+for (g = 0; g < ng; g++) {
+    g0 = gcount[g]; g1 = gcount[g + 1];
     // shift every seed to its mode
     ct = newArray(0); cy = newArray(0); cx = newArray(0); cn = newArray(0); nm = 0;
-    for (j = 0; j < ns; j++) {
-        mt = st[j]; my = sy_[j]; mx = sx_[j]; inside = 0;
+    for (j = gseed[g]; j < gseed[g + 1]; j++) {
+        mt = seedT[j]; my = seedY[j]; mx = seedX[j]; inside = 0;
         for (it = 0; it <= 300; it++) {
             at = 0; ay = 0; ax = 0; inside = 0;
             for (i = g0; i < g1; i++) {
