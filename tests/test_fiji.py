@@ -325,6 +325,22 @@ def test_exoj_driver_in_real_imagej(tmp_path) -> None:
 
 @needs_imagej
 @pytest.mark.fiji
+def test_batch_macro_shows_the_exodf_error(tmp_path) -> None:
+    """ImageJ's exec() returns standard output only: the macros ask exodf for its error there too, and show it
+    (they said 'Output:' and nothing else)."""
+    macro = tmp_path / "exodf_batch.ijm"
+    macro.write_text(fiji.macro_text("exodf_batch.ijm"))
+    movie = tmp_path / "one frame.tif"
+    write_tiff(movie, np.zeros((1, 16, 16), np.uint16))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    p = fiji.run_batch_macro(macro, f"movie={movie}\nevents={tmp_path / 'events.csv'}", timeout=300, env=env)
+    assert "exodf: error:" in p.stdout and "one frame.tif" in p.stdout and "Run that command" not in p.stdout, \
+        p.stdout + p.stderr
+    assert not (tmp_path / "events.csv").exists()
+
+
+@needs_imagej
+@pytest.mark.fiji
 def test_batch_macro_failure_is_an_error_and_removes_old_results(tmp_path) -> None:
     """A failed exodf detect left an earlier results file in place and `exodf fiji macro` exited 0; the
     documented shell form (a literal \\n between keys) was not split; a non-ASCII exodf path was garbled."""

@@ -23,6 +23,22 @@ app = typer.Typer(
     add_completion=False,
 )
 
+_errors_to_stdout = False
+
+
+@app.callback()
+def _root(errors_to_stdout: bool = typer.Option(
+        False, "--errors-to-stdout", help="Print error messages on standard output too: ImageJ's exec() shows "
+        "only that (the Fiji macros use it).")) -> None:
+    global _errors_to_stdout
+    _errors_to_stdout = errors_to_stdout
+
+
+def _error(message: str) -> None:
+    print(message, file=sys.stderr)
+    if _errors_to_stdout:
+        print(message, flush=True)
+
 
 def _register_all() -> None:
     from . import detect
@@ -58,6 +74,8 @@ def main(*, program: bool = False) -> None:
     cannot be written or read (permissions, a folder in the way): status 1 with the path and the reason.
     ``program``: called as the ``exodf`` program (:func:`run`), not in-process.
     """
+    global _errors_to_stdout
+    _errors_to_stdout = False  # (set by --errors-to-stdout; main() may run again in the same process)
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -69,7 +87,7 @@ def main(*, program: bool = False) -> None:
     try:
         rc = app(standalone_mode=False)
     except ExodfError as e:
-        print(f"exodf: error: {e}", file=sys.stderr)
+        _error(f"exodf: error: {e}")
         sys.exit(1)
     except KeyboardInterrupt:
         rc = 130
@@ -77,11 +95,13 @@ def main(*, program: bool = False) -> None:
         raise
     except OSError as e:  # writing where one cannot: permissions, a file or folder in the way, a full disk
         where = f"{e.filename}: " if e.filename else ""
-        print(f"exodf: error: {where}{e.strerror or e}; check that path and its permissions", file=sys.stderr)
+        _error(f"exodf: error: {where}{e.strerror or e}; check that path and its permissions")
         sys.exit(1)
     except Exception as e:  # click usage errors and the like
         if _is_usage_error(e):
             e.show()  # type: ignore[attr-defined]
+            if _errors_to_stdout:
+                print(f"exodf: error: {e.format_message()}", flush=True)  # type: ignore[attr-defined]
             sys.exit(getattr(e, "exit_code", 2))
         if type(e).__name__ == "Abort":
             sys.exit(1)

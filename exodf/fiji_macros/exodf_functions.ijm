@@ -52,7 +52,7 @@ function exodfExec(a) {
 function exodfDetect(movie, events, options) {
 	// (ImageJ 1.53t: Array.concat fails on a function call as argument, so every part is a variable)
 	a = split(exodfCommand, "\n");
-	part = newArray("detect", movie, "-o", events, "--quiet");
+	part = newArray("--errors-to-stdout", "detect", movie, "-o", events, "--quiet");  // exec() shows stdout only
 	a = Array.concat(a, part);
 	if (options != "") {
 		part = split(options, "\n");
@@ -60,9 +60,13 @@ function exodfDetect(movie, events, options) {
 	}
 	if (File.exists(events)) ok = File.delete(events);
 	out = exodfExec(a);
-	if (!File.exists(events))
+	if (!File.exists(events)) {
+		at = indexOf(out, "exodf: error:");
+		if (at >= 0)
+			exit(substring(out, at) + "\nCommand: " + String.join(a, " "));
 		exit("exodf detect wrote no event table " + events + ".\nCommand: " + String.join(a, " ") +
 		     "\nOutput: " + out + "\nRun that command in a terminal to see the error.");
+	}
 	return out;
 }
 
