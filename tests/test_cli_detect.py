@@ -73,6 +73,24 @@ def test_detect_folder_into_folder(movies: Path, weights_path: Path, tmp_path: P
     assert len(r.stdout.strip().splitlines()) == 2
 
 
+def test_skip_existing_finishes_an_interrupted_folder(movies: Path, weights_path: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert _exodf("detect", movies, "-o", out, "-q", cwd=tmp_path).returncode == 0
+    first, second = out / "cell 1_events.csv", out / "cell2_events.csv"
+    stamp = first.stat().st_mtime_ns
+    second.unlink()  # as if the run had been interrupted before the second movie
+    r = _exodf("detect", movies, "-o", out, "-q", "--skip-existing", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert f"skipped {movies / 'cell 1.tif'}: {first} is already there" in r.stderr
+    assert "cell2.tif: " in r.stdout and "cell 1.tif: " not in r.stdout and second.is_file()
+    assert first.stat().st_mtime_ns == stamp
+    r = _exodf("detect", movies, "-o", out, "-q", "--skip-existing", cwd=tmp_path)
+    assert r.returncode == 0 and "nothing to do" in r.stdout, r.stderr
+    os.utime(movies / "cell2.tif")  # a movie changed after its table: detected again
+    r = _exodf("detect", movies, "-o", out, "-q", "--skip-existing", cwd=tmp_path)
+    assert r.returncode == 0 and "cell2.tif: " in r.stdout and "cell 1.tif: " not in r.stdout, r.stderr
+
+
 def test_bad_movie_one_line_error_and_no_output(tmp_path: Path) -> None:
     bad = tmp_path / "broken.tif"
     bad.write_bytes(b"II*\x00garbage")

@@ -109,6 +109,9 @@ def register(app: typer.Typer) -> None:
                                                          "scheduler (default: a local cluster).")] = None,
         workers: Annotated[Optional[int], typer.Option(min=1, help="With --batch: local worker processes.")]
         = None,
+        skip_existing: Annotated[bool, typer.Option(help="Leave out movies whose event table exists and is newer "
+                                                    "than the movie (to finish an interrupted batch; such "
+                                                    "tables are kept whatever options made them).")] = False,
     ) -> None:
         """Detect every exocytosis event of each movie; write one event table per movie."""
         from ..jobs import DetectRequest, detect_file
@@ -143,6 +146,16 @@ def register(app: typer.Typer) -> None:
         if probabilities is not None and (batch is not None or len(paths) > 1):
             raise ExodfError("--probabilities names one file; detect one movie at a time to write probabilities")
         targets = [output_for(p, out, len(paths), fmt) for p in paths]
+        if skip_existing:
+            done = [_up_to_date(p, t) and (probabilities is None or _up_to_date(p, probabilities))
+                    for p, t in zip(paths, targets)]
+            for p, t in ((p, t) for p, t, d in zip(paths, targets, done) if d):
+                typer.echo(f"skipped {p}: {t} is already there (--skip-existing)", err=True)
+            paths = [p for p, d in zip(paths, done) if not d]
+            targets = [t for t, d in zip(targets, done) if not d]
+            if not paths:
+                typer.echo("every movie already has its event table (--skip-existing): nothing to do")
+                return
         _check_outputs(paths, targets, mask, probabilities)  # before any movie is read
         if batch is not None:
             _run_batch(paths, targets, req, scheduler, workers, quiet)
@@ -154,6 +167,16 @@ def register(app: typer.Typer) -> None:
                 dt = time.perf_counter() - t0
                 typer.echo(f"{path}: {n_events} events ({_per_frame(n_events, n_frames, exclude_edges)}) "
                            f"in {dt:.1f} s -> {target}")
+
+
+def _up_to_date(movie: Path, table: Path) -> bool:
+    """Whether ``table`` exists and was written after ``movie`` last changed (tables are written whole, so an
+    existing one is complete; for a folder of frames, its newest file counts)."""
+    if not table.is_file():
+        return False
+    stamps = [movie.stat().st_mtime] + ([f.stat().st_mtime for f in movie.iterdir() if f.is_file()]
+                                        if movie.is_dir() else [])
+    return table.stat().st_mtime >= max(stamps)
 
 
 def _check_outputs(paths: list[Path], targets: list[Path], mask: Optional[Path],
