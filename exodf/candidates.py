@@ -6,12 +6,12 @@ test costs a few milliseconds per frame. The network then runs on boxes around t
 with a halo of context, and everything outside the boxes is background. Within a box, only the encoder
 sees the halo: the decoder computes what the kept voxels depend on (:meth:`exodf.stream.StreamingNetwork.run`).
 
-This is an approximation of the whole-volume pass (``--tiling context``), measured, not exact:
-
-- the halo is smaller than the network's whole receptive field (:data:`exodf.tiling.RECEPTIVE_HALO`), so
-  voxels with a probability near the decision boundary can flip;
-- an exocytosis label without any brightening before it (a lone voxel next to a static bright spot) is
-  not looked for.
+Inside the boxes the probabilities are those of the whole-volume pass (``--tiling context``; bit for bit
+in the tests): each box's halo is the network's whole receptive field
+(:data:`exodf.tiling.RECEPTIVE_HALO`). What remains an approximation is the outside, taken as background:
+an exocytosis label without any brightening before it (a lone voxel next to a static bright spot) is not
+looked for, and a label reaching beyond its box (more than ``after`` frames after the brightening, or
+``margin`` px from it) is cut there.
 
 On simulated movies it finds the same events as the whole-volume pass to F1 ≥ 0.99 (README, Performance;
 ``exodf bench --tiling candidates`` measures it on any machine). Where brightenings are everywhere
@@ -34,7 +34,7 @@ from scipy import ndimage as ndi
 from .io import MappedPages
 from .model import SPATIAL_MULTIPLE
 from .normalize import apply_range, frame_range
-from .tiling import split_axis
+from .tiling import RECEPTIVE_HALO, split_axis
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
@@ -71,9 +71,10 @@ class CandidateConfig:
         Pixels of each box around a candidate's pixels.
     halo
         Context (frames, px) around each box that the network sees but whose output is not kept. The
-        receptive field is 12–14 frames and 34 px. On the 1000-frame bench movie, 4 frames lost two
-        events of the whole-volume pass, 6 frames none (with 12, 16 or 24 px); 12 px kept every preset's
-        agreement of 16 px.
+        default, the receptive field (14 frames, 36 px), makes the kept voxels equal those of the
+        whole-volume pass. Smaller halos are faster and approximate: (6, 12) took about half the time
+        on simulated movies but flipped voxels near the decision boundary, and lost events (a
+        probability-0.955 event of the whole-volume pass; 2 of ~45 near-threshold test events).
     """
 
     sigma: float = 1.5
@@ -82,7 +83,7 @@ class CandidateConfig:
     before: int = 1
     after: int = 10
     margin: int = 8
-    halo: tuple[int, int] = (6, 12)
+    halo: tuple[int, int] = (RECEPTIVE_HALO[0], RECEPTIVE_HALO[1])
 
     def __post_init__(self) -> None:
         if self.sigma <= 0 or self.history < 1 or self.threshold <= 0:
@@ -119,31 +120,6 @@ class Box:
         c = self.cells[ts.start - self.t0: ts.stop - self.t0]
         c = np.repeat(np.repeat(c, CELL, axis=1), CELL, axis=2)
         return c[:, ys.start - self.y0: ys.stop - self.y0, xs.start - self.x0: xs.stop - self.x0]
-
-
-class _RangedFrames:
-    """A raw movie normalised with precomputed per-frame (p1, p99) on access, y/x padded like
-    :class:`exodf.predict.NormalizedFrames` (mirrored to multiples of 4): ``frames[ts, ys, xs]`` equals the
-    same crop of that view, without a percentile per access."""
-
-    def __init__(self, movie: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
-        self.movie, self.lo, self.hi = movie, lo, hi
-        t, h, w = movie.shape
-        self.shape = (t, h + (-h) % CELL, w + (-w) % CELL)
-        self.ndim = 3
-        self._reflect = h > (-h) % CELL and w > (-w) % CELL
-
-    def _index(self, s: slice, n: int) -> np.ndarray:
-        i = np.arange(s.start, s.stop)
-        return np.where(i < n, i, 2 * (n - 1) - i if self._reflect else n - 1)
-
-    def __getitem__(self, key: SLC) -> np.ndarray:
-        ts, ys, xs = key
-        _, h, w = self.movie.shape
-        yi, xi = self._index(ys, h), self._index(xs, w)
-        block = np.asarray(self.movie[ts, yi.min(): yi.max() + 1, xi.min(): xi.max() + 1], dtype=np.float32)
-        block = block[:, yi - yi.min()][:, :, xi - xi.min()]
-        return np.stack([apply_range(f, lo, hi) for f, lo, hi in zip(block, self.lo[ts], self.hi[ts])])
 
 
 def brightening_scores(movie: np.ndarray, config: CandidateConfig = CandidateConfig(),
@@ -232,7 +208,7 @@ def iter_candidate_blocks(movie: np.ndarray, net: "keras.Model", config: Candida
     than ``tile``'s core, so memory is bounded whatever the boxes become. ``dtype``: what the network
     computes in (see :class:`exodf.stream.StreamingNetwork`).
     """
-    from .predict import _TileView
+    from .predict import NormalizedFrames, _TileView
     from .stream import StreamingNetwork
 
     if movie.ndim != 3:
@@ -240,7 +216,7 @@ def iter_candidate_blocks(movie: np.ndarray, net: "keras.Model", config: Candida
     t_n, h, w = movie.shape
     # progress: the brightening pass counts one unit per frame, the network one per frame of box kept
     boxes, lo, hi = candidate_boxes(movie, config, (lambda d, n: progress(d, 2 * n)) if progress else None)
-    frames = _RangedFrames(movie, lo, hi)
+    frames = NormalizedFrames(movie, lo, hi)  # the ranges of the brightening pass: each box reads its crop
     _, hp, wp = frames.shape
     pieces = [(box, piece) for box in boxes for piece in _pieces(box, t_n, h, w, hp, wp, config.halo, tile)]
     if work_fraction(boxes, movie.shape, net, config, tile) > FALLBACK:

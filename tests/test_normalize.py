@@ -37,7 +37,7 @@ def _resident_kb(path: str) -> int:
 
 
 @pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="needs Linux /proc/self/smaps")
-def test_memory_mapped_movie_does_not_stay_resident(tmp_path: Path) -> None:
+def test_memory_mapped_movie_does_not_stay_resident(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Frames read forward are released: a long movie is never resident as a whole (issue: RSS ≤ 2 GB)."""
     from exodf.io import read_movie, write_tiff
     from exodf.predict import NormalizedFrames
@@ -56,8 +56,19 @@ def test_memory_mapped_movie_does_not_stay_resident(tmp_path: Path) -> None:
     # the frames being read, plus the kernel's read-around, never the movie
     assert peak < 8 * 1024, f"{peak} kB of the 32 MiB movie resident at once"
     assert not mapped.flags.writeable  # mapped read-only: exodf never writes into a movie
-    # a second pass (the next y/x tile) reads the same values again
+    # a second pass (the next y/x tile) reads the same values again, each frame's range computed once
+    import exodf.predict
+
+    calls = []
+    real = exodf.predict.frame_range
+    monkeypatch.setattr(exodf.predict, "frame_range", lambda f: calls.append(1) or real(f))
     np.testing.assert_array_equal(frames[10:12, 4:8, 4:8], normalize_frames(movie[10:12])[:, 4:8, 4:8])
+    tiles = NormalizedFrames(mapped)
+    for t0 in range(0, 128, 2):  # two y/x tiles, one after the other
+        np.testing.assert_array_equal(tiles[t0:t0 + 2, 0:128], normalize_frames(movie[t0:t0 + 2])[:, 0:128])
+    for t0 in range(0, 128, 2):
+        np.testing.assert_array_equal(tiles[t0:t0 + 2, 128:256], normalize_frames(movie[t0:t0 + 2])[:, 128:])
+    assert len(calls) == 128
 
 
 def test_a_movie_scaled_below_1_is_not_taken_as_flat() -> None:

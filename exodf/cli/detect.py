@@ -78,8 +78,8 @@ def register(app: typer.Typer) -> None:
                                                       "through bioimageio.core instead of --weights.")] = None,
         tiling: Annotated[str, typer.Option(help="context (default: tile-independent, no edge artefacts), "
                                             "original (reproduces ExoDeepFinder 0.3.14 exactly) or candidates "
-                                            "(network only around sudden brightenings: several times faster, "
-                                            "same events to F1 >= 0.99 on simulated movies).")] = "context",
+                                            "(network only around sudden brightenings, about 3x faster on sparse movies: "
+                                            "the default's probabilities there, background elsewhere).")] = "context",
         patch_size: Annotated[int, typer.Option(help="Patch side for --tiling original.")] = 160,
         dtype: Annotated[str, typer.Option(help="What the network computes in: float32 (default, as trained), "
                                            "bfloat16 (about 1.8x faster on CPUs with bfloat16 arithmetic, e.g. "
