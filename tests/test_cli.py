@@ -52,6 +52,22 @@ def test_typer_interrupt_status_is_kept(monkeypatch: pytest.MonkeyPatch, capsys:
     assert e.value.code == 130 and "interrupted" in capsys.readouterr().err
 
 
+def test_tensorflow_import_notices_are_kept_off_the_console() -> None:
+    """TensorFlow's C++ side prints oneDNN/absl notices on import whatever TF_CPP_MIN_LOG_LEVEL says; the
+    program drops them and keeps anything else written to stderr meanwhile."""
+    code = ("import os, sys\nfrom exodf import cli\n"
+            "def app(**_):\n"
+            "    with cli._filtered_stderr(cli._TF_IMPORT_NOISE):\n"
+            "        os.write(2, b'I0000 port.cc:153] oneDNN custom operations are on. You may see\\nkept line\\n')\n"
+            "    import tensorflow\n"
+            "    return 0\n"
+            "cli.app = app\ncli.run()\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "kept line" in r.stderr
+    assert "oneDNN" not in r.stderr and "absl::InitializeLog" not in r.stderr, r.stderr
+
+
 _LATE_SIGNALS = """
 import atexit, os, subprocess, sys, time
 from exodf import cli
