@@ -240,18 +240,24 @@ def results_table_to_events(rt: Any, pixel_size: Optional[float] = None) -> Even
     n = int(rt.size())
     if n == 0 and not headings:
         return EventTable.empty()
+    import csv
+    import io
+
     cells = []
     for h in headings:
         if h == "Label":  # the row labels: not a column to ImageJ's getColumn
-            cells.append([str(rt.getLabel(i) or "").replace("\t", " ") for i in range(n)])
+            cells.append([str(rt.getLabel(i) or "") for i in range(n)])
             continue
         vals = rt.getColumn(h) if n else None
         if vals is None:  # a text column
-            cells.append([str(rt.getStringValue(h, i)).replace("\t", " ") for i in range(n)])
+            cells.append([str(rt.getStringValue(h, i)) for i in range(n)])
         else:
             cells.append([repr(float(v)) for v in vals])
-    text = "\n".join(["\t".join(headings)] + ["\t".join(c[i] for c in cells) for i in range(n)])
-    return parse_delimited(text, "the ImageJ Results table", pixel_size)
+    buf = io.StringIO()  # quoted where needed: a label may hold a tab or a quote
+    writer = csv.writer(buf, delimiter="\t", lineterminator="\n")
+    writer.writerow(headings)
+    writer.writerows([c[i] for c in cells] for i in range(n))
+    return parse_delimited(buf.getvalue(), "the ImageJ Results table", pixel_size)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import exodf.cli as cli
+from exodf.errors import ExodfError
 
 
 def _exodf(*args: str | os.PathLike[str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -43,6 +44,29 @@ def test_file_system_errors_are_one_line(monkeypatch: pytest.MonkeyPatch, capsys
     assert e.value.code == 1
     err = capsys.readouterr().err
     assert err == "exodf: error: /data/out/events.csv: Permission denied; check that path and its permissions\n"
+
+
+def test_errors_reach_stdout_for_imagej_when_asked(monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    def app(error: BaseException):
+        def run(**_: object) -> None:
+            cli._errors_to_stdout = True  # what --errors-to-stdout sets
+            raise error
+        return run
+
+    monkeypatch.setattr(cli, "app", app(ExodfError("movie.tif: not a movie")))
+    with pytest.raises(SystemExit):
+        cli.main()
+    out, err = capsys.readouterr()
+    assert out == err == "exodf: error: movie.tif: not a movie\n"
+    monkeypatch.setattr(cli, "app", app(MemoryError("Unable to allocate 38.1 GiB")))
+    with pytest.raises(MemoryError):  # the traceback goes on to stderr
+        cli.main()
+    assert "exodf: error: MemoryError: Unable to allocate 38.1 GiB" in capsys.readouterr().out
+    monkeypatch.setattr(cli, "app", lambda **_: (_ for _ in ()).throw(ExodfError("x")))
+    with pytest.raises(SystemExit):
+        cli.main()
+    assert capsys.readouterr().out == ""  # without the option: stderr only, even after a run with it
 
 
 def test_typer_interrupt_status_is_kept(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

@@ -89,6 +89,15 @@ def test_skip_existing_finishes_an_interrupted_folder(movies: Path, weights_path
     os.utime(movies / "cell2.tif")  # a movie changed after its table: detected again
     r = _exodf("detect", movies, "-o", out, "-q", "--skip-existing", cwd=tmp_path)
     assert r.returncode == 0 and "cell2.tif: " in r.stdout and "cell 1.tif: " not in r.stdout, r.stderr
+    # a second movie that would write a table already there (same name): refused, not written over it
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "a.tif").write_bytes((movies / "cell2.tif").read_bytes())
+    (out / "a_events.csv").write_text("X,Y,Slice\n")
+    (other / "a.ome.tif").write_bytes((movies / "cell2.tif").read_bytes())
+    r = _exodf("detect", other, "-o", out, "-q", "--skip-existing", cwd=tmp_path)
+    assert r.returncode == 1 and "would both write" in r.stderr, r.stderr
+    assert (out / "a_events.csv").read_text() == "X,Y,Slice\n"
 
 
 def test_bad_movie_one_line_error_and_no_output(tmp_path: Path) -> None:

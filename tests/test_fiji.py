@@ -123,7 +123,7 @@ def test_results_table_round_trip(ij) -> None:
     hyper = ij.jclass("ij.measure.ResultsTable")()
     for x, frame in ((3.0, 5), (8.0, 9)):
         hyper.incrementCounter()
-        hyper.addLabel("movie.tif:1")
+        hyper.addLabel('"movie"\t.tif:1')  # a quote and a tab in the label (csv quoting)
         for k, v in (("X", x), ("Y", 4.0), ("Slice", 1), ("Frame", frame)):
             hyper.addValue(k, float(v))
     got = fiji.results_table_to_events(hyper)

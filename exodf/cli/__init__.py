@@ -32,7 +32,8 @@ _errors_to_stdout = False
 @app.callback()
 def _root(errors_to_stdout: bool = typer.Option(
         False, "--errors-to-stdout", help="Print error messages on standard output too: ImageJ's exec() shows "
-        "only that (the Fiji macros use it).")) -> None:
+        "only that (the Fiji macros use it). Give it before the command: exodf --errors-to-stdout detect ...")
+) -> None:
     global _errors_to_stdout
     _errors_to_stdout = errors_to_stdout
 
@@ -166,11 +167,13 @@ def main(*, program: bool = False) -> None:
             sys.exit(getattr(e, "exit_code", 2))
         if type(e).__name__ == "Abort":
             sys.exit(1)
+        if _errors_to_stdout:  # (out of memory, a bug): the traceback follows on stderr
+            print(f"exodf: error: {type(e).__name__}: {e} (the details are on standard error)", flush=True)
         raise
     if rc == 130:  # typer turns KeyboardInterrupt into exit status 130 and returns it
         if program:
             _deaf()
-        print("exodf: interrupted; no partial output was written", file=sys.stderr)
+        _error("exodf: interrupted; no partial output was written")
     if isinstance(rc, int) and rc:
         sys.exit(rc)
 

@@ -146,6 +146,7 @@ def register(app: typer.Typer) -> None:
         if probabilities is not None and (batch is not None or len(paths) > 1):
             raise ExodfError("--probabilities names one file; detect one movie at a time to write probabilities")
         targets = [output_for(p, out, len(paths), fmt) for p in paths]
+        _distinct_outputs(paths, targets)  # also among movies --skip-existing leaves out
         if skip_existing:
             done = [_up_to_date(p, t) and (probabilities is None or _up_to_date(p, probabilities))
                     for p, t in zip(paths, targets)]
@@ -171,12 +172,24 @@ def register(app: typer.Typer) -> None:
 
 def _up_to_date(movie: Path, table: Path) -> bool:
     """Whether ``table`` exists and was written after ``movie`` last changed (tables are written whole, so an
-    existing one is complete; for a folder of frames, its newest file counts)."""
+    existing one is complete; for a folder of frames, its newest frame counts)."""
     if not table.is_file():
         return False
-    stamps = [movie.stat().st_mtime] + ([f.stat().st_mtime for f in movie.iterdir() if f.is_file()]
-                                        if movie.is_dir() else [])
+    from ..io import TIFF_SUFFIXES
+
+    frames = [f for f in movie.iterdir() if f.is_file() and f.suffix.lower() in TIFF_SUFFIXES] if movie.is_dir() else []
+    stamps = [movie.stat().st_mtime] + [f.stat().st_mtime for f in frames]
     return table.stat().st_mtime >= max(stamps)
+
+
+def _distinct_outputs(paths: list[Path], targets: list[Path]) -> None:
+    seen: dict[Path, Path] = {}
+    for path, target in zip(paths, targets):
+        key = target.resolve()
+        if key in seen:
+            raise ExodfError(f"{seen[key]} and {path} would both write {target}: rename one movie, or give each "
+                             "its own -o")
+        seen[key] = path
 
 
 def _check_outputs(paths: list[Path], targets: list[Path], mask: Optional[Path],
@@ -187,13 +200,8 @@ def _check_outputs(paths: list[Path], targets: list[Path], mask: Optional[Path],
     if probabilities is not None and any(probabilities.resolve() == t.resolve() for t in targets):
         raise ExodfError(f"--probabilities {probabilities} is also the event table's path; give it its own file "
                          "(e.g. probabilities.tif)")
-    seen: dict[Path, Path] = {}
+    _distinct_outputs(paths, targets)
     for path, target in zip(paths, targets):
-        key = target.resolve()
-        if key in seen:
-            raise ExodfError(f"{seen[key]} and {path} would both write {target}: rename one movie, or give each "
-                             "its own -o")
-        seen[key] = path
         check_output(target, [path, mask, probabilities])
     if probabilities is not None:
         check_output(probabilities, [*paths, mask])
