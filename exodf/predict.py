@@ -107,10 +107,10 @@ class NormalizedFrames:
         self.ndim = 3
         self.dtype = np.dtype(np.float32)
         self._reflect = h > self.pad[0] and w > self.pad[1]
-        if (lo is None) != (hi is None) or (lo is not None and (len(lo) != t or len(hi) != t)):  # type: ignore[arg-type]
+        if (lo is None) != (hi is None) or (lo is not None and hi is not None and (len(lo) != t or len(hi) != t)):
             raise ValueError(f"NormalizedFrames: give both lo and hi, one per frame ({t})")
-        self.lo = np.full(t, np.nan, np.float32) if lo is None else np.asarray(lo, dtype=np.float32)
-        self.hi = np.full(t, np.nan, np.float32) if hi is None else np.asarray(hi, dtype=np.float32)
+        self.lo = np.full(t, np.nan, np.float32) if lo is None else np.array(lo, dtype=np.float32)  # (copies:
+        self.hi = np.full(t, np.nan, np.float32) if hi is None else np.array(hi, dtype=np.float32)  # filled here)
 
     def _index(self, s: slice, n: int, padded: int) -> np.ndarray:
         i = np.arange(*s.indices(padded))

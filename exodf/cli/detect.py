@@ -78,8 +78,9 @@ def register(app: typer.Typer) -> None:
                                                       "through bioimageio.core instead of --weights.")] = None,
         tiling: Annotated[str, typer.Option(help="context (default: tile-independent, no edge artefacts), "
                                             "original (reproduces ExoDeepFinder 0.3.14 exactly) or candidates "
-                                            "(network only around sudden brightenings, about 3x faster on sparse movies: "
-                                            "the default's probabilities there, background elsewhere).")] = "context",
+                                            "(network only around sudden brightenings, about 3x faster on "
+                                            "sparse movies: the default's probabilities there, background "
+                                            "elsewhere).")] = "context",
         patch_size: Annotated[int, typer.Option(help="Patch side for --tiling original.")] = 160,
         dtype: Annotated[str, typer.Option(help="What the network computes in: float32 (default, as trained), "
                                            "bfloat16 (about 1.8x faster on CPUs with bfloat16 arithmetic, e.g. "
@@ -224,7 +225,8 @@ def _run_batch(paths: list[Path], outputs: list[Path], req: "object", scheduler:
 
     where = (f"the dask cluster at {scheduler}" if scheduler is not None else
              f"{local_workers(workers)} local worker process(es)")
-    typer.echo(f"detecting {len(paths)} movie{'' if len(paths) == 1 else 's'} on {where}; each movie is reported when it is done")
+    typer.echo(f"detecting {len(paths)} movie{'' if len(paths) == 1 else 's'} on {where}; each movie is reported "
+               "when it is done")
     with _progress(not quiet and sys.stderr.isatty()) as prog:
         task = prog.add_task("movies", total=len(paths)) if prog is not None else None
 
