@@ -293,10 +293,15 @@ def _read_h5(p: Path) -> np.ndarray:
 _NUM = re.compile(r"(\d+)(?!.*\d)")
 
 
+def frame_files(folder: Path) -> list[Path]:
+    """The per-frame TIFFs of a folder movie (its other files are not frames), sorted by name."""
+    return sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in TIFF_SUFFIXES)
+
+
 def _read_folder(folder: Path) -> np.ndarray:
     import tifffile
 
-    files = sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in TIFF_SUFFIXES)
+    files = frame_files(folder)
     if not files:
         raise ExodfError(f"{folder}: the folder holds no .tif/.tiff files; give a folder of per-frame TIFFs")
     parsed = []

@@ -176,10 +176,9 @@ def _up_to_date(movie: Path, table: Path) -> bool:
     existing one is complete; for a folder of frames, its newest frame counts)."""
     if not table.is_file():
         return False
-    from ..io import TIFF_SUFFIXES
+    from ..io import frame_files
 
-    frames = [f for f in movie.iterdir() if f.is_file() and f.suffix.lower() in TIFF_SUFFIXES] if movie.is_dir() else []
-    stamps = [movie.stat().st_mtime] + [f.stat().st_mtime for f in frames]
+    stamps = [movie.stat().st_mtime] + [f.stat().st_mtime for f in (frame_files(movie) if movie.is_dir() else [])]
     return table.stat().st_mtime >= max(stamps)
 
 
@@ -195,13 +194,13 @@ def _distinct_outputs(paths: list[Path], targets: list[Path]) -> None:
 
 def _check_outputs(paths: list[Path], targets: list[Path], mask: Optional[Path],
                    probabilities: Optional[Path]) -> None:
-    """Every output writable, none an input, no two movies writing the same table."""
+    """Every output writable, none an input (that no two movies write one table is checked before, on all
+    the movies: :func:`_distinct_outputs`)."""
     from ..atomic import check_output
 
     if probabilities is not None and any(probabilities.resolve() == t.resolve() for t in targets):
         raise ExodfError(f"--probabilities {probabilities} is also the event table's path; give it its own file "
                          "(e.g. probabilities.tif)")
-    _distinct_outputs(paths, targets)
     for path, target in zip(paths, targets):
         check_output(target, [path, mask, probabilities])
     if probabilities is not None:
