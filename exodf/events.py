@@ -30,9 +30,11 @@ import numpy as np
 from .atomic import write_text_atomic
 from .errors import ExodfError
 
-__all__ = ["EventTable", "read_events", "write_events", "parse_delimited", "EVENT_FORMATS", "SLICE_COLUMNS"]
+__all__ = ["EventTable", "read_events", "write_events", "parse_delimited", "EVENT_FORMATS", "SLICE_COLUMNS",
+           "TABLE_SUFFIXES"]
 
 EVENT_FORMATS = ("imagej", "xml", "original-csv")
+TABLE_SUFFIXES = (".csv", ".txt", ".tsv", ".xls", ".xml")  # the suffixes of files read and written as event tables
 # extra columns that hold a 0-based frame, and their 1-based name in ImageJ tables (as Slice is to frame)
 SLICE_COLUMNS = {"peak_frame": "peak_slice", "onset": "onset_slice", "begin_frame": "begin_slice",
                  "end_frame": "end_slice"}

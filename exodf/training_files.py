@@ -13,7 +13,7 @@ import numpy as np
 
 from .errors import ExodfError
 from .evaluate import units_warnings
-from .events import EventTable, read_events, write_events
+from .events import TABLE_SUFFIXES, EventTable, read_events, write_events
 from .io import read_movie, write_tiff
 from .normalize import NormalizedMovie
 from .sampling import TrainingMovie
@@ -27,7 +27,6 @@ __all__ = ["spots_file", "read_spots", "parse_stages", "TrainRequest", "train_fi
            "accelerator"]
 
 Progress = Callable[[str, int, int], None]
-_TABLE_SUFFIXES = (".csv", ".txt", ".tsv", ".xls", ".xml")
 SPOT_POINT_RADIUS = 2  # a spot given as a point is painted as a disk of this radius in its frame
 
 
@@ -38,7 +37,7 @@ def spots_file(movie_path: str | os.PathLike[str], out_path: str | os.PathLike[s
     Returns the number of spots (2D components) found.
     """
     out = Path(out_path)
-    if out.suffix.lower() not in (".tif", ".tiff", *_TABLE_SUFFIXES):  # before any work
+    if out.suffix.lower() not in (".tif", ".tiff", *TABLE_SUFFIXES):  # before any work
         raise ExodfError(f"{out}: write the spots as a label map (.tif) or a table (.csv, .xml)")
     movie = read_movie(movie_path)
     labels = spot_labels(movie, config, progress)
@@ -55,7 +54,7 @@ def read_spots(path: str | os.PathLike[str], shape: tuple[int, int, int]) -> np.
     """A user's bright spots as a mask (T, Y, X): a label/mask TIFF of the movie's shape, or a point table
     (each point painted as a disk of radius 2 in its frame)."""
     p = Path(path)
-    if p.suffix.lower() in _TABLE_SUFFIXES:
+    if p.suffix.lower() in TABLE_SUFFIXES:
         table = read_events(p)
         mask = np.zeros(shape, dtype=np.int8)
         r = SPOT_POINT_RADIUS

@@ -18,8 +18,8 @@ from .atomic import check_output, write_text_atomic
 from .errors import ExodfError
 from .evaluate import (Matching, Rule, cohens_d, event_rate, mean_sd, pearson_r, score_events, summarize,
                        units_mismatch, units_warnings)
-from .events import EventTable, read_events, write_events
-from .io import read_mask, read_movie, write_tiff
+from .events import TABLE_SUFFIXES, EventTable, read_events, write_events
+from .io import MOVIE_SUFFIXES, movie_stem, read_mask, read_movie, write_tiff
 from .measure import MeasureConfig, measure_events, summarize_cell
 from .simulate import SIMULATOR_REVISION, SimParams, simulate
 
@@ -27,7 +27,6 @@ __all__ = ["SimFiles", "simulate_files", "pair_tables", "EvaluateRequest", "eval
            "measure_file", "demo", "benchmark", "METHODS"]
 
 Progress = Callable[[str, int, int], None]
-_TABLE_SUFFIXES = (".csv", ".txt", ".tsv", ".xls", ".xml")
 _ROLE = re.compile(r"(_|-|\.)(events|pred|predictions?|detections?|gt|ground_?truth|truth|mask|cell_mask)$",
                    re.IGNORECASE)
 
@@ -61,11 +60,10 @@ def simulate_files(out: str | os.PathLike[str], params: SimParams, seed: int = 0
 
 
 def _stem(p: Path) -> str:
-    stem = p.name
-    for suf in (".ome.tiff", ".ome.tif") + _TABLE_SUFFIXES + (".tif", ".tiff", ".h5"):
-        if stem.lower().endswith(suf):
-            return stem[: -len(suf)]
-    return stem
+    """A table's or movie's name without its suffix."""
+    if p.name.lower().endswith(MOVIE_SUFFIXES):
+        return movie_stem(p)
+    return p.name[: -len(p.suffix)] if p.suffix.lower() in TABLE_SUFFIXES else p.name
 
 
 def _key(p: Path) -> str:
@@ -100,7 +98,7 @@ def pair_tables(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
     """(name, prediction, ground truth): two files, or two folders paired by name (``_events``/``_gt`` ignored)."""
     if pred.is_file() and gt.is_file():
         return [(_key(pred), pred, gt)]
-    ps, gs = _files(pred, _TABLE_SUFFIXES, "event table"), _files(gt, _TABLE_SUFFIXES, "event table")
+    ps, gs = _files(pred, TABLE_SUFFIXES, "event table"), _files(gt, TABLE_SUFFIXES, "event table")
     missing = sorted(set(ps) ^ set(gs))
     if missing:
         raise ExodfError(f"{pred} / {gt}: no partner for {', '.join(missing[:10])}; name each prediction and "

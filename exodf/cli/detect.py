@@ -11,9 +11,9 @@ from typing import Annotated, Iterator, Optional
 import typer
 
 from ..errors import ExodfError
+from ..events import TABLE_SUFFIXES
 from ..predict import DEFAULT_TILE
 
-OUT_SUFFIXES = (".csv", ".txt", ".tsv", ".xls", ".xml")
 
 
 def _per_frame(n_events: int, n_frames: int, exclude_edges: int) -> str:
@@ -41,7 +41,7 @@ def output_for(movie: Path, out: Optional[Path], n_movies: int, fmt: str) -> Pat
     name = f"{movie_stem(movie)}_events{default_suffix}"
     if out is None:
         return (movie.parent if movie.is_file() else movie.parent) / name
-    if out.suffix.lower() in OUT_SUFFIXES and not out.is_dir():
+    if out.suffix.lower() in TABLE_SUFFIXES and not out.is_dir():
         if n_movies > 1:
             raise ExodfError(f"-o {out}: several movies need an output folder, not one file; give -o FOLDER")
         _check_format(out, fmt)
