@@ -10,7 +10,9 @@ After each epoch the network is scored on fixed validation patches drawn from he
 voxel precision/recall/F1 per class), a checkpoint is written (``OUT/checkpoint``), and ``history.csv`` and
 ``training_curves.png`` are updated; ``resume=True`` restarts from the checkpoint at the exact step, with
 the optimizer's and the sampler's state. Weights are written as Keras ``*.weights.h5`` files, which
-:func:`exodf.model.load_network` (``exodf detect --weights``, ``exodf package``) accepts.
+:func:`exodf.model.load_network` (``exodf detect --weights``, ``exodf package``) accepts: ``model.weights.h5``
+after the last epoch (as the original), and ``best.weights.h5`` after the epoch of the last stage with the
+lowest validation loss (the earlier stages' losses are measured on smaller patches: not comparable).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from .errors import ExodfError
 from .sampling import TrainingMovie, sample_batch
 
 LOG = logging.getLogger(__name__)  # the CLI shows warnings on stderr
+BEST = "best.weights.h5"
 
 __all__ = ["Stage", "TrainConfig", "ORIGINAL_CURRICULUM", "TrainResult", "tversky_loss", "train_network",
            "voxel_scores"]
@@ -129,6 +132,8 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     step: int = 0
     finished: bool = True
+    best: Path | None = None  # the weights of the last stage's epoch with the lowest validation loss
+    best_step: int | None = None
 
 
 def tversky_loss(alpha: float = 0.5, beta: float = 0.5) -> Callable[[Any, Any], Any]:
@@ -263,6 +268,7 @@ def train_network(net: Any, train_movies: Sequence[TrainingMovie], val_movies: S
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "config.json", json.dumps({"train": cfg, **(metadata or {})}, indent=1) + "\n")
     history: list[dict[str, Any]] = list(state["history"])
+    best: tuple[int, float] | None = tuple(state["best"]) if state.get("best") else None  # type: ignore[assignment]
     step, total = int(state["step"]), config.total_steps
     s0, e0 = int(state["stage"]), int(state["epoch"])
     for si in range(s0, len(config.stages)):
@@ -288,8 +294,12 @@ def train_network(net: Any, train_movies: Sequence[TrainingMovie], val_movies: S
             nxt = (si + 1, 0) if done_stage else (si, epoch + 1)
             if done_stage:
                 save_weights(net, out / f"stage{si + 1}_patch{stage.patch}.weights.h5")
+            if si == len(config.stages) - 1 and row.get("val_loss") is not None and (
+                    best is None or row["val_loss"] < best[1]):
+                save_weights(net, out / BEST)  # before the checkpoint that records it
+                best = (step, float(row["val_loss"]))
             state = {"step": step, "stage": nxt[0], "epoch": nxt[1], "history": history, "config": cfg,
-                     "rng": rng.bit_generator.state}
+                     "rng": rng.bit_generator.state, "best": best}
             save_checkpoint(out, net, state)
             write_history(out, history)
             plot_history(out, history)
@@ -299,4 +309,5 @@ def train_network(net: Any, train_movies: Sequence[TrainingMovie], val_movies: S
             if ((until_step is not None and step >= until_step) or over_time) and step < total:
                 return TrainResult(out / "checkpoint" / "model.weights.h5", history, step, finished=False)
     final = save_weights(net, out / "model.weights.h5")
-    return TrainResult(final, history, step, finished=True)
+    return TrainResult(final, history, step, finished=True, best=out / BEST if best else None,
+                       best_step=best[0] if best else None)

@@ -55,6 +55,8 @@ def test_train_then_detect_with_the_weights(sim_files: list[tuple[Path, Path]], 
     assert res.exit_code == 0, (res.output, res.exception)
     assert "step      2  patch  8" in res.output and "step      4  patch 16" in res.output
     assert (out / "model.weights.h5").is_file() and (out / "training_curves.png").is_file()
+    assert f"lowest validation loss of the last stage: the last epoch, {out / 'best.weights.h5'}" in res.output
+    assert (out / "best.weights.h5").is_file()
     import json
 
     cfg = json.loads((out / "config.json").read_text())

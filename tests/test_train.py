@@ -119,6 +119,45 @@ def test_tiny_training_run_loss_decreases_and_weights_load(movies: list[Training
     np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(x)), keras.ops.convert_to_numpy(net(x)), atol=1e-6)
     # weights meant for detection hold the network only (Keras adds a compiled model's Adam moments: 3x)
     assert (out / "model.weights.h5").stat().st_size < 0.5 * (out / "checkpoint" / "model.weights.h5").stat().st_size
+    # the last stage has one epoch: its best weights are the final ones
+    assert res.best == out / "best.weights.h5" and res.best_step == 17
+    for a, b in zip(load_network(res.best).get_weights(), net.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_best_weights_are_the_last_stage_epoch_with_the_lowest_validation_loss(
+        movies: list[TrainingMovie], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import keras
+
+    import exodf.train as train_mod
+    from exodf.model import build_unet, load_network
+
+    # scripted validation losses: the first stage's lowest (0.1) must not count (other patch size), the last
+    # stage's lowest is its second epoch, step 8
+    losses = iter([0.3, 0.1, 0.9, 0.5, 0.7, 0.6])
+    monkeypatch.setattr(train_mod, "_validate", lambda net, batches, loss_fn: {"val_loss": next(losses)})
+    keras.utils.set_random_seed(3)
+    net = build_unet()
+    cfg = _config(stages=(Stage(8, 4, 2, epochs=2, steps=2), Stage(16, 2, 4, epochs=4, steps=2)))
+    snapshots: dict[int, list[np.ndarray]] = {}
+    res = train_network(net, movies[:2], movies[2:], cfg, tmp_path / "run",
+                        on_epoch=lambda row: snapshots.__setitem__(row["step"], net.get_weights()))
+    assert [r["step"] for r in res.history] == [2, 4, 6, 8, 10, 12]
+    assert res.best_step == 8 and res.best == tmp_path / "run" / "best.weights.h5"
+    for a, b in zip(load_network(res.best).get_weights(), snapshots[8]):
+        np.testing.assert_array_equal(a, b)
+    assert any((a != b).any() for a, b in zip(load_network(res.weights).get_weights(), snapshots[8]))
+
+    # resumed after the best epoch, the choice survives; without validation there is no best
+    losses = iter([0.3, 0.1, 0.9, 0.5, 0.7, 0.6])
+    keras.utils.set_random_seed(3)
+    cut = train_network(build_unet(), movies[:2], movies[2:], cfg, tmp_path / "cut", until_step=10)
+    assert not cut.finished
+    rest = train_network(build_unet(), movies[:2], movies[2:], cfg, tmp_path / "cut", resume=True)
+    assert rest.best_step == 8
+    monkeypatch.setattr(train_mod, "_validate", lambda net, batches, loss_fn: {})
+    none = train_network(build_unet(), movies[:2], movies[2:], cfg, tmp_path / "none")
+    assert none.best is None and not (tmp_path / "none" / "best.weights.h5").exists()
 
 
 def test_a_checkpoint_left_by_an_interrupted_swap_counts(tmp_path: Path) -> None:
@@ -169,6 +208,7 @@ def test_resume_continues_from_checkpoint_step(movies: list[TrainingMovie], tmp_
     assert seen[0] == 4 and seen[-1] == 8  # the first step after the checkpoint is step 4
     assert int(keras.ops.convert_to_numpy(net3.optimizer.iterations)) == 8  # Adam restored at step 3, then 5 more
     assert rest.finished and rest.step == full.step == 8
+    assert rest.best_step == full.best_step == 8  # the last stage has one epoch
     assert [r["step"] for r in rest.history] == [r["step"] for r in full.history] == [3, 6, 8]
     np.testing.assert_allclose([r["loss"] for r in rest.history], [r["loss"] for r in full.history], rtol=1e-4)
     for a, b in zip(net3.get_weights(), net.get_weights()):

@@ -77,8 +77,9 @@ def register(app: typer.Typer) -> None:
                                                    "same order (ImageJ Results X, Y, Slice; the original's "
                                                    ".xml/.csv). Repeat the option per movie.", exists=True,
                                                    dir_okay=False)],
-        out: Annotated[Path, typer.Option("-o", "--out", help="Output folder: model.weights.h5, checkpoint/, "
-                                          "history.csv, training_curves.png, config.json.")],
+        out: Annotated[Path, typer.Option("-o", "--out", help="Output folder: model.weights.h5 (last "
+                                          "epoch), best.weights.h5 (lowest validation loss of the last stage), "
+                                          "checkpoint/, history.csv, training_curves.png, config.json.")],
         spots: Annotated[Optional[list[Path]], typer.Option("--spots", help="Your bright spots per movie (label "
                                                             "TIFF or point table); default: exodf spots.",
                                                             exists=True, dir_okay=False)] = None,
@@ -149,5 +150,8 @@ def register(app: typer.Typer) -> None:
             raise SystemExit(130) from None
         if res.finished:
             typer.echo(f"weights: {res.weights} (use exodf detect --weights {res.weights})")
+            if res.best is not None and res.best_step is not None:
+                last = "the last epoch" if res.best_step == res.step else f"step {res.best_step} of {res.step}"
+                typer.echo(f"lowest validation loss of the last stage: {last}, {res.best}")
         else:
             typer.echo(f"stopped at step {res.step}; continue with the same command and --resume")
