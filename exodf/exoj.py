@@ -74,9 +74,15 @@ def _decode(raw: bytes) -> str:
         return raw.decode("latin-1")  # re-saved by Excel on Windows (cp1252: the µ of "FWHM µm")
 
 
+def _delimiter(text: str) -> str:
+    """ExoJ writes commas; a list re-saved by Excel may use ';' (with decimal commas) or tabs."""
+    first = text.split("\n", 1)[0]
+    return max((",", ";", "\t"), key=first.count)
+
+
 def _header(text: str) -> list[str]:
     first = text.split("\n", 1)[0].rstrip("\r")
-    cells = [c.strip() for c in first.split(",")]
+    cells = [c.strip() for c in first.split(_delimiter(text))]
     while cells and cells[-1] == "":
         cells.pop()
     return cells
@@ -111,11 +117,11 @@ def is_exocytosis_list(raw: bytes) -> bool:
     return _is_exoj(_titles(raw), {"peak frame"})
 
 
-def _number(cell: str) -> float:
+def _number(cell: str, decimal_comma: bool = False) -> float:
     s = cell.strip()
     if s in ("", "-"):
         return math.nan
-    return float(s)  # Java's Double.toString: "12.0", "NaN", "Infinity", "1.0E-4" all parse
+    return float(s.replace(",", ".") if decimal_comma else s)  # Java's Double.toString: "12.0", "NaN", "Infinity", "1.0E-4" all parse
 
 
 def parse_exoj(raw: bytes, path: Path | str = "<exoj>", frame: str = "peak") -> EventTable:
@@ -154,10 +160,14 @@ def parse_exoj(raw: bytes, path: Path | str = "<exoj>", frame: str = "peak") -> 
                          "export it again from ExoJ, or read it with frame='peak'")
     values: dict[str, list[float]] = {n: [] for n in names if n not in ("property", "decay_function")}
     decay: list[tuple[float, float]] = []
+    delim = _delimiter(text)
+    comma = delim != ","  # Excel writes decimal commas where it separates with ';' or tabs
+    linenos = []
     for lineno, line in enumerate(lines[1:], start=2):
         if not line.strip():
             continue
-        cells = line.split(",")
+        linenos.append(lineno)
+        cells = line.split(delim)
         while len(cells) > len(names) and cells[-1].strip() == "":
             cells.pop()  # a trailing comma on data lines too
         if len(cells) != len(names):
@@ -167,14 +177,14 @@ def parse_exoj(raw: bytes, path: Path | str = "<exoj>", frame: str = "peak") -> 
             if name == "property":
                 continue
             if name == "decay_function":
-                m = _DECAY.match(cell)
+                m = _DECAY.match(cell.replace(",", ".") if comma else cell)
                 try:
                     decay.append((float(m.group("a")), float(m.group("b"))) if m else (math.nan, math.nan))
                 except ValueError:
                     decay.append((math.nan, math.nan))
                 continue
             try:
-                values[name].append(_number(cell))
+                values[name].append(_number(cell, comma))
             except ValueError:
                 if name in ("x", "y", frame_key):
                     raise ExodfError(f"{p}, line {lineno}: {title!r} is {cell!r}, not a number; fix or "
@@ -188,8 +198,12 @@ def parse_exoj(raw: bytes, path: Path | str = "<exoj>", frame: str = "peak") -> 
         d = np.asarray(decay, dtype=np.float64).reshape(-1, 2)
         cols["decay_offset"], cols["decay_amplitude"] = d[:, 0], d[:, 1]
     x, y, fr = cols.pop("x"), cols.pop("y"), cols[frame_key]
-    if np.isnan(x).any() or np.isnan(y).any() or np.isnan(fr).any():
-        raise ExodfError(f"{p}: some events have no position or frame; export the list again from ExoJ")
+    bad = ~(np.isfinite(x) & np.isfinite(y) & np.isfinite(fr))
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        raise ExodfError(f"{p}, line {linenos[k]}: an event without a finite position or frame (x {x[k]:g}, "
+                         f"y {y[k]:g}, frame {fr[k] + 1:g}; ExoJ writes NaN or Infinity where a fit failed); "
+                         f"fix or delete that line ({int(bad.sum())} such line(s))")
     return EventTable(x, y, fr.copy(), cols)
 
 

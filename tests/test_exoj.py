@@ -192,3 +192,29 @@ def test_a_windows_resave_is_read() -> None:
     text = "".join(t + "," for t in TITLES) + "\r\n" + "".join(",".join(r) + "\r\n" for r in ROWS)
     t = parse_exoj(text.encode("cp1252"), "resaved.csv")
     np.testing.assert_array_equal(t.x, [101, 5, 44])
+
+
+@pytest.mark.parametrize("sep", [";", "\t"])
+def test_an_excel_resave_with_semicolons_or_tabs_and_decimal_commas_is_read(sep: str) -> None:
+    rows = [[c.replace(".", ",") for c in r] for r in ROWS]  # Excel in a decimal-comma locale
+    text = sep.join(TITLES) + "\r\n" + "".join(sep.join(r) + "\r\n" for r in rows)
+    raw = text.encode("cp1252")
+    assert looks_like_exoj(raw)
+    t = parse_exoj(raw, "resaved.csv")
+    ref = parse_exoj(exoj_bytes())
+    np.testing.assert_array_equal(t.x, ref.x)
+    np.testing.assert_array_equal(t.frame, ref.frame)
+    for k in ("max_displacement", "decay_offset", "decay_amplitude", "delta_f", "size_fwhm"):
+        np.testing.assert_array_equal(t.columns[k], ref.columns[k])
+
+
+@pytest.mark.parametrize("value", ["Infinity", "-Infinity", "NaN"])
+def test_a_position_java_could_not_fit_is_one_error_naming_the_line(value: str, tmp_path) -> None:
+    bad = [r[:] for r in ROWS]
+    bad[2][5] = value  # Position (x) of the third event: line 4
+    with pytest.raises(ExodfError, match=r"cell1\.csv, line 4: an event without a finite position or frame"):
+        parse_exoj(exoj_bytes(rows=bad), tmp_path / "cell1.csv")
+    f = tmp_path / "cell1.csv"
+    f.write_bytes(exoj_bytes(rows=bad))
+    with pytest.raises(ExodfError, match="fix or delete that line"):
+        read_events(f)
