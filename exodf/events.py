@@ -37,7 +37,8 @@ EVENT_FORMATS = ("imagej", "xml", "original-csv")
 TABLE_SUFFIXES = (".csv", ".txt", ".tsv", ".xls", ".xml")  # the suffixes of files read and written as event tables
 # extra columns that hold a 0-based frame, and their 1-based name in ImageJ tables (as Slice is to frame)
 SLICE_COLUMNS = {"peak_frame": "peak_slice", "onset": "onset_slice", "begin_frame": "begin_slice",
-                 "end_frame": "end_slice"}
+                 "end_frame": "end_slice",
+                 "peak_frame_given": "peak_slice_given"}  # exodf measure keeps an input's peak frame so
 
 
 def _as_float(a: object, n: int | None = None) -> np.ndarray:

@@ -84,6 +84,22 @@ def test_peak_search_finds_the_peak_of_a_late_detection() -> None:
     assert kept.columns["fold_given"][0] == 2.5 and kept.columns["fold"][0] == pytest.approx(3.0)
 
 
+def test_a_given_peak_frame_is_kept_1_based_in_imagej_files(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """An ExoJ list's Peak Frame (1-based 14 = frame 13) stays 14 when exodf measure writes it beside its own."""
+    from exodf.events import read_events, write_events
+
+    movie = np.full((30, 20, 20), 100.0)
+    movie[12, 7:14, 7:14] = 300.0
+    m = measure_events(movie, EventTable([10], [10], [13], {"peak_frame": [13.0]}))
+    assert m.columns["peak_frame_given"][0] == 13 and m.columns["peak_frame"][0] == 12
+    out = write_events(m, tmp_path / "measured.csv")
+    header, row = out.read_text().splitlines()[:2]
+    cells = dict(zip(header.split(","), row.split(",")))
+    assert cells["Peak_slice_given"] == "14" and cells["Peak_slice"] == "13" and cells["Slice"] == "14"
+    back = read_events(out)
+    assert back.columns["peak_frame_given"][0] == 13 and back.columns["peak_frame"][0] == 12
+
+
 def test_events_outside_the_movie_measure_nothing() -> None:
     movie = np.full((20, 16, 16), 100.0)
     m = measure_events(movie, EventTable([8.0, 8.0], [8.0, 8.0], [-1.0, 25.0]))
