@@ -292,9 +292,11 @@ def _read_delimited(text: str, p: Path, pixel_size: float | None, exocytosis_lab
     if not original and _find(header, "slice") is not None and _find(header, "frame") is not None:
         iz = _time_column(body, _find(header, "slice"), _find(header, "frame"), p)  # type: ignore[arg-type]
     if ix is None or iy is None or iz is None:
+        missing = [n for n, i in (("X", ix), ("Y", iy), ("Z" if original else "Slice (or Frame)", iz)) if i is None]
+        what = missing[0] if len(missing) == 1 else ", ".join(missing[:-1]) + " and " + missing[-1]
         raise ExodfError(
-            f"{p}: header {','.join(header)!r} lacks the columns X, Y and Slice (or Frame); save the ImageJ "
-            "Results table with those columns, or give the original's xml/csv")
+            f"{p}: header {delim.join(header)!r} lacks the column{'s' if len(missing) > 1 else ''} {what}; save "
+            "the ImageJ Results table with X, Y and Slice, or give the original's xml/csv")
     decimal_comma = _decimal_comma(body, [ix, iy, iz], delim)  # European Excel: "10,5;20,25;3"
     t_unit = _unit(header[iz])
     if not original and t_unit and t_unit not in ("frame", "frames", "slice", "slices"):

@@ -121,7 +121,8 @@ def _number(cell: str, decimal_comma: bool = False) -> float:
     s = cell.strip()
     if s in ("", "-"):
         return math.nan
-    return float(s.replace(",", ".") if decimal_comma else s)  # Java's Double.toString: "12.0", "NaN", "Infinity", "1.0E-4" all parse
+    # Java's Double.toString: "12.0", "NaN", "Infinity", "1.0E-4" all parse
+    return float(s.replace(",", ".") if decimal_comma else s)
 
 
 def parse_exoj(raw: bytes, path: Path | str = "<exoj>", frame: str = "peak") -> EventTable:
