@@ -92,12 +92,20 @@ def prepare_movie(movie: np.ndarray, events: EventTable, spots: np.ndarray | Non
     return TrainingMovie(NormalizedMovie(movie), target, training_objects(target, painted), name)
 
 
-def parse_stages(patch_sizes: str = "8,16,32,48", batch_sizes: str = "256,128,32,10",
-                 shifts: str = "4,8,16,32", epochs: str = "100", steps: str = "100") -> tuple[Stage, ...]:
-    """Stages from comma lists; shorter lists are extended with their last value (as the original's)."""
+def parse_stages(patch_sizes: str = "8,16,32,48", batch_sizes: str | None = None, shifts: str | None = None,
+                 epochs: str = "100", steps: str = "100") -> tuple[Stage, ...]:
+    """Stages from comma lists, one stage per patch size.
+
+    A shorter list is extended with its last value (as the original's); a longer one is an error. Without
+    ``batch_sizes`` or ``shifts``, each stage gets the original's value for its place in the curriculum
+    (256, 128, 32, 10 and 4, 8, 16, 32; the last repeated).
+    """
     lists: list[list[int]] = []
     for name, text in (("--patch-sizes", patch_sizes), ("--batch-sizes", batch_sizes), ("--shifts", shifts),
                        ("--epochs", epochs), ("--steps", steps)):
+        if text is None:
+            lists.append([])
+            continue
         try:
             values = [int(v) for v in str(text).replace("[", "").replace("]", "").split(",") if v.strip()]
         except ValueError:
@@ -105,7 +113,15 @@ def parse_stages(patch_sizes: str = "8,16,32,48", batch_sizes: str = "256,128,32
         if not values:
             raise ExodfError(f"{name}: give at least one value")
         lists.append(values)
-    n = max(len(v) for v in lists)
+    n = len(lists[0])
+    defaults = ([], [s.batch for s in ORIGINAL_CURRICULUM], [s.shift for s in ORIGINAL_CURRICULUM], [], [])
+    for k, (name, values) in enumerate(zip(("--patch-sizes", "--batch-sizes", "--shifts", "--epochs", "--steps"),
+                                           lists)):
+        if not values:
+            values = lists[k] = defaults[k][:n]
+        if len(values) > n:
+            raise ExodfError(f"{name} has {len(values)} values for {n} stage(s) (--patch-sizes "
+                             f"{patch_sizes}): give one per stage, or fewer (the last is repeated)")
     lists = [v + [v[-1]] * (n - len(v)) for v in lists]
     try:
         return tuple(Stage(*row) for row in zip(*lists))

@@ -12,6 +12,7 @@ import tifffile
 from typer.testing import CliRunner
 
 from exodf.cli import app
+from exodf.errors import ExodfError
 from exodf.events import EventTable, read_events, write_events
 from exodf.io import write_tiff
 from exodf.simulate import preset, simulate
@@ -197,3 +198,21 @@ def test_train_picks_a_channel_and_refuses_a_negative_seed(sim_files: list[tuple
     res = CliRunner().invoke(app, ["train", str(m0), "-e", str(e0), "-o", str(tmp_path / "c"), *small,
                                    "--seed", "-1"])
     assert res.exit_code == 2 and not (tmp_path / "c").exists()
+
+
+def test_the_curriculum_has_one_stage_per_patch_size() -> None:
+    from exodf.train import ORIGINAL_CURRICULUM, Stage
+    from exodf.training_files import parse_stages
+
+    assert parse_stages() == ORIGINAL_CURRICULUM
+    # two patch sizes: two stages, with the original's batch sizes and shifts of the first two stages
+    assert parse_stages("8,16") == (Stage(8, 256, 4), Stage(16, 128, 8))
+    # shorter lists repeat their last value; six patch sizes repeat the original's last stage settings
+    assert parse_stages("8,16,32", "4", epochs="2,3") == (Stage(8, 4, 4, 2), Stage(16, 4, 8, 3), Stage(32, 4, 16, 3))
+    assert [s.batch for s in parse_stages("8,12,16,24,32,48")] == [256, 128, 32, 10, 10, 10]
+    for option, kw in (("--batch-sizes", {"batch_sizes": "4,4,4"}), ("--shifts", {"shifts": "2,4,8"}),
+                       ("--epochs", {"epochs": "1,2,3"})):
+        with pytest.raises(ExodfError, match=f"{option} has 3 values for 2 stage\\(s\\) \\(--patch-sizes 8,16\\)"):
+            parse_stages("8,16", **kw)  # type: ignore[arg-type]
+    with pytest.raises(ExodfError, match="--patch-sizes: give at least one value"):
+        parse_stages("")

@@ -86,9 +86,14 @@ def register(app: typer.Typer) -> None:
         no_spots: Annotated[bool, typer.Option("--no-spots", help="Train without the bright-spot class.")] = False,
         init: Annotated[str, typer.Option(help="published (fine-tune the published model), scratch, or a "
                                           "weights file.")] = "published",
-        patch_sizes: Annotated[str, typer.Option(help="Curriculum patch sides (frames and px).")] = "8,16,32,48",
-        batch_sizes: Annotated[str, typer.Option(help="Batch size of each stage.")] = "256,128,32,10",
-        shifts: Annotated[str, typer.Option(help="Random shift of each stage (voxels).")] = "4,8,16,32",
+        patch_sizes: Annotated[str, typer.Option(help="Curriculum patch sides (frames and px), one stage each; "
+                                                 "shorter lists of the options below repeat their last value."
+                                                 )] = "8,16,32,48",
+        batch_sizes: Annotated[Optional[str], typer.Option(
+            help="Batch size of each stage (default: the original's 256,128,32,10 for the stages given).")] = None,
+        shifts: Annotated[Optional[str], typer.Option(
+            help="Random shift of each stage, voxels (default: the original's 4,8,16,32 for the stages given).")
+        ] = None,
         epochs: Annotated[str, typer.Option(help="Epochs of each stage.")] = "100",
         steps: Annotated[str, typer.Option(help="Steps per epoch of each stage.")] = "100",
         learning_rate: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-4,
