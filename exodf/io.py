@@ -466,16 +466,20 @@ PROBABILITY_INFO = "exodf probability map: channels background, bright spot, exo
 
 
 def write_tiff(path: str | os.PathLike[str], data: np.ndarray, axes: str = "TYX",
-               resolution_um: float | None = None, info: str | None = None) -> Path:
-    """Write an ImageJ-compatible TIFF atomically (``axes`` in ImageJ order, e.g. TYX, TCYX)."""
+               resolution_um: float | None = None, info: str | None = None,
+               frame_interval_s: float | None = None) -> Path:
+    """Write an ImageJ-compatible TIFF atomically (``axes`` in ImageJ order, e.g. TYX, TCYX); ``resolution_um``
+    and ``frame_interval_s`` calibrate it (Fiji's Image > Properties)."""
     import tifffile
 
     p = Path(path)
-    md = {"axes": axes} if info is None else {"axes": axes, "Info": info}
+    md: dict[str, object] = {"axes": axes} if info is None else {"axes": axes, "Info": info}
     kw = {}
     if resolution_um:
         kw["resolution"] = (1.0 / resolution_um, 1.0 / resolution_um)
         md["unit"] = "um"
+    if frame_interval_s:
+        md["finterval"] = float(frame_interval_s)
     with atomic_path(p) as tmp:
         tifffile.imwrite(tmp, data, imagej=True, metadata=md, **kw)
     return p

@@ -50,7 +50,7 @@ def simulate_files(out: str | os.PathLike[str], params: SimParams, seed: int = 0
     for f in (files.movie, files.truth, files.mask, files.params):
         check_output(f)  # all writable, or nothing is written
     sim = simulate(params, seed, progress=progress)
-    write_tiff(files.movie, sim.movie, resolution_um=params.pixel_size_um)
+    write_tiff(files.movie, sim.movie, resolution_um=params.pixel_size_um, frame_interval_s=params.frame_interval_s)
     write_events(sim.truth, files.truth)
     write_tiff(files.mask, (sim.mask * 255).astype(np.uint8), axes="YX")
     meta = {"seed": seed, "bleach": sim.bleach, "n_events": len(sim.truth), "params": params.as_dict(),

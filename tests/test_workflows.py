@@ -41,6 +41,22 @@ def test_bad_override_is_one_clear_error(tmp_path: Path) -> None:
     res = runner.invoke(app, ["simulate", str(tmp_path / "x"), "--set", "folds=1,2"])
     assert res.exit_code != 0 and "known:" in str(res.exception)
     assert not (tmp_path / "x").exists()
+    for args, msg in ((["--frames", "30", "--set", "n_frames=10"], "--set n_frames=10 and --frames 30 disagree"),
+                      (["--size", "32", "--set", "width=24"], "--set width=24 and --size 32 disagree"),
+                      (["--frame-interval", "0.2", "--set", "frame_interval_s=1"], "frame_interval_s=1.0 and")):
+        res = runner.invoke(app, ["simulate", str(tmp_path / "x")] + args)
+        assert res.exit_code != 0 and msg in str(res.exception), res.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_simulated_movie_is_calibrated_in_space_and_time(sim: Path) -> None:
+    import tifffile
+
+    with tifffile.TiffFile(sim / "movie.tif") as tif:
+        md = tif.imagej_metadata
+        assert md is not None and md["finterval"] == 0.4 and md["unit"] == "um"  # Fiji: Image > Properties
+        x_res = tif.pages[0].tags["XResolution"].value
+        assert x_res[1] / x_res[0] == pytest.approx(0.16, rel=1e-6)
 
 
 def test_evaluate_folders_paired_by_name_json(sim: Path, tmp_path: Path) -> None:

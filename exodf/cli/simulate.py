@@ -41,12 +41,14 @@ def parse_overrides(items: list[str], frames: Optional[int] = None, size: Option
                 out[name] = float(value)
         except ValueError:
             raise ExodfError(f"--set {item!r}: {name} needs {'lo,hi' if kind == 'Range' else kind}") from None
-    if frames is not None:
-        out["n_frames"] = frames
-    if size is not None:
-        out["height"] = out["width"] = size
-    if frame_interval is not None:
-        out["frame_interval_s"] = frame_interval
+    for option, value, names in (("--frames", frames, ("n_frames",)), ("--size", size, ("height", "width")),
+                                 ("--frame-interval", frame_interval, ("frame_interval_s",))):
+        if value is None:
+            continue
+        both = [n for n in names if n in out and out[n] != value]
+        if both:
+            raise ExodfError(f"--set {both[0]}={out[both[0]]} and {option} {value} disagree; give one of them")
+        out.update({n: value for n in names})
     return out
 
 
