@@ -181,6 +181,8 @@ def evaluate_files(pred: Path, gt: Path, req: EvaluateRequest = EvaluateRequest(
         mismatch = units_mismatch(pred_t, gt_t, str(pp), str(gp))
         if mismatch:
             warnings.append(mismatch)
+        if mask is not None and shape is None:  # without the movie, the mask's size is the only check
+            warnings += _outside_mask(pred_t, str(pp), mask, kpath) + _outside_mask(gt_t, str(gp), mask, kpath)
         m = score_events(pred_t, gt_t, n_frames, req.exclude_edges, mask,
                          max_distance=req.rule.max_distance, dt_min=req.rule.dt_min, dt_max=req.rule.dt_max,
                          one_to_one=req.rule.one_to_one)
@@ -206,6 +208,15 @@ def evaluate_files(pred: Path, gt: Path, req: EvaluateRequest = EvaluateRequest(
         r = pearson_r(rates_pred, rates_gt)
         out["rate_pearson_r"] = None if np.isnan(r) else r
     return out
+
+
+def _outside_mask(table: EventTable, name: str, mask: np.ndarray, path: Optional[Path]) -> list[str]:
+    h, w = mask.shape
+    out = int(((table.x < -0.5) | (table.y < -0.5) | (table.x >= w - 0.5) | (table.y >= h - 0.5)).sum())
+    if not out:
+        return []
+    return [f"{out} of the {len(table)} events of {name} lie outside the mask's {w} x {h} pixels ({path}): they "
+            "count as outside the cell; is it this movie's mask? (--movie checks the sizes)"]
 
 
 def rates_files(before: Path, after: Path, n_frames: int, exclude_edges: int = 0,

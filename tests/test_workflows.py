@@ -239,3 +239,18 @@ def test_evaluate_takes_the_mask_from_a_simulation_folder(sim: Path, tmp_path: P
     inside = read_mask(sim / "cell_mask.tif").astype(bool)
     n_inside = int(sum(inside[int(round(y)), int(round(x))] for x, y in zip(truth.x, truth.y)))
     assert row["n_gt"] == n_inside
+
+
+def test_a_mask_smaller_than_the_events_reach_is_named_without_the_movie(sim: Path, tmp_path: Path) -> None:
+    import tifffile
+
+    truth = read_events(sim / "ground_truth.csv")
+    small = tmp_path / "small_mask.tif"
+    tifffile.imwrite(small, np.full((32, 32), 255, np.uint8))  # a 64 x 64 movie's events reach beyond it
+    n_out = int(((truth.x >= 31.5) | (truth.y >= 31.5)).sum())
+    assert n_out > 0
+    res = runner.invoke(app, ["evaluate", str(sim / "ground_truth.csv"), str(sim / "ground_truth.csv"),
+                              "--mask", str(small)])
+    assert res.exit_code == 0, (res.output, res.exception)
+    assert f"{n_out} of the {len(truth)} events of {sim / 'ground_truth.csv'} lie outside the mask's 32 x 32" \
+        in res.output.replace("\n", " ")
