@@ -31,7 +31,7 @@ from .atomic import write_text_atomic
 from .errors import ExodfError
 
 __all__ = ["EventTable", "read_events", "write_events", "parse_delimited", "EVENT_FORMATS", "SLICE_COLUMNS",
-           "TABLE_SUFFIXES"]
+           "TABLE_SUFFIXES", "check_table_path"]
 
 EVENT_FORMATS = ("imagej", "xml", "original-csv")
 TABLE_SUFFIXES = (".csv", ".txt", ".tsv", ".xls", ".xml")  # the suffixes of files read and written as event tables
@@ -441,6 +441,15 @@ def format_original_csv(table: EventTable) -> str:
     return "\n".join(out) + "\n"
 
 
+def check_table_path(path: str | os.PathLike[str]) -> None:
+    """Raise :class:`ExodfError` unless ``path`` ends with a suffix event tables are written under
+    (:data:`TABLE_SUFFIXES`): a ``.xlsx`` holding comma-separated text is a file Excel refuses to open."""
+    p = Path(path)
+    if p.suffix.lower() not in TABLE_SUFFIXES:
+        raise ExodfError(f"{p}: event tables are written as .csv, .txt/.tsv/.xls (tab-separated, as ImageJ "
+                         f"saves them) or .xml, not {p.suffix or 'a name without suffix'}; Excel opens .csv")
+
+
 def write_events(table: EventTable, path: str | os.PathLike[str], fmt: str = "imagej",
                  row_numbers: bool = True, pixel_size: float | None = None) -> Path:
     """Write ``table`` atomically.
@@ -449,6 +458,7 @@ def write_events(table: EventTable, path: str | os.PathLike[str], fmt: str = "im
     ``xml`` or ``original-csv``; a ``.xml`` path always gives xml.
     """
     p = Path(path)
+    check_table_path(p)
     if fmt not in EVENT_FORMATS:
         raise ExodfError(f"unknown event format {fmt!r} for {p}; choose one of {', '.join(EVENT_FORMATS)}")
     if pixel_size is not None and not pixel_size > 0:

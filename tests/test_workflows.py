@@ -216,6 +216,19 @@ def test_measure_command_options(sim: Path, tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     m = read_events(tmp_path / "m.csv")
     np.testing.assert_array_equal(m.columns["peak_frame"], np.floor(m.frame + 0.5))  # measured where given
+    for name in ("m.xlsx", "m"):  # comma-separated text in a .xlsx is a file Excel refuses
+        res = runner.invoke(app, ["measure", str(sim / "movie.tif"), str(sim / "ground_truth.csv"), "-o",
+                                  str(tmp_path / name)])
+        assert res.exit_code == 1 and "event tables are written as .csv" in str(res.exception), res.output
+        assert not (tmp_path / name).exists()
+
+
+def test_write_events_refuses_a_suffix_it_cannot_write(tmp_path: Path) -> None:
+    from exodf.errors import ExodfError
+
+    with pytest.raises(ExodfError, match=r"events\.xlsx: event tables are written as .csv.* not \.xlsx"):
+        write_events(EventTable([1.0], [2.0], [3.0]), tmp_path / "events.xlsx")
+    assert not list(tmp_path.iterdir())
 
 
 def test_report_precision_by_fold_counts_dim_false_positives() -> None:

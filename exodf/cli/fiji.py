@@ -109,9 +109,13 @@ def register(app: typer.Typer) -> None:
         timeout: Annotated[float, typer.Option(help="Seconds to wait for ExoJ's export.")] = 3600.0,
     ) -> None:
         """Open MOVIE in your Fiji, start ExoJ's wizard, wait for its exported list and score it."""
-        from ..events import read_events, write_events
+        from ..atomic import check_output
+        from ..events import check_table_path, read_events, write_events
         from ..exoj import run_exoj
 
+        if out is not None:  # before ExoJ's wizard, not after
+            check_output(out, [movie])
+            check_table_path(out)
         table, export = run_exoj(movie, fiji, watch, timeout, progress=typer.echo)
         typer.echo(f"ExoJ: {len(table)} events in {export}")
         if out is not None:

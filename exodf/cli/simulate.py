@@ -117,6 +117,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Per-event F/F0 and decay half-life (the paper's definitions), and their per-cell averages."""
         from ..atomic import check_output
+        from ..events import check_table_path
         from ..measure import MeasureConfig
         from ..workflows import measure_file
 
@@ -130,6 +131,7 @@ def register(app: typer.Typer) -> None:
         if target.suffix.lower() == ".xml":
             raise ExodfError(f"-o {target}: the measured columns need an ImageJ table; name it .csv or .txt")
         check_output(target, [movie, events])
+        check_table_path(target)
         summary = measure_file(movie, events, target, cfg, pixel_size)
         for w in summary.pop("warnings"):
             typer.echo(f"warning: {w}", err=True)
