@@ -90,6 +90,9 @@ def test_cli_compare_with_baselines_and_exoj_export(tmp_path) -> None:
     assert doc["overlaps"]["tp"]["exoj-like&adae-like&exoj"] == 3
     assert (out / "compare.png").stat().st_size > 10_000
     assert (out / "compare.csv").read_text().splitlines()[0].startswith("method,n_movies,tp,fp,fn")
+    assert "true events found by: exoj-like&adae-like 3, exoj-like&adae-like&exoj 3\n" in r.output
+    assert "false positives made by: adae-like 20\n" in r.output
+    assert f"-> {out / 'compare.csv'}, {out / 'compare.json'}, {out / 'compare.png'}" in r.output
 
 
 def test_find_export_by_movie_name_or_by_folder_name(tmp_path) -> None:
@@ -215,3 +218,10 @@ def test_exact_export_names_win_and_movie_names_stay_distinct(tmp_path) -> None:
     assert find_export(tmp_path, tmp_path / "control_2.tif", 2).name == "control_2.tif_secretions.csv.csv"
     names = movie_names([Path("a/x/movie.tif"), Path("b/x/movie.tif"), Path("b/y/cell.tif")])
     assert names == ["a/x/movie", "b/x/movie", "cell"]
+
+
+def test_overlap_counts_say_none_when_empty() -> None:
+    from exodf.cli.compare import overlap_counts
+
+    assert overlap_counts({}) == "none"
+    assert overlap_counts({"b": 2, "a&b": 3}) == "a&b 3, b 2"

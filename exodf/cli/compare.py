@@ -14,6 +14,11 @@ def _f(v: Optional[float]) -> str:
     return "  -  " if v is None else f"{v:.3f}"
 
 
+def overlap_counts(counts: dict[str, int]) -> str:
+    """'a&b 3, b 2' (events found by both a and b, by b alone), or 'none'."""
+    return ", ".join(f"{k} {n}" for k, n in sorted(counts.items())) or "none"
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def compare(
@@ -35,7 +40,7 @@ def register(app: typer.Typer) -> None:
                                                  "--pixel-size).")] = False,
     ) -> None:
         """Score every method with the paper's rule: P/R/F1, overlaps (Venn counts), rates and seconds."""
-        from ..compare import compare_files, comparison_rows, parse_methods, venn_totals
+        from ..compare import OUTPUTS, compare_files, comparison_rows, parse_methods, venn_totals
 
         specs = parse_methods(methods)
         if weights is not None and not any(s.name == "exodf" for s in specs):
@@ -56,6 +61,6 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"{r['method']:<10} {r['tp']:>5} {r['fp']:>5} {r['fn']:>5}  {_f(r['precision'])}  "
                        f"{_f(r['recall'])}  {_f(r['f1'])}  {r['pred_rate']:.3f}  {r['true_rate']:.3f}  {sec}")
         v = venn_totals(c)
-        typer.echo("found by: " + ", ".join(f"{k} {n}" for k, n in sorted(v["tp"].items())))
-        typer.echo("false positives shared: " + ", ".join(f"{k} {n}" for k, n in sorted(v["fp"].items())))
-        typer.echo(f"-> {out / 'compare.csv'}, {out / 'compare.png'}")
+        typer.echo("true events found by: " + overlap_counts(v["tp"]))
+        typer.echo("false positives made by: " + overlap_counts(v["fp"]))
+        typer.echo("-> " + ", ".join(str(out / name) for name in OUTPUTS))
