@@ -99,7 +99,7 @@ def pair_tables(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
     if pred.is_file() and gt.is_file():
         return [(_key(pred), pred, gt)]
     ps, gs = _files(pred, TABLE_SUFFIXES, "event table"), _files(gt, TABLE_SUFFIXES, "event table")
-    missing = sorted(set(ps) ^ set(gs))
+    missing = [f.name for k, f in sorted({**ps, **gs}.items()) if (k in ps) != (k in gs)]  # names as written
     if missing:
         raise ExodfError(f"{pred} / {gt}: no partner for {', '.join(missing[:10])}; name each prediction and "
                          "ground truth alike (e.g. cell1_events.csv and cell1_gt.csv)")
@@ -259,6 +259,10 @@ def measure_file(movie: Path, events: Path, out: Path, config: MeasureConfig = M
     ``warnings`` say when the table does not seem to be in the movie's pixels.
     """
     arr = read_movie(movie)
+    if config.window > min(arr.shape[1:]):
+        raise ExodfError(f"{movie}: the {config.window}-px window is larger than its {arr.shape[2]} x "
+                         f"{arr.shape[1]}-px frames, so F and F0 would average the whole frame; give a --window "
+                         "about the size of one event (default 7)")
     table = read_events(events, pixel_size)
     warnings = units_warnings(table, str(events), tuple(arr.shape), calibrated=pixel_size is not None)
     measured = measure_events(arr, table, config)

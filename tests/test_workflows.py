@@ -216,6 +216,10 @@ def test_measure_command_options(sim: Path, tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     m = read_events(tmp_path / "m.csv")
     np.testing.assert_array_equal(m.columns["peak_frame"], np.floor(m.frame + 0.5))  # measured where given
+    res = runner.invoke(app, ["measure", str(sim / "movie.tif"), str(sim / "ground_truth.csv"), "-o",
+                              str(tmp_path / "w.csv"), "--window", "201"])
+    assert res.exit_code == 1 and "the 201-px window is larger than its 64 x 64-px frames" in str(res.exception)
+    assert not (tmp_path / "w.csv").exists()
     for name in ("m.xlsx", "m"):  # comma-separated text in a .xlsx is a file Excel refuses
         res = runner.invoke(app, ["measure", str(sim / "movie.tif"), str(sim / "ground_truth.csv"), "-o",
                                   str(tmp_path / name)])
@@ -267,3 +271,20 @@ def test_a_mask_smaller_than_the_events_reach_is_named_without_the_movie(sim: Pa
     assert res.exit_code == 0, (res.output, res.exception)
     assert f"{n_out} of the {len(truth)} events of {sim / 'ground_truth.csv'} lie outside the mask's 32 x 32" \
         in res.output.replace("\n", " ")
+
+
+def test_unpaired_tables_are_named_as_the_files_are(tmp_path: Path) -> None:
+    from exodf.errors import ExodfError
+    from exodf.workflows import pair_tables
+
+    (tmp_path / "pred").mkdir()
+    (tmp_path / "gt").mkdir()
+    t = EventTable([1.0], [2.0], [3.0])
+    for f in ("pred/Cell1_events.csv", "pred/CellX_events.csv", "gt/cell1_gt.csv", "gt/Cell 2_gt.csv"):
+        write_events(t, tmp_path / f)
+    with pytest.raises(ExodfError, match="no partner for Cell 2_gt.csv, CellX_events.csv; name each"):
+        pair_tables(tmp_path / "pred", tmp_path / "gt")
+    (tmp_path / "pred/CellX_events.csv").unlink()
+    (tmp_path / "gt/Cell 2_gt.csv").unlink()
+    assert [(k, p.name, g.name) for k, p, g in pair_tables(tmp_path / "pred", tmp_path / "gt")] == [
+        ("cell1", "Cell1_events.csv", "cell1_gt.csv")]
