@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -49,6 +50,9 @@ class DetectRequest:
     def config(self) -> DetectConfig:
         if self.tiling not in TILINGS:
             raise ExodfError(f"--tiling {self.tiling!r}: choose {', '.join(repr(t) for t in TILINGS)}")
+        if self.model is not None and self.weights is not None:
+            raise ExodfError("--model runs a bioimage.io package with its own weights; give --model or --weights, "
+                             "not both")
         if self.tiling == "candidates" and self.model is not None:
             raise ExodfError("--tiling candidates runs the Keras network (--weights), not a bioimage.io --model: "
                              "drop --model, or use --tiling context")
@@ -73,10 +77,13 @@ class DetectRequest:
                                           patch=self.patch_size, dtype=self.dtype),  # type: ignore[arg-type]
                 cluster=ClusterConfig(min_size=self.min_size, min_score=self.min_score),
                 exclude_edges=self.exclude_edges)
-        except ValueError as e:
-            raise ExodfError(f"invalid option: {e}") from None
+        except ValueError as e:  # "ClusterConfig.min_score must be ..." -> "--min-score must be ..."
+            msg = re.sub(r"\b(?:InferenceConfig|ClusterConfig|DetectConfig)\.(\w+)",
+                         lambda m: "--" + _OPTION.get(m.group(1), m.group(1)).replace("_", "-"), str(e))
+            raise ExodfError(f"invalid option: {msg}") from None
 
 
+_OPTION = {"patch": "patch_size"}  # DetectConfig fields whose option has another name
 _NETS: dict[str, Any] = {}
 
 

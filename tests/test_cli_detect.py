@@ -170,9 +170,11 @@ def test_detect_refuses_a_dtype_it_cannot_honour(movies: Path, tmp_path: Path, a
 
 
 @pytest.mark.parametrize("case, says", [
-    ("events-is-movie", "m.tif is a file, so no folder can be made there"),  # -o MOVIE.tif: a folder name
+    ("events-is-movie", "m.tif: name the event table .csv, .txt or .xml, or give a folder"),
+    ("events-is-tif", "-o e.tif: name the event table .csv"),  # it made a folder 'e.tif'
     ("probabilities-is-movie", "this output is also an input"),
-    ("probabilities-is-events", "is also the event table's path"),
+    ("probabilities-not-tif", "--probabilities p.csv: the probabilities are an ImageJ hyperstack TIFF"),
+    ("probabilities-is-events", "--probabilities e.csv: the probabilities are an ImageJ hyperstack TIFF"),
     ("under-a-file", "is a file, so no folder can be made there"),
     ("folder", "is a folder; give a file name"),
 ])
@@ -181,9 +183,10 @@ def test_outputs_are_checked_before_any_work(movies: Path, tmp_path: Path, case:
     movie.write_bytes((movies / "cell2.tif").read_bytes())
     before = movie.read_bytes()
     (tmp_path / "m_events.csv").mkdir()  # a folder where the default event table would go
-    args = {"events-is-movie": ["-o", movie],
+    args = {"events-is-movie": ["-o", movie], "events-is-tif": ["-o", "e.tif"],
             "probabilities-is-movie": ["-o", tmp_path / "e.csv", "--probabilities", movie],
-            "probabilities-is-events": ["-o", tmp_path / "e.csv", "--probabilities", tmp_path / "e.csv"],
+            "probabilities-not-tif": ["-o", tmp_path / "e.csv", "--probabilities", "p.csv"],
+            "probabilities-is-events": ["-o", "e.csv", "--probabilities", "e.csv"],
             "under-a-file": ["-o", movie / "e.csv"], "folder": []}[case]
     r = _exodf("detect", movie, *args, "--weights", tmp_path / "never-loaded.h5", cwd=tmp_path)
     assert r.returncode == 1 and says in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
@@ -196,6 +199,9 @@ def test_outputs_are_checked_before_any_work(movies: Path, tmp_path: Path, case:
     (["-o", "e.csv", "--format", "xml"], "name the output .xml"),
     (["-o", "e.txt", "--format", "original-csv"], "name the output .csv"),
     (["-o", "e.xml", "--format", "xml", "--pixel-size", "0.16"], "--pixel-size calibrates ImageJ tables"),
+    (["-o", "e.csv", "--model", "m.zip", "--weights", "w.h5"], "give --model or --weights, not both"),
+    (["-o", "e.csv", "--min-score", "2"], "invalid option: --min-score must be within [0, 1], got 2"),
+    (["-o", "e.csv", "--tiling", "original", "--patch-size", "30"], "invalid option: --patch-size must be"),
 ])
 def test_output_format_and_name_agree(movies: Path, tmp_path: Path, args: list[str], says: str) -> None:
     r = _exodf("detect", movies / "cell2.tif", *args, "--weights", tmp_path / "never-loaded.h5", cwd=tmp_path)

@@ -46,7 +46,15 @@ def output_for(movie: Path, out: Optional[Path], n_movies: int, fmt: str) -> Pat
             raise ExodfError(f"-o {out}: several movies need an output folder, not one file; give -o FOLDER")
         _check_format(out, fmt)
         return out
+    if out.suffix.lower() in NOT_FOLDERS and not out.is_dir():
+        raise ExodfError(f"-o {out}: name the event table .csv, .txt or .xml, or give a folder for the tables "
+                         f"(a {out.suffix} is not a table)")
     return out / name
+
+
+# suffixes of files, not folders: '-o events.tif' made a folder of that name (or wrote into the movie's path)
+NOT_FOLDERS = (".tif", ".tiff", ".ome", ".h5", ".hdf5", ".keras", ".png", ".jpg", ".jpeg", ".json", ".yaml",
+               ".zip", ".xlsx", ".ods", ".npy", ".npz", ".ijm", ".roi")
 
 
 @contextlib.contextmanager
@@ -100,8 +108,10 @@ def register(app: typer.Typer) -> None:
         pixel_size: Annotated[Optional[float], typer.Option(help="Write X/Y calibrated: size of a pixel "
                                                             "(e.g. 0.16 for µm).")] = None,
         row_numbers: Annotated[bool, typer.Option(help="ImageJ tables: first column numbers the rows.")] = True,
-        channel: Annotated[Optional[int], typer.Option(help="Channel to use in a multi-channel movie.")] = None,
-        plane: Annotated[Optional[int], typer.Option(help="Z-plane to use in a movie with z and time.")] = None,
+        channel: Annotated[Optional[int], typer.Option(help="Channel to use in a multi-channel movie, counted "
+                                                   "from 0 (ImageJ's C=1 is --channel 0).")] = None,
+        plane: Annotated[Optional[int], typer.Option(help="Z-plane to use in a movie with z and time, counted "
+                                                 "from 0 (ImageJ's Z=1 is --plane 0).")] = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
         batch: Annotated[Optional[Path], typer.Option(help="Detect every movie of this folder on a dask cluster "
                                                       "(a failed movie is reported, the others go on).",
@@ -198,9 +208,9 @@ def _check_outputs(paths: list[Path], targets: list[Path], mask: Optional[Path],
     the movies: :func:`_distinct_outputs`)."""
     from ..atomic import check_output
 
-    if probabilities is not None and any(probabilities.resolve() == t.resolve() for t in targets):
-        raise ExodfError(f"--probabilities {probabilities} is also the event table's path; give it its own file "
-                         "(e.g. probabilities.tif)")
+    if probabilities is not None and probabilities.suffix.lower() not in (".tif", ".tiff"):
+        raise ExodfError(f"--probabilities {probabilities}: the probabilities are an ImageJ hyperstack TIFF; name "
+                         "the file .tif")
     for path, target in zip(paths, targets):
         check_output(target, [path, mask, probabilities])
     if probabilities is not None:
