@@ -43,8 +43,8 @@ def read_movie(path: str | os.PathLike[str], channel: int | None = None, plane: 
     Parameters
     ----------
     path
-        A multi-page TIFF, OME-TIFF or ImageJ hyperstack; a folder of one TIFF per frame (the last number
-        in each name is the frame index); or the original ExoDeepFinder's ``.h5`` (dataset ``dataset``).
+        A multi-page TIFF, OME-TIFF or ImageJ hyperstack; a folder of one TIFF per frame (the number
+        that varies between the names is the frame index); or the original ExoDeepFinder's ``.h5`` (dataset ``dataset``).
     channel
         Which channel (0-based) of a multi-channel or RGB file to use.
     plane
@@ -290,7 +290,38 @@ def _read_h5(p: Path) -> np.ndarray:
     return np.memmap(p, mode="r", dtype=dtype, shape=shape, offset=offset)
 
 
-_NUM = re.compile(r"(\d+)(?!.*\d)")
+_DIGITS = re.compile(r"(\d+)")
+
+
+def _name_pattern(f: Path) -> tuple[str, list[str]]:
+    """A file name with its numbers replaced by '#' (.tif/.tiff in any case alike), and the numbers."""
+    parts = _DIGITS.split(f.name[: -len(f.suffix)] + ".tif")
+    return "#".join(parts[0::2]), parts[1::2]
+
+
+def _frame_numbers(folder: Path, files: list[Path]) -> list[tuple[int, Path]]:
+    """(frame number, file) of per-frame TIFFs named alike: the frame is the one number that varies between
+    the names (frame_0001.tif, cell2_t001_c1.tif, Micro-Manager's img_channel000_position000_time000000001_z000.tif;
+    with a single file, its last number)."""
+    named = [(f, *_name_pattern(f)) for f in files]
+    patterns = Counter(pat for _, pat, _ in named)
+    main = patterns.most_common(1)[0][0]
+    if "#" not in main:
+        raise ExodfError(f"{folder}: {named[0][0].name} has no frame number in its name; name frames like "
+                         "frame_0001.tif")
+    if len(patterns) > 1:
+        odd = [f.name for f, pat, _ in named if pat != main]
+        raise ExodfError(f"{folder}: mixed file name patterns; these do not follow {main.replace('#', 'N')!r}: "
+                         f"{', '.join(odd[:10])}; move them out of the folder")
+    numbers = [nums for _, _, nums in named]
+    varying = [k for k in range(len(numbers[0])) if len({int(n[k]) for n in numbers}) > 1]
+    if len(varying) > 1:
+        ex = ", ".join(f.name for f in files[:3])
+        raise ExodfError(f"{folder}: {len(varying)} numbers vary between the file names ({ex}, ...), so which one "
+                         "is the frame is unclear (several channels, positions or z-planes in one folder?); put "
+                         "each series of frames in its own folder")
+    k = varying[0] if varying else len(numbers[0]) - 1
+    return [(int(nums[k]), f) for f, _, nums in named]
 
 
 def frame_files(folder: Path) -> list[Path]:
@@ -304,21 +335,7 @@ def _read_folder(folder: Path) -> np.ndarray:
     files = frame_files(folder)
     if not files:
         raise ExodfError(f"{folder}: the folder holds no .tif/.tiff files; give a folder of per-frame TIFFs")
-    parsed = []
-    for f in files:
-        m = _NUM.search(f.name)
-        if m is None:
-            raise ExodfError(f"{folder}: {f.name} has no frame number in its name; name frames like "
-                             "frame_0001.tif (the last number is the frame index)")
-        rest = f.name[m.end():]
-        rest = rest[: -len(f.suffix)] + ".tif"  # .tif/.tiff in any case are one pattern
-        parsed.append((f.name[: m.start()] + "#" + rest, int(m.group(1)), f))
-    patterns = Counter(pat for pat, _, _ in parsed)
-    if len(patterns) > 1:
-        main = patterns.most_common(1)[0][0]
-        odd = [f.name for pat, _, f in parsed if pat != main]
-        raise ExodfError(f"{folder}: mixed file name patterns; these do not follow {main.replace('#', 'N')!r}: "
-                         f"{', '.join(odd[:10])}; move them out of the folder")
+    parsed = [("", i, f) for i, f in _frame_numbers(folder, files)]
     parsed.sort(key=lambda t: t[1])
     idx = [i for _, i, _ in parsed]
     dup = sorted({i for i in idx if idx.count(i) > 1})
@@ -374,9 +391,11 @@ def movie_paths(inputs: Sequence[str | os.PathLike[str]],
         if p.is_dir():
             subs = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in MOVIE_SUFFIXES)
             tiffs = [f for f in subs if f.suffix.lower() in TIFF_SUFFIXES]
-            pats = {_NUM.sub("#", f.name) for f in tiffs}
-            if tiffs and len(pats) == 1 and len(tiffs) > 1 and all(_NUM.search(f.name) for f in tiffs) \
-                    and len(tiffs) == len(subs) and _looks_2d(tiffs[0]):
+            pats = Counter(_name_pattern(f)[0] for f in tiffs)
+            main, n_main = pats.most_common(1)[0] if pats else ("", 0)
+            # mostly 2D images numbered alike: a per-frame movie (reading it names any odd file out)
+            if n_main > 1 and "#" in main and 2 * n_main > len(subs) and \
+                    _looks_2d(next(f for f in tiffs if _name_pattern(f)[0] == main)):
                 out.append(p)
                 continue
             found, passed = [], []

@@ -106,6 +106,35 @@ def test_folder_of_frames_sorted_by_last_number(tmp_path: Path) -> None:
     assert movie_paths([d]) == [d]  # one movie, not ten
 
 
+def test_the_number_that_varies_is_the_frame(tmp_path: Path) -> None:
+    """Micro-Manager's names carry channel, position, time and z: only time varies in a time series."""
+    for folder, name in (("mm", "img_channel000_position000_time{:09d}_z000.tif"), ("tc", "cell2_t{:03d}_c1.tif")):
+        d = tmp_path / folder
+        d.mkdir()
+        for i in (3, 1, 0, 2, 10, 4, 5, 6, 7, 8, 9):
+            tifffile.imwrite(d / name.format(i), np.full((4, 4), i, np.uint16))
+        assert movie_paths([d]) == [d]
+        np.testing.assert_array_equal(read_movie(d)[:, 0, 0], np.arange(11))
+    both = tmp_path / "both"  # time and channel vary: which is the frame?
+    both.mkdir()
+    for t in range(3):
+        for c in (1, 2):
+            tifffile.imwrite(both / f"cell_t{t:03d}_c{c}.tif", np.zeros((4, 4), np.uint16))
+    with pytest.raises(ExodfError, match="2 numbers vary between the file names .*put each series of frames in "
+                                         "its own folder"):
+        read_movie(movie_paths([both])[0])
+
+
+def test_a_mask_among_the_frames_is_named(tmp_path: Path) -> None:
+    d = tmp_path / "frames"
+    _frames(d, [f"frame_{i:04d}.tif" for i in range(5)])
+    tifffile.imwrite(d / "cell_mask.tif", np.ones((4, 4), np.uint8))
+    assert movie_paths([d]) == [d]  # a movie of frames, not a folder of single images
+    with pytest.raises(ExodfError, match="mixed file name patterns; these do not follow 'frame_N.tif': "
+                                         "cell_mask.tif; move them out"):
+        read_movie(d)
+
+
 def test_folder_gap_and_mixed_patterns_refused(tmp_path: Path) -> None:
     d = tmp_path / "gap"
     _frames(d, ["f_000.tif", "f_001.tiff", "f_003.tif"])
