@@ -54,9 +54,9 @@ def read_movie(path: str | os.PathLike[str], channel: int | None = None, plane: 
         :func:`check_movie`); False for callers that only need the shape.
     """
     p = Path(path)
-    if (channel is not None or plane is not None) and (p.is_dir() or p.suffix.lower() in (".h5", ".hdf5")):
+    if (channel or plane) and (p.is_dir() or p.suffix.lower() in (".h5", ".hdf5")):  # 0 is its one channel
         raise ExodfError(f"{p}: --channel and --plane choose inside a TIFF; this {'folder' if p.is_dir() else 'file'} "
-                         "holds one channel of 2D+time: drop them")
+                         "holds one channel of 2D+time (channel and plane 0): drop them")
     if p.is_dir():
         return check_movie(_read_folder(p), p, check_finite)
     if not p.is_file():
@@ -245,8 +245,12 @@ def _to_tyx(data: np.ndarray, axes: str, shape: tuple[int, ...], p: Path, channe
                 data, axes = _pick(data, axes, ax, channel, p, "--channel", what)
             else:
                 data, axes = data[(slice(None),) * axes.index(ax) + (0,)], axes.replace(ax, "")
-    if channel is not None and not had_channels and channel != 0:
-        raise ExodfError(f"{p}: --channel {channel} given, but the movie has a single channel; drop --channel")
+    if channel and not had_channels:
+        if "Q" in axes:  # tifffile's letter for an axis the file does not name
+            raise ExodfError(f"{p}: the file does not name its axes (shape {data.shape}), so --channel cannot find "
+                             "its channels; save it from Fiji as a hyperstack (Image > Hyperstacks > Stack to "
+                             "Hyperstack)")
+        raise ExodfError(f"{p}: --channel {channel} given, but the movie has a single channel (0); drop --channel")
     # drop other singleton axes
     keep = [i for i, a in enumerate(axes) if data.shape[i] > 1 or a in "YX"]
     data = data.reshape([data.shape[i] for i in keep])
@@ -255,8 +259,9 @@ def _to_tyx(data: np.ndarray, axes: str, shape: tuple[int, ...], p: Path, channe
     if "T" in time_axes and "Z" in time_axes:
         data, axes = _pick(data, axes, "Z", plane, p, "--plane", "z-planes")
         time_axes = ["T"]
-    elif plane is not None:
-        raise ExodfError(f"{p}: --plane {plane} given, but the movie has no z-planes besides time; drop --plane")
+    elif plane:
+        raise ExodfError(f"{p}: --plane {plane} given, but the movie has no z-planes besides time (its one plane "
+                         "is 0); drop --plane")
     if len(time_axes) > 1 or any(a not in _TIME_LIKE + "YX" for a in axes):
         raise ExodfError(f"{p}: axes {axes!r} (shape {data.shape}) are not time+Y+X; save the movie as a "
                          "single-channel time series (Fiji: Image > Hyperstacks > Re-order / Stack to Hyperstack)")

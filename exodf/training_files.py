@@ -31,7 +31,8 @@ SPOT_POINT_RADIUS = 2  # a spot given as a point is painted as a disk of this ra
 
 
 def spots_file(movie_path: str | os.PathLike[str], out_path: str | os.PathLike[str],
-               config: SpotConfig = SpotConfig(), progress: Progress | None = None) -> int:
+               config: SpotConfig = SpotConfig(), progress: Progress | None = None,
+               channel: int | None = None, plane: int | None = None) -> int:
     """Detect the bright spots of a movie; write a label TIFF (``.tif``) or a centroid table (csv/xml).
 
     Returns the number of spots (2D components) found.
@@ -39,7 +40,7 @@ def spots_file(movie_path: str | os.PathLike[str], out_path: str | os.PathLike[s
     out = Path(out_path)
     if out.suffix.lower() not in (".tif", ".tiff", *TABLE_SUFFIXES):  # before any work
         raise ExodfError(f"{out}: write the spots as a label map (.tif) or a table (.csv, .xml)")
-    movie = read_movie(movie_path)
+    movie = read_movie(movie_path, channel=channel, plane=plane)
     labels = spot_labels(movie, config, progress)
     if out.suffix.lower() in (".tif", ".tiff"):
         n = int(labels.max())

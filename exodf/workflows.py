@@ -252,13 +252,14 @@ def rates_files(before: Path, after: Path, n_frames: int, exclude_edges: int = 0
 
 
 def measure_file(movie: Path, events: Path, out: Path, config: MeasureConfig = MeasureConfig(),
-                 pixel_size: Optional[float] = None) -> dict[str, Any]:
+                 pixel_size: Optional[float] = None, channel: Optional[int] = None,
+                 plane: Optional[int] = None) -> dict[str, Any]:
     """Measure F/F0 and decay of each event of ``events`` in ``movie``; write the table; per-cell summary.
 
     ``pixel_size``: the table's X/Y are calibrated (µm per pixel); the output keeps that unit. The summary's
     ``warnings`` say when the table does not seem to be in the movie's pixels.
     """
-    arr = read_movie(movie)
+    arr = read_movie(movie, channel=channel, plane=plane)
     if config.window > min(arr.shape[1:]):
         raise ExodfError(f"{movie}: the {config.window}-px window is larger than its {arr.shape[2]} x "
                          f"{arr.shape[1]}-px frames, so F and F0 would average the whole frame; give a --window "

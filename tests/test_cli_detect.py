@@ -110,6 +110,19 @@ def test_bad_movie_one_line_error_and_no_output(tmp_path: Path) -> None:
     assert not (tmp_path / "ev.csv").exists()
 
 
+def test_a_bad_movie_among_several_says_what_became_of_the_others(movies: Path, weights_path: Path,
+                                                                   tmp_path: Path) -> None:
+    bad = tmp_path / "broken.tif"
+    bad.write_bytes(b"II*\x00garbage")
+    r = _exodf("detect", movies / "cell2.tif", bad, movies / "cell 1.tif", "-o", tmp_path / "out", "-q",
+               "--channel", "0", cwd=tmp_path)  # --channel 0: the one channel of each single-channel movie
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(bad) in lines[0] and "(1 movie(s) done, 1 not started" in lines[0], r.stderr
+    assert "rerun with --skip-existing" in lines[0]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["cell2_events.csv"]
+
+
 def test_several_movies_need_a_folder(movies: Path, tmp_path: Path) -> None:
     r = _exodf("detect", movies / "cell 1.tif", movies / "cell2.tif", "-o", tmp_path / "x.csv", cwd=tmp_path)
     assert r.returncode == 1 and "give -o FOLDER" in r.stderr

@@ -244,7 +244,14 @@ def test_plane_and_channel_options_that_choose_nothing_are_refused(tmp_path) -> 
     for i in range(3):
         tifffile.imwrite(frames / f"f{i}.tif", np.zeros((8, 8), np.uint16))
     with pytest.raises(ExodfError, match="--channel and --plane choose inside a TIFF"):
-        read_movie(frames, channel=0)
+        read_movie(frames, channel=1)
+    # 0 is the one channel and plane of every single-channel movie: one option fits a folder of mixed movies
+    assert read_movie(frames, channel=0, plane=0).shape == (3, 8, 8)
+    assert read_movie(tmp_path / "tyx.tif", channel=0, plane=0).shape == (5, 8, 8)
+    # a file that does not name its axes: --channel cannot find its channels (not 'a single channel')
+    tifffile.imwrite(tmp_path / "qq.tif", np.zeros((5, 2, 8, 8), np.uint16))
+    with pytest.raises(ExodfError, match=r"does not name its axes \(shape \(5, 2, 8, 8\)\).*Stack to Hyperstack"):
+        read_movie(tmp_path / "qq.tif", channel=1)
 
 
 def test_imagej_files_with_one_ifd_are_whole_movies(tmp_path) -> None:

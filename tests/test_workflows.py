@@ -288,3 +288,27 @@ def test_unpaired_tables_are_named_as_the_files_are(tmp_path: Path) -> None:
     (tmp_path / "gt/Cell 2_gt.csv").unlink()
     assert [(k, p.name, g.name) for k, p, g in pair_tables(tmp_path / "pred", tmp_path / "gt")] == [
         ("cell1", "Cell1_events.csv", "cell1_gt.csv")]
+
+
+def test_spots_and_measure_choose_a_channel_as_detect_does(sim: Path, tmp_path: Path) -> None:
+    import tifffile
+
+    movie = read_movie(sim / "movie.tif")
+    hyper = np.stack([np.zeros_like(movie), movie], axis=1)  # T, C, Y, X: the movie is channel 1 (ImageJ C=2)
+    tifffile.imwrite(tmp_path / "hyper.tif", hyper, imagej=True, metadata={"axes": "TCYX"})
+    res = runner.invoke(app, ["measure", str(tmp_path / "hyper.tif"), str(sim / "ground_truth.csv"), "-o",
+                              str(tmp_path / "m.csv")])
+    assert res.exit_code == 1 and "choose one with --channel N (0..1)" in str(res.exception)
+    res = runner.invoke(app, ["measure", str(tmp_path / "hyper.tif"), str(sim / "ground_truth.csv"), "-o",
+                              str(tmp_path / "m.csv"), "--channel", "1"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["measure", str(sim / "movie.tif"), str(sim / "ground_truth.csv"), "-o",
+                              str(tmp_path / "ref.csv")])
+    assert (tmp_path / "m.csv").read_text() == (tmp_path / "ref.csv").read_text()
+    for args in ([], ["--channel", "1"]):
+        res = runner.invoke(app, ["spots", str(tmp_path / "hyper.tif"), "-o", str(tmp_path / "s.csv"), "-q", *args])
+        if not args:
+            assert res.exit_code == 1 and "choose one with --channel" in str(res.exception)
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["spots", str(sim / "movie.tif"), "-o", str(tmp_path / "ref_s.csv"), "-q"])
+    assert (tmp_path / "s.csv").read_text() == (tmp_path / "ref_s.csv").read_text()

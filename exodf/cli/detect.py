@@ -173,9 +173,16 @@ def register(app: typer.Typer) -> None:
             _run_batch(paths, targets, req, scheduler, workers, quiet)
             return
         with _progress(not quiet and sys.stderr.isatty()) as prog:
-            for path, target in zip(paths, targets):
+            for k, (path, target) in enumerate(zip(paths, targets)):
                 t0 = time.perf_counter()
-                n_events, n_frames = detect_file(path, target, req, probabilities, prog)
+                try:
+                    n_events, n_frames = detect_file(path, target, req, probabilities, prog)
+                except ExodfError as e:
+                    if k + 1 < len(paths):  # say what the others became
+                        raise ExodfError(f"{e} ({k} movie(s) done, {len(paths) - k - 1} not started: fix this one "
+                                         "and rerun with --skip-existing; --batch goes on past a failed movie)"
+                                         ) from None
+                    raise
                 dt = time.perf_counter() - t0
                 typer.echo(f"{path}: {n_events} events ({_per_frame(n_events, n_frames, exclude_edges)}) "
                            f"in {dt:.1f} s -> {target}")

@@ -113,6 +113,10 @@ def register(app: typer.Typer) -> None:
         pixel_size: Annotated[Optional[float], typer.Option(help="The table's X/Y are calibrated (as `exodf "
                                                             "detect --pixel-size` writes them): size of a pixel "
                                                             "in their unit; the output keeps it.")] = None,
+        channel: Annotated[Optional[int], typer.Option(min=0, help="Channel to use in a multi-channel movie "
+                                                       "(0-based: ImageJ's C=1 is 0).")] = None,
+        plane: Annotated[Optional[int], typer.Option(min=0, help="Z-plane to use in a movie with z and time "
+                                                     "(0-based).")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the cell summary as JSON.")] = False,
     ) -> None:
         """Per-event F/F0 and decay half-life (the paper's definitions), and their per-cell averages."""
@@ -132,7 +136,7 @@ def register(app: typer.Typer) -> None:
             raise ExodfError(f"-o {target}: the measured columns need an ImageJ table; name it .csv or .txt")
         check_output(target, [movie, events])
         check_table_path(target)
-        summary = measure_file(movie, events, target, cfg, pixel_size)
+        summary = measure_file(movie, events, target, cfg, pixel_size, channel=channel, plane=plane)
         for w in summary.pop("warnings"):
             typer.echo(f"warning: {w}", err=True)
         if as_json:

@@ -50,6 +50,10 @@ def register(app: typer.Typer) -> None:
         pfa: Annotated[float, typer.Option(help="Probability of false alarm per pixel.")] = 0.001,
         min_area: Annotated[int, typer.Option(help="Smallest spot kept (px).")] = 3,
         scales: Annotated[str, typer.Option(help="LoG scales σ (px), comma-separated.")] = "1,1.5,2",
+        channel: Annotated[Optional[int], typer.Option(min=0, help="Channel to use in a multi-channel movie "
+                                                       "(0-based: ImageJ's C=1 is 0).")] = None,
+        plane: Annotated[Optional[int], typer.Option(min=0, help="Z-plane to use in a movie with z and time "
+                                                     "(0-based).")] = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     ) -> None:
         """Detect bright spots (ATLAS-like: multiscale LoG, local statistics, false-alarm threshold) in each
@@ -66,7 +70,7 @@ def register(app: typer.Typer) -> None:
 
         check_output(out, [movie])
         with _bar(not quiet) as prog:
-            n = spots_file(movie, out, config, _callback(prog))
+            n = spots_file(movie, out, config, _callback(prog), channel=channel, plane=plane)
         typer.echo(f"{movie.name}: {n} bright spots -> {out}")
 
     @app.command()
