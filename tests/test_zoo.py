@@ -279,3 +279,18 @@ def test_load_package_refuses_other_models(tmp_path: Path) -> None:
     (tmp_path / "rdf.yaml").write_text("type: model\nformat_version: 0.5.4\nname: broken\n")
     with pytest.raises(ExodfError, match="not a valid bioimage.io model"):
         load_package(tmp_path / "rdf.yaml")
+
+
+@pytest.mark.parametrize("out, says", [("model.txt", "name it .zip"), ("folder.zip", "is a folder; give a file name"),
+                                       ("m.tif/x.zip", "is a file, so no folder can be made there")])
+def test_package_output_is_checked_before_building(tmp_path: Path, out: str, says: str) -> None:
+    from typer.testing import CliRunner
+
+    from exodf.cli import app
+
+    (tmp_path / "folder.zip").mkdir()
+    (tmp_path / "m.tif").write_bytes(b"")
+    root = tmp_path / "root"
+    r = CliRunner().invoke(app, ["package", "--root", str(root), "-o", str(tmp_path / out)])
+    assert r.exit_code == 1 and says in str(r.exception), r.output
+    assert not root.exists()  # nothing built, nothing rewritten

@@ -28,6 +28,12 @@ def register(app: typer.Typer) -> None:
         Keras network, test tensors, sample TIFFs, cover; rdf.yaml validates once built."""
         from ..zoo.export import SOURCE_ROOT, TOLERANCE, build_package, test_package
 
+        if out is not None:  # before the minutes of building, and before rdf.yaml is rewritten
+            from ..atomic import check_output
+
+            if out.suffix.lower() != ".zip":
+                raise ExodfError(f"-o {out}: the package is written as a zip; name it .zip (e.g. model.zip)")
+            check_output(out, [weights])
         res = build_package(root or SOURCE_ROOT, weights=weights, zip_path=out,
                             progress=lambda msg: typer.echo(f"  {msg}", err=True))
         for fmt, diff in res.max_abs_diff.items():
