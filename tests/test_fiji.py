@@ -236,10 +236,17 @@ def test_cli_install(tmp_path) -> None:
     (tmp_path / "Fiji.app" / "jars").mkdir(parents=True)
     (tmp_path / "Fiji.app" / "macros").mkdir()
     r = CliRunner().invoke(app, ["fiji", "install", "--fiji", str(tmp_path / "Fiji.app"),
-                                 "--exodf-command", "/usr/bin/exodf"])
+                                 "--exodf-command", "/no/such/python|-m|exodf"])
+    assert r.exit_code == 1 and "'/no/such/python' is not a program here" in str(r.exception)
+    assert not (tmp_path / "Fiji.app" / "macros" / "toolsets").exists()
+    program = tmp_path / "bin" / "exodf"
+    program.parent.mkdir()
+    program.write_text("#!/bin/sh\n")
+    r = CliRunner().invoke(app, ["fiji", "install", "--fiji", str(tmp_path / "Fiji.app"),
+                                 "--exodf-command", str(program)])
     assert r.exit_code == 0, r.output
     text = (tmp_path / "Fiji.app" / "macros" / "toolsets" / "exodf.ijm").read_text()
-    assert 'var exodfCommand = "/usr/bin/exodf";' in text
+    assert f'var exodfCommand = "{program}";' in text
 
 
 @needs_imagej

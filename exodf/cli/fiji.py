@@ -31,6 +31,12 @@ def register(app: typer.Typer) -> None:
         if root is None:
             raise ExodfError("exodf fiji install: name the Fiji with --fiji Fiji.app (or set EXODF_FIJI)")
         cmd = exodf_command.split("|") if exodf_command else None
+        if cmd is not None:  # Fiji would only say so on the first click
+            import shutil
+
+            if not cmd[0] or (shutil.which(cmd[0]) is None and not Path(cmd[0]).is_file()):
+                raise ExodfError(f"--exodf-command: {cmd[0]!r} is not a program here; give the path of the Python "
+                                 "(or of the exodf program) that has exodf installed, e.g. /path/to/python|-m|exodf")
         for f in install_macros(root, cmd):
             typer.echo(f"installed {f}")
         typer.echo("restart Fiji; the exodf tools are in the toolbar's >> menu (toolsets) and the macros under "
