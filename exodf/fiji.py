@@ -426,12 +426,15 @@ def run_batch_macro(macro: str | os.PathLike[str], argument: str = "", ij_jar: O
     java = find_java(root)
     cmd = [str(java), "-jar", str(jar)] + (["-ijpath", str(root)] if root is not None else []) + \
         ["-batch", str(macro), argument]
+    watched = False
     if not os.environ.get("DISPLAY") and sys.platform.startswith("linux"):
         xvfb = shutil.which("xvfb-run")
         if xvfb is None:
             raise ExodfError("ImageJ macros that open images need a display; install xvfb (apt-get install "
                              "xvfb) or run with a DISPLAY")
-        cmd = [xvfb, "-a"] + cmd
+        # an error dialog on the virtual screen would wait unseen until the timeout: watch for one (x11-utils)
+        watched = shutil.which("xwininfo") is not None
+        cmd = [xvfb, "-a"] + (["sh", "-c", _WATCH_DIALOGS, "sh"] if watched else []) + cmd
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             start_new_session=True)  # its own process group: a timeout ends java too
     try:
@@ -447,4 +450,23 @@ def run_batch_macro(macro: str | os.PathLike[str], argument: str = "", ij_jar: O
             raise
         raise ExodfError(f"{macro}: ImageJ did not finish within {timeout} s (a dialog may be waiting); run "
                          "the macro in Fiji to see it") from None
+    if watched and proc.returncode == _DIALOG_STATUS and _DIALOG_MARK in err:
+        printed = out.strip().splitlines()
+        raise ExodfError(f"{macro}: ImageJ stopped the macro with an error dialog (on the virtual screen, where its "
+                         f"text cannot be read); the macro's last output: {printed[-1] if printed else '(none)'}; "
+                         "run the macro in Fiji to see the error")
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+_DIALOG_STATUS = 86
+_DIALOG_MARK = "exodf: ImageJ error dialog"
+# run "$@" (java ...) and stop it when ImageJ opens its macro-error or exception window
+_WATCH_DIALOGS = f""""$@" &
+pid=$!
+while kill -0 $pid 2>/dev/null; do
+  if xwininfo -root -tree 2>/dev/null | grep -q -E '"(Macro Error|Exception)"'; then
+    echo "{_DIALOG_MARK}" >&2; kill $pid; wait $pid 2>/dev/null; exit {_DIALOG_STATUS}
+  fi
+  sleep 0.5
+done
+wait $pid"""

@@ -251,6 +251,23 @@ def test_cli_install(tmp_path) -> None:
 
 @needs_imagej
 @pytest.mark.fiji
+@pytest.mark.skipif(shutil.which("xwininfo") is None, reason="no xwininfo (apt-get install x11-utils)")
+def test_a_macro_error_under_xvfb_is_an_error_at_once(tmp_path, monkeypatch) -> None:
+    """ImageJ shows macro errors in a dialog, unseen on the virtual screen: it was a wait for the timeout."""
+    import time
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    macro = tmp_path / "bad macro.ijm"
+    macro.write_text('print("reached line 1");\nx = noSuchFunction(3);\nprint("never");\n')
+    t0 = time.perf_counter()
+    with pytest.raises(ExodfError, match=r"bad macro\.ijm: ImageJ stopped the macro with an error dialog .*"
+                                         r"last output: reached line 1; run the macro in Fiji"):
+        fiji.run_batch_macro(macro, timeout=120)
+    assert time.perf_counter() - t0 < 60
+
+
+@needs_imagej
+@pytest.mark.fiji
 def test_cli_overlay(ij, tmp_path) -> None:
     from typer.testing import CliRunner
 
