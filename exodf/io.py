@@ -446,8 +446,11 @@ def _not_a_movie(f: Path) -> str | None:
             if (t.imagej_metadata or {}).get("Info") == PROBABILITY_INFO:
                 return "an exodf probability map"
             series = t.series[0]
-            if series.axes in ("YX", "YXS"):  # (planar SYX may be 3-4 frames: read_movie decides)
-                return "a single image, not a movie (a mask?)"
+            # ImageJ metadata announcing several images over one readable page is a damaged movie (tifffile
+            # then falls back to its first page): reading it gives its own error
+            announced = int((t.imagej_metadata or {}).get("images", 1) or 1)
+            if series.axes in ("YX", "YXS") and announced <= 1:  # (planar SYX may be 3-4 frames: read_movie
+                return "a single image, not a movie (a mask?)"     # decides)
     except Exception:
         return None
     return None
@@ -458,6 +461,8 @@ def _looks_2d(f: Path) -> bool:
 
     try:
         with tifffile.TiffFile(f) as t:
+            if int((t.imagej_metadata or {}).get("images", 1) or 1) > 1:  # a movie, damaged if one page shows
+                return False
             return len(t.series[0].shape) == 2 or int(np.prod(t.series[0].shape[:-2])) == 1
     except Exception:
         return False

@@ -357,6 +357,17 @@ def test_a_folder_of_movies_passes_over_masks_probability_maps_and_weights(tmp_p
         "movie_probabilities.tif": "an exodf probability map",
         "net_weights.h5": "an HDF5 file without the original's 'dataset' (weights?)"}
     assert movie_paths([tmp_path / "cell_mask.tif"]) == [tmp_path / "cell_mask.tif"]  # named: read (and refused)
+    # a movie cut short in copying shows tifffile only its first page: it is a movie to fail, not a mask to skip
+    whole = tmp_path / "whole.tif"
+    tifffile.imwrite(whole, rng.integers(0, 100, (40, 64, 64), dtype=np.uint16), imagej=True,
+                     metadata={"axes": "TYX"})
+    cut = tmp_path / "cut" / "cell3.tif"
+    cut.parent.mkdir()
+    cut.write_bytes(whole.read_bytes()[:100_000])
+    (tmp_path / "cut" / "cell4.tif").write_bytes(whole.read_bytes())
+    assert movie_paths([cut.parent]) == [cut, cut.parent / "cell4.tif"]
+    with pytest.raises(ExodfError, match="cell3.tif: .*(truncated|damaged)"):
+        read_movie(cut)
     only = tmp_path / "only_masks"
     (only / "sub").mkdir(parents=True)
     tifffile.imwrite(only / "mask.tif", np.ones((16, 16), np.uint8))
