@@ -353,11 +353,16 @@ def cohens_d(before: Sequence[float], after: Sequence[float], paired: bool = Tru
         if diff.size < 2:
             return math.nan
         sd = float(diff.std(ddof=1))
-        return float(diff.mean()) / sd if sd > 0 else math.nan
+        # an SD at rounding level (every cell changed by the same 0.025) is 0: d would be ~1e15
+        return float(diff.mean()) / sd if sd > _ROUNDING * float(np.abs(diff).max()) else math.nan
     if a.size < 2 or b.size < 2:
         return math.nan
     pooled = math.sqrt(((a.size - 1) * a.var(ddof=1) + (b.size - 1) * b.var(ddof=1)) / (a.size + b.size - 2))
-    return float(b.mean() - a.mean()) / pooled if pooled > 0 else math.nan
+    scale = float(max(np.abs(a).max(), np.abs(b).max()))
+    return float(b.mean() - a.mean()) / pooled if pooled > _ROUNDING * scale else math.nan
+
+
+_ROUNDING = 1e-12  # relative size of a standard deviation that is floating-point rounding, not spread
 
 
 def pearson_r(x: Sequence[float], y: Sequence[float]) -> float:

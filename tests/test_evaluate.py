@@ -164,6 +164,11 @@ def test_cohens_d_known_examples() -> None:
     # unpaired: means 3 and 4.4, variances 2.5 and 4.3: pooled SD sqrt(3.4)
     assert cohens_d(before, after, paired=False) == pytest.approx(1.4 / math.sqrt(3.4))
     assert math.isnan(cohens_d([1, 2], [2, 3]))  # constant difference: SD 0
+    # the same change in floating point leaves an SD of ~1e-17: still no spread (it gave d = -2.5e15)
+    before = np.array([1 / 40, 4 / 40])
+    assert float((before - 1 / 40 - before).std(ddof=1)) > 0  # the rounding this case is about
+    assert math.isnan(cohens_d(before, before - 1 / 40))
+    assert math.isnan(cohens_d([0.3, 0.3], [0.3, 0.3], paired=False))
     with pytest.raises(ValueError, match="equal lengths"):
         cohens_d([1, 2], [1, 2, 3])
 
