@@ -94,15 +94,16 @@ def _files(p: Path, suffixes: Sequence[str], what: str) -> dict[str, Path]:
     return {_key(p): p}
 
 
-def pair_tables(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
-    """(name, prediction, ground truth): two files, or two folders paired by name (``_events``/``_gt`` ignored)."""
+def pair_tables(pred: Path, gt: Path, example: str = "each prediction and ground truth alike (e.g. cell1_events.csv "
+                "and cell1_gt.csv)") -> list[tuple[str, Path, Path]]:
+    """(name, prediction, ground truth): two files, or two folders paired by name (``_events``/``_gt`` ignored);
+    ``example`` completes the error's "name ..." for unpaired files."""
     if pred.is_file() and gt.is_file():
         return [(_key(pred), pred, gt)]
     ps, gs = _files(pred, TABLE_SUFFIXES, "event table"), _files(gt, TABLE_SUFFIXES, "event table")
     missing = [f.name for k, f in sorted({**ps, **gs}.items()) if (k in ps) != (k in gs)]  # names as written
     if missing:
-        raise ExodfError(f"{pred} / {gt}: no partner for {', '.join(missing[:10])}; name each prediction and "
-                         "ground truth alike (e.g. cell1_events.csv and cell1_gt.csv)")
+        raise ExodfError(f"{pred} / {gt}: no partner for {', '.join(missing[:10])}; name {example}")
     return [(k, ps[k], gs[k]) for k in sorted(ps)]
 
 
@@ -227,17 +228,29 @@ def rates_files(before: Path, after: Path, n_frames: int, exclude_edges: int = 0
         _check_counts(exclude_edges, n_frames, pixel_size_um, frame_interval_s, area_px)
     except ValueError as e:
         raise ExodfError(str(e)) from None
-    pairs = pair_tables(before, after)
+    given = {"--area": area_px, "--pixel-size": pixel_size_um, "--frame-interval": frame_interval_s}
+    if any(v is not None for v in given.values()) and any(v is None for v in given.values()):
+        raise ExodfError("rates per µm² per s need --area, --pixel-size and --frame-interval together; missing "
+                         + ", ".join(k for k, v in given.items() if v is None) + " (without all three: events/frame)")
+    pairs = pair_tables(before, after, "each cell's tables before and after alike (e.g. before/cell1.csv and "
+                        "after/cell1.csv)")
     frames = n_frames - 2 * exclude_edges
     area = float(area_px) if area_px else 1.0
     rows, b, a = [], [], []
     for name, pb, pa in pairs:
-        from .evaluate import exclude_events
+        from .evaluate import _nearest_frame, exclude_events
 
-        rb = event_rate(exclude_events(read_events(pb), n_frames, exclude_edges), frames, area, pixel_size_um,
-                        frame_interval_s)
-        ra = event_rate(exclude_events(read_events(pa), n_frames, exclude_edges), frames, area, pixel_size_um,
-                        frame_interval_s)
+        tables = []
+        for path in (pb, pa):
+            t = read_events(path)
+            late = _nearest_frame(t.frame) >= n_frames
+            if late.any():
+                raise ExodfError(f"{path}: {int(late.sum())} event(s) at or after Slice {n_frames + 1} (up to Slice "
+                                 f"{int(_nearest_frame(t.frame).max()) + 1}), beyond --frames {n_frames}: give the "
+                                 "movies' length")
+            tables.append(exclude_events(t, n_frames, exclude_edges))
+        rb = event_rate(tables[0], frames, area, pixel_size_um, frame_interval_s)
+        ra = event_rate(tables[1], frames, area, pixel_size_um, frame_interval_s)
         use_um = area_px is not None and rb.per_um2_per_s is not None
         vb, va = (rb.per_um2_per_s, ra.per_um2_per_s) if use_um else (rb.per_frame, ra.per_frame)
         rows.append({"cell": name, "before": vb, "after": va})

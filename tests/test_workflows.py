@@ -87,6 +87,19 @@ def test_rates_command_paired_cohens_d(tmp_path: Path) -> None:
     out = json.loads(res.output)
     # per-frame differences 0.02, 0.01, 0.03: mean 0.02, SD 0.01
     assert out["cohens_d"] == pytest.approx(2.0)
+    for args, says in ((["--frames", "10"], "c0.csv: 2 event(s) at or after Slice 11 (up to Slice 11), beyond "
+                                             "--frames 10: give the movies' length"),
+                       (["--frames", "100", "--frame-interval", "0.4"], "missing --area, --pixel-size"),
+                       (["--frames", "100", "--area", "300", "--pixel-size", "0.16"], "missing --frame-interval")):
+        res = runner.invoke(app, ["rates", str(tmp_path / "b"), str(tmp_path / "a"), *args])
+        assert res.exit_code == 1 and says in str(res.exception), res.output
+    res = runner.invoke(app, ["rates", str(tmp_path / "b"), str(tmp_path / "a"), "--frames", "100", "--area", "300",
+                              "--pixel-size", "0.16", "--frame-interval", "0.4", "--json"])
+    assert res.exit_code == 0 and json.loads(res.output)["unit"] == "events/µm²/s"
+    write_events(EventTable([1.0], [2.0], [3.0]), tmp_path / "a" / "c9.csv")
+    res = runner.invoke(app, ["rates", str(tmp_path / "b"), str(tmp_path / "a"), "--frames", "100"])
+    assert res.exit_code == 1 and "no partner for c9.csv; name each cell's tables before and after alike" in \
+        str(res.exception)
 
 
 def test_measure_command(sim: Path, tmp_path: Path) -> None:
