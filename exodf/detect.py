@@ -123,14 +123,19 @@ def collect_segmentation(shape: tuple[int, int, int], blocks: Iterable[Block],
 
 @dataclass
 class Detection:
+    """What :func:`detect_events` found: the events, the network's segmentation, the movie's length, the time
+    it took, and how many frames at each end were excluded (``DetectConfig.exclude_edges``)."""
+
     events: EventTable
     segmentation: Segmentation
     n_frames: int
     seconds: float
+    exclude_edges: int = 0
 
     @property
     def events_per_frame(self) -> float:
-        return len(self.events) / max(1, self.n_frames)
+        """Events per frame counted: those left after ``exclude_edges`` (as ``exodf detect`` and evaluate)."""
+        return len(self.events) / max(1, self.n_frames - 2 * self.exclude_edges)
 
 
 def segment_movie(movie: np.ndarray, net: "keras.Model", config: InferenceConfig = InferenceConfig(),
@@ -171,10 +176,13 @@ def detect_events(movie: np.ndarray, net: "keras.Model", config: DetectConfig = 
     Raises :class:`~exodf.errors.ExodfError` for a movie no event can be detected in
     (:func:`exodf.io.check_movie`).
     """
+    if not hasattr(net, "layers"):  # a weights path given where the network goes
+        raise TypeError(f"detect_events: net must be a Keras network, got {type(net).__name__}; load one with "
+                        "exodf.load_network(path)")
     check_movie(movie, "detect_events: the movie")
     if mask is not None and mask.shape != movie.shape[1:]:
         raise ValueError(f"detect_events: mask shape {mask.shape} differs from the frame shape {movie.shape[1:]}")
     t0 = time.perf_counter()
     seg = segment_movie(movie, net, config.inference, progress, probabilities_out, keep_labels)
     events = events_from_segmentation(seg, config, mask, progress)
-    return Detection(events, seg, movie.shape[0], time.perf_counter() - t0)
+    return Detection(events, seg, movie.shape[0], time.perf_counter() - t0, config.exclude_edges)

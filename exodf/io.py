@@ -502,6 +502,9 @@ def write_tiff(path: str | os.PathLike[str], data: np.ndarray, axes: str = "TYX"
     import tifffile
 
     p = Path(path)
+    if np.ndim(data) != len(axes):
+        raise ValueError(f"write_tiff: {len(axes)} axes {axes!r} for an array of shape {np.shape(data)}; give axes "
+                         "such as 'YX' for an image, 'TYX' for a movie")
     md: dict[str, object] = {"axes": axes} if info is None else {"axes": axes, "Info": info}
     kw = {}
     if resolution_um:

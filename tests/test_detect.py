@@ -130,3 +130,25 @@ def test_detect_events_checks_its_movie_before_the_network() -> None:
         detect_events(movie, None)  # type: ignore[arg-type]  (never reaches the network)
     with pytest.raises(ExodfError, match="numpy array, got str"):
         detect_events("movie.tif", None)  # type: ignore[arg-type]
+
+
+def test_events_per_frame_counts_the_frames_left_after_the_edges() -> None:
+    from exodf.detect import Detection, Segmentation
+    from exodf.events import EventTable
+
+    seg = Segmentation(None, np.empty((0, 3), np.int32), np.empty(0, np.float32), np.zeros((4, 4), np.float32),
+                       (40, 4, 4))
+    events = EventTable(np.zeros(6), np.zeros(6), np.arange(6.0) + 10)
+    assert Detection(events, seg, 40, 1.0).events_per_frame == pytest.approx(6 / 40)
+    assert Detection(events, seg, 40, 1.0, exclude_edges=5).events_per_frame == pytest.approx(6 / 30)  # as the CLI
+
+
+def test_api_misuse_is_named() -> None:
+    from exodf.io import write_tiff
+
+    with pytest.raises(TypeError, match="net must be a Keras network, got PosixPath; load one with "
+                                        "exodf.load_network"):
+        detect_events(np.zeros((3, 8, 8), np.uint16), Path("net_weights_FINAL.h5"))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="write_tiff: 3 axes 'TYX' for an array of shape \\(8, 8\\)"):
+        write_tiff("never.tif", np.zeros((8, 8), np.uint16))
+    assert not Path("never.tif").exists()
