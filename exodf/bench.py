@@ -62,16 +62,22 @@ def _device() -> str:
 
 
 def _simulated_movie(work: Path, frames: int, size: int, seed: int) -> tuple[Path, Path]:
+    """The control movie of this size and seed in ``work`` (reused; a damaged cached one is simulated again)."""
     from .events import write_events
-    from .io import write_tiff
+    from .io import read_movie, write_tiff
     from .simulate import preset, simulate
 
     movie = work / f"control_{frames}x{size}x{size}_seed{seed}.tif"
     truth = movie.with_name(movie.stem + "_truth.csv")
-    if not (movie.is_file() and truth.is_file()):
-        sim = simulate(preset("control", n_frames=frames, height=size, width=size), seed=seed)
-        write_tiff(movie, sim.movie)
-        write_events(sim.truth, truth)
+    if movie.is_file() and truth.is_file():
+        try:
+            if read_movie(movie, check_finite=False).shape == (frames, size, size):
+                return movie, truth
+        except ExodfError:  # cut short by an interrupted copy or disk: our cache, not the user's file
+            pass
+    sim = simulate(preset("control", n_frames=frames, height=size, width=size), seed=seed)
+    write_tiff(movie, sim.movie)
+    write_events(sim.truth, truth)
     return movie, truth
 
 
@@ -132,8 +138,13 @@ def run_bench(frames: int = 1000, size: int = 300, seed: int = 0, work: Optional
 
     if dtype not in DTYPES:
         raise ExodfError(f"exodf bench: --dtype {dtype!r}: choose {', '.join(DTYPES)}")
-    if frames < 1 or size < 8:
-        raise ExodfError(f"exodf bench: --frames must be >= 1 and --size >= 8 (got {frames}, {size})")
+    if frames < 2 or size < 8 or seed < 0:
+        raise ExodfError(f"exodf bench: --frames must be >= 2 (a movie), --size >= 8 and --seed >= 0 (got {frames}, "
+                         f"{size}, {seed})")
+    if weights is not None:  # before minutes of simulation, not from the detect child afterwards
+        from .pretrained import resolve_weights
+
+        resolve_weights(weights)
     if tiling not in TILINGS:
         raise ExodfError(f"exodf bench: --tiling {tiling!r}: choose {', '.join(TILINGS)}")
     work = Path(work) if work is not None else Path.cwd() / "exodf-bench"

@@ -35,11 +35,28 @@ def test_bench_json_figures_and_agreement(tmp_path: Path, weights_path: Path) ->
     assert sorted((tmp_path / "work").glob("*.tif")) == movies  # the simulated movie is reused
 
 
-def test_bench_refuses_bad_sizes(tmp_path: Path) -> None:
-    res = _bench(tmp_path, "--frames", "0", "--no-reference")
+@pytest.mark.parametrize("args, says", [(["--frames", "0"], "--frames must be >= 2 (a movie)"),
+                                        (["--frames", "1"], "--frames must be >= 2 (a movie)"),
+                                        (["--seed", "-1"], "Invalid value for '--seed'"),
+                                        (["--weights", "nope.h5"], "nope.h5: weights file not found")])
+def test_bench_refuses_bad_options_before_simulating(tmp_path: Path, args: list[str], says: str) -> None:
+    res = _bench(tmp_path, *args, "--no-reference")
     assert res.returncode != 0
-    assert "--frames must be >= 1" in res.stderr and "Traceback" not in res.stderr
-    assert not (tmp_path / "work").exists()
+    assert says in res.stderr and "Traceback" not in res.stderr, res.stderr
+    assert not list((tmp_path / "work").glob("*.tif"))  # nothing simulated
+
+
+def test_a_damaged_cached_movie_is_simulated_again(tmp_path: Path) -> None:
+    from exodf.bench import _simulated_movie
+    from exodf.io import read_movie
+
+    work = tmp_path / "work"
+    work.mkdir()
+    movie, truth = _simulated_movie(work, 20, 32, 0)
+    whole = movie.read_bytes()
+    movie.write_bytes(whole[: len(whole) // 2])  # an interrupted earlier run
+    again, _ = _simulated_movie(work, 20, 32, 0)
+    assert again == movie and movie.read_bytes() == whole and read_movie(movie).shape == (20, 32, 32)
 
 
 def test_bench_times_a_dtype(tmp_path: Path, weights_path: Path) -> None:

@@ -15,7 +15,7 @@ def register(app: typer.Typer) -> None:
     def bench(
         frames: Annotated[int, typer.Option(help="Frames of the simulated movie.")] = 1000,
         size: Annotated[int, typer.Option(help="Frame width and height in px.")] = 300,
-        seed: Annotated[int, typer.Option(help="Simulation seed.")] = 0,
+        seed: Annotated[int, typer.Option(min=0, help="Simulation seed (>= 0).")] = 0,
         work: Annotated[Path, typer.Option(help="Folder for the movie and the event tables (a movie there is "
                                            "reused).")] = Path("exodf-bench"),
         reference: Annotated[bool, typer.Option(help="Also compute the independent whole-volume reference and "
