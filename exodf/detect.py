@@ -176,10 +176,10 @@ def detect_events(movie: np.ndarray, net: "keras.Model", config: DetectConfig = 
     Raises :class:`~exodf.errors.ExodfError` for a movie no event can be detected in
     (:func:`exodf.io.check_movie`).
     """
+    check_movie(movie, "detect_events: the movie")
     if not hasattr(net, "layers"):  # a weights path given where the network goes
         raise TypeError(f"detect_events: net must be a Keras network, got {type(net).__name__}; load one with "
                         "exodf.load_network(path)")
-    check_movie(movie, "detect_events: the movie")
     if mask is not None and mask.shape != movie.shape[1:]:
         raise ValueError(f"detect_events: mask shape {mask.shape} differs from the frame shape {movie.shape[1:]}")
     t0 = time.perf_counter()

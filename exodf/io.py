@@ -96,7 +96,8 @@ def check_movie(movie: np.ndarray, label: str | os.PathLike[str] = "movie", fini
         ok = (blk < too_big).all(axis=1)  # (False for NaN too)
         if not ok.all():
             bad = t0 + int(np.argmin(ok))
-            raise ExodfError(f"{label}: frame {bad + 1} (and maybe others) holds NaN or infinite pixels (or values "
+            raise ExodfError(f"{label}: Slice {bad + 1} (frame {bad} counted from 0; maybe others too) holds NaN or "
+                             "infinite pixels (or values "
                              "beyond float32); exodf needs finite intensities: replace them (Fiji: Process > Math > "
                              "Remove NaNs..., or set them to the background) or re-export the movie")
         pages.release_before(t0 + block)

@@ -126,7 +126,7 @@ def test_detect_events_checks_its_movie_before_the_network() -> None:
 
     movie = np.ones((6, 16, 16), np.float32)
     movie[3, 2, 2] = np.nan
-    with pytest.raises(ExodfError, match="detect_events: the movie: frame 4 .* NaN"):
+    with pytest.raises(ExodfError, match="detect_events: the movie: Slice 4 \\(frame 3 counted from 0; .* NaN"):
         detect_events(movie, None)  # type: ignore[arg-type]  (never reaches the network)
     with pytest.raises(ExodfError, match="numpy array, got str"):
         detect_events("movie.tif", None)  # type: ignore[arg-type]
