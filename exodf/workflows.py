@@ -402,8 +402,10 @@ def benchmark(out: Path, presets: Sequence[str], n_movies: int, methods: Sequenc
             folder = out / name / f"seed_{seed + k}"
             made = _made_by(folder)
             if not _same_simulation(folder, params, seed + k):
+                for stale in [folder / f"{m}_events.csv" for m in METHODS] + [folder / "detections.json"]:
+                    stale.unlink(missing_ok=True)  # detections of the movie about to be replaced
                 simulate_files(folder, params, seed + k)
-                made = {}  # detections of another movie
+                made = {}
             movie = np.asarray(read_movie(folder / "movie.tif"))
             truth = read_events(folder / "ground_truth.csv")
             for meth in methods:

@@ -205,9 +205,10 @@ def test_benchmark_reuses_only_what_the_same_options_made(tmp_path: Path) -> Non
     out = tmp_path / "bm"
     args = ["benchmark", "-o", str(out), "--presets", "control", "-n", "1", "--methods", "adae-like",
             "--exclude-edges", "5", "--seed", "3"]
-    res = runner.invoke(app, [*args, "--frames", "30", "--size", "48", "--json"])
+    res = runner.invoke(app, [*args[:-5], "adae-like,exoj-like", *args[-4:], "--frames", "30", "--size", "48"])
     assert res.exit_code == 0, res.output
     folder = out / "control" / "seed_3"
+    assert (folder / "exoj-like_events.csv").is_file()
     first = {f: (folder / f).stat().st_mtime_ns for f in ("movie.tif", "adae-like_events.csv")}
     assert json.loads((folder / "detections.json").read_text())["adae-like"].startswith("adae-like")
     res = runner.invoke(app, [*args, "--frames", "30", "--size", "48", "--json"])
@@ -217,6 +218,8 @@ def test_benchmark_reuses_only_what_the_same_options_made(tmp_path: Path) -> Non
     assert res.exit_code == 0, res.output
     assert read_movie(folder / "movie.tif").shape == (40, 56, 56)
     assert (folder / "adae-like_events.csv").stat().st_mtime_ns != first["adae-like_events.csv"]
+    assert not (folder / "exoj-like_events.csv").exists()  # the old movie's table does not stay beside the new one
+    assert set(json.loads((folder / "detections.json").read_text())) == {"adae-like"}
     assert json.loads((out / "benchmark.json").read_text())[0]["n_movies"] == 1
 
 
