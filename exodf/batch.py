@@ -47,8 +47,10 @@ class BatchResult:
 def _detect_one(movie: Path, output: Path, request: DetectRequest) -> BatchResult:
     """Run on a worker: never raises, so one bad movie cannot stop the batch."""
     from .io import quiet_tifffile
+    from .quiet import quiet_tensorflow_import
 
     quiet_tifffile()
+    quiet_tensorflow_import()  # a worker's first movie imports TensorFlow: its notices read like errors
     t0 = time.perf_counter()
     with _Warnings() as caught:
         try:
@@ -158,6 +160,8 @@ def detect_batch(movies: Sequence[Path], outputs: Sequence[Path], request: Detec
             results = _run(client, wait, movies, outputs, request, progress, local=cluster is not None)
     finally:
         if cluster is not None:
+            # workers busy tearing TensorFlow down outlive the nanny's 4-s wait: a warning on every batch
+            logging.getLogger("distributed.nanny").setLevel(logging.ERROR)
             cluster.close()
     return results
 

@@ -79,9 +79,9 @@ def test_typer_interrupt_status_is_kept(monkeypatch: pytest.MonkeyPatch, capsys:
 def test_tensorflow_import_notices_are_kept_off_the_console() -> None:
     """TensorFlow's C++ side prints oneDNN/absl notices on import whatever TF_CPP_MIN_LOG_LEVEL says; the
     program drops them and keeps anything else written to stderr meanwhile."""
-    code = ("import os, sys\nfrom exodf import cli\n"
+    code = ("import os, sys\nfrom exodf import cli, quiet\n"
             "def app(**_):\n"
-            "    with cli._filtered_stderr(cli._TF_IMPORT_NOISE):\n"
+            "    with quiet._filtered_stderr(quiet._TF_IMPORT_NOISE):\n"
             "        os.write(2, b'I0000 port.cc:153] oneDNN custom operations are on. You may see\\nkept line\\n')\n"
             "    import tensorflow\n"
             "    return 0\n"
