@@ -12,7 +12,7 @@ import os
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -341,16 +341,15 @@ def _read_folder(folder: Path) -> np.ndarray:
     files = frame_files(folder)
     if not files:
         raise ExodfError(f"{folder}: the folder holds no .tif/.tiff files; give a folder of per-frame TIFFs")
-    parsed = [("", i, f) for i, f in _frame_numbers(folder, files)]
-    parsed.sort(key=lambda t: t[1])
-    idx = [i for _, i, _ in parsed]
+    parsed = sorted(_frame_numbers(folder, files), key=lambda t: t[0])
+    idx = [i for i, _ in parsed]
     dup = sorted({i for i in idx if idx.count(i) > 1})
     if dup:
-        names = [f.name for _, i, f in parsed if i in dup]
+        names = [f.name for i, f in parsed if i in dup]
         raise ExodfError(f"{folder}: frame numbers repeat in {', '.join(names[:10])}; keep one file per frame")
-    gaps = [(a, b) for (_, a, _), (_, b, _) in zip(parsed, parsed[1:]) if b != a + 1]
+    gaps = [(a, b) for (a, _), (b, _) in zip(parsed, parsed[1:]) if b != a + 1]
     if gaps:
-        byidx = {i: f.name for _, i, f in parsed}
+        byidx = {i: f.name for i, f in parsed}
         desc = ", ".join(f"{byidx[a]} -> {byidx[b]}" for a, b in gaps[:10])
         raise ExodfError(f"{folder}: frames are missing between {desc}; add the missing frames or renumber")
     def imread(f: Path) -> np.ndarray:
@@ -368,15 +367,15 @@ def _read_folder(folder: Path) -> np.ndarray:
             raise ExodfError(f"{f}: each per-frame TIFF must be one 2D image, this one has shape {img.shape}")
         return img
 
-    first = image2d(parsed[0][2])
+    first = image2d(parsed[0][1])
     out = np.empty((len(parsed),) + first.shape, dtype=first.dtype)
     out[0] = first
-    for k, (_, _, f) in enumerate(parsed[1:], start=1):
+    for k, (_, f) in enumerate(parsed[1:], start=1):
         img = image2d(f)
         if img.shape != first.shape:
-            raise ExodfError(f"{f}: frame shape {img.shape} differs from {parsed[0][2].name}'s {first.shape}")
+            raise ExodfError(f"{f}: frame shape {img.shape} differs from {parsed[0][1].name}'s {first.shape}")
         if img.dtype != first.dtype:  # casting would wrap (uint16 460 -> uint8 204) or round silently
-            raise ExodfError(f"{f}: pixel type {img.dtype} differs from {parsed[0][2].name}'s {first.dtype}; save "
+            raise ExodfError(f"{f}: pixel type {img.dtype} differs from {parsed[0][1].name}'s {first.dtype}; save "
                              "every frame with the same bit depth")
         out[k] = img
     return out
@@ -397,11 +396,11 @@ def movie_paths(inputs: Sequence[str | os.PathLike[str]],
         if p.is_dir():
             subs = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in MOVIE_SUFFIXES)
             tiffs = [f for f in subs if f.suffix.lower() in TIFF_SUFFIXES]
-            pats = Counter(_name_pattern(f)[0] for f in tiffs)
-            main, n_main = pats.most_common(1)[0] if pats else ("", 0)
+            pattern = {f: _name_pattern(f)[0] for f in tiffs}
+            main, n_main = Counter(pattern.values()).most_common(1)[0] if tiffs else ("", 0)
             # mostly 2D images numbered alike: a per-frame movie (reading it names any odd file out)
             if n_main > 1 and "#" in main and 2 * n_main > len(subs) and \
-                    _looks_2d(next(f for f in tiffs if _name_pattern(f)[0] == main)):
+                    _looks_2d(next(f for f in tiffs if pattern[f] == main)):
                 out.append(p)
                 continue
             found, passed = [], []
@@ -447,14 +446,18 @@ def _not_a_movie(f: Path) -> str | None:
             if (t.imagej_metadata or {}).get("Info") == PROBABILITY_INFO:
                 return "an exodf probability map"
             series = t.series[0]
-            # ImageJ metadata announcing several images over one readable page is a damaged movie (tifffile
-            # then falls back to its first page): reading it gives its own error
-            announced = int((t.imagej_metadata or {}).get("images", 1) or 1)
-            if series.axes in ("YX", "YXS") and announced <= 1:  # (planar SYX may be 3-4 frames: read_movie
-                return "a single image, not a movie (a mask?)"     # decides)
+            # (planar SYX may be 3-4 frames: read_movie decides)
+            if series.axes in ("YX", "YXS") and not _announces_a_movie(t):
+                return "a single image, not a movie (a mask?)"
     except Exception:
         return None
     return None
+
+
+def _announces_a_movie(t: Any) -> bool:
+    """Whether ImageJ metadata announces several images: a movie, damaged when tifffile shows one page (it
+    falls back to the first page of a file cut short), which reading then reports."""
+    return int((t.imagej_metadata or {}).get("images", 1) or 1) > 1
 
 
 def _looks_2d(f: Path) -> bool:
@@ -462,7 +465,7 @@ def _looks_2d(f: Path) -> bool:
 
     try:
         with tifffile.TiffFile(f) as t:
-            if int((t.imagej_metadata or {}).get("images", 1) or 1) > 1:  # a movie, damaged if one page shows
+            if _announces_a_movie(t):
                 return False
             return len(t.series[0].shape) == 2 or int(np.prod(t.series[0].shape[:-2])) == 1
     except Exception:

@@ -14,6 +14,12 @@ from ..errors import ExodfError
 from ..events import TABLE_SUFFIXES
 from ..predict import DEFAULT_TILE
 
+# --channel and --plane, as every command that reads a movie takes them
+Channel = Annotated[Optional[int], typer.Option(min=0, help="Channel to use in a multi-channel movie, counted from "
+                                                "0 (ImageJ's C=1 is --channel 0).")]
+Plane = Annotated[Optional[int], typer.Option(min=0, help="Z-plane to use in a movie with z and time, counted from "
+                                              "0 (ImageJ's Z=1 is --plane 0).")]
+
 
 
 def _per_frame(n_events: int, n_frames: int, exclude_edges: int) -> str:
@@ -108,10 +114,8 @@ def register(app: typer.Typer) -> None:
         pixel_size: Annotated[Optional[float], typer.Option(help="Write X/Y calibrated: size of a pixel "
                                                             "(e.g. 0.16 for µm).")] = None,
         row_numbers: Annotated[bool, typer.Option(help="ImageJ tables: first column numbers the rows.")] = True,
-        channel: Annotated[Optional[int], typer.Option(help="Channel to use in a multi-channel movie, counted "
-                                                   "from 0 (ImageJ's C=1 is --channel 0).")] = None,
-        plane: Annotated[Optional[int], typer.Option(help="Z-plane to use in a movie with z and time, counted "
-                                                 "from 0 (ImageJ's Z=1 is --plane 0).")] = None,
+        channel: Channel = None,
+        plane: Plane = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
         batch: Annotated[Optional[Path], typer.Option(help="Detect every movie of this folder on a dask cluster "
                                                       "(a failed movie is reported, the others go on).",

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ..errors import ExodfError
+from .detect import Channel, Plane
 
 
 def parse_overrides(items: list[str], frames: Optional[int] = None, size: Optional[int] = None,
@@ -113,10 +114,8 @@ def register(app: typer.Typer) -> None:
         pixel_size: Annotated[Optional[float], typer.Option(help="The table's X/Y are calibrated (as `exodf "
                                                             "detect --pixel-size` writes them): size of a pixel "
                                                             "in their unit; the output keeps it.")] = None,
-        channel: Annotated[Optional[int], typer.Option(min=0, help="Channel to use in a multi-channel movie "
-                                                       "(0-based: ImageJ's C=1 is 0).")] = None,
-        plane: Annotated[Optional[int], typer.Option(min=0, help="Z-plane to use in a movie with z and time "
-                                                     "(0-based).")] = None,
+        channel: Channel = None,
+        plane: Plane = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the cell summary as JSON.")] = False,
     ) -> None:
         """Per-event F/F0 and decay half-life (the paper's definitions), and their per-cell averages."""

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Iterator, Optional
 import typer
 
 from ..errors import ExodfError
+from .detect import Channel, Plane
 
 
 @contextlib.contextmanager
@@ -50,10 +51,8 @@ def register(app: typer.Typer) -> None:
         pfa: Annotated[float, typer.Option(help="Probability of false alarm per pixel.")] = 0.001,
         min_area: Annotated[int, typer.Option(help="Smallest spot kept (px).")] = 3,
         scales: Annotated[str, typer.Option(help="LoG scales σ (px), comma-separated.")] = "1,1.5,2",
-        channel: Annotated[Optional[int], typer.Option(min=0, help="Channel to use in a multi-channel movie "
-                                                       "(0-based: ImageJ's C=1 is 0).")] = None,
-        plane: Annotated[Optional[int], typer.Option(min=0, help="Z-plane to use in a movie with z and time "
-                                                     "(0-based).")] = None,
+        channel: Channel = None,
+        plane: Plane = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     ) -> None:
         """Detect bright spots (ATLAS-like: multiscale LoG, local statistics, false-alarm threshold) in each
@@ -119,10 +118,8 @@ def register(app: typer.Typer) -> None:
                                                    "marks events (its detections sit a frame after the "
                                                    "brightest frame), so that fine-tuning keeps its timing; 0 "
                                                    "paints at the table's frame.")] = 1,
-        channel: Annotated[Optional[int], typer.Option(min=0, help="Channel to use in multi-channel movies "
-                                                       "(0-based, the same in every movie).")] = None,
-        plane: Annotated[Optional[int], typer.Option(min=0, help="Z-plane to use in movies with z and time "
-                                                     "(0-based).")] = None,
+        channel: Channel = None,
+        plane: Plane = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     ) -> None:
         """Train or fine-tune the network on annotated movies: patches centred on events and bright spots,
