@@ -43,8 +43,9 @@ def read_movie(path: str | os.PathLike[str], channel: int | None = None, plane: 
     Parameters
     ----------
     path
-        A multi-page TIFF, OME-TIFF or ImageJ hyperstack; a folder of one TIFF per frame (the number
-        that varies between the names is the frame index); or the original ExoDeepFinder's ``.h5`` (dataset ``dataset``).
+        A multi-page TIFF, OME-TIFF or ImageJ hyperstack; a folder of one TIFF per frame (the number that
+        varies between the names is the frame index); or the original ExoDeepFinder's ``.h5`` (dataset
+        ``dataset``).
     channel
         Which channel (0-based) of a multi-channel or RGB file to use.
     plane
@@ -97,9 +98,9 @@ def check_movie(movie: np.ndarray, label: str | os.PathLike[str] = "movie", fini
         if not ok.all():
             bad = t0 + int(np.argmin(ok))
             raise ExodfError(f"{label}: Slice {bad + 1} (frame {bad} counted from 0; maybe others too) holds NaN or "
-                             "infinite pixels (or values "
-                             "beyond float32); exodf needs finite intensities: replace them (Fiji: Process > Math > "
-                             "Remove NaNs..., or set them to the background) or re-export the movie")
+                             "infinite pixels (or values beyond float32); exodf needs finite intensities: replace "
+                             "them (Fiji: Process > Math > Remove NaNs..., or set them to the background) or "
+                             "re-export the movie")
         pages.release_before(t0 + block)
     return movie
 

@@ -16,8 +16,8 @@ import numpy as np
 
 from .atomic import check_output, write_text_atomic
 from .errors import ExodfError
-from .evaluate import (Matching, Rule, cohens_d, event_rate, mean_sd, pearson_r, score_events, summarize,
-                       units_mismatch, units_warnings)
+from .evaluate import (Matching, Rule, _nearest_frame, cohens_d, event_rate, exclude_events, mean_sd, pearson_r,
+                       score_events, summarize, units_mismatch, units_warnings)
 from .events import TABLE_SUFFIXES, EventTable, read_events, write_events
 from .io import MOVIE_SUFFIXES, movie_stem, read_mask, read_movie, write_tiff
 from .measure import MeasureConfig, measure_events, summarize_cell
@@ -236,22 +236,20 @@ def rates_files(before: Path, after: Path, n_frames: int, exclude_edges: int = 0
                         "after/cell1.csv)")
     frames = n_frames - 2 * exclude_edges
     area = float(area_px) if area_px else 1.0
+    use_um = area_px is not None  # (with --pixel-size and --frame-interval: checked above)
     rows, b, a = [], [], []
     for name, pb, pa in pairs:
-        from .evaluate import _nearest_frame, exclude_events
-
         tables = []
         for path in (pb, pa):
             t = read_events(path)
-            late = _nearest_frame(t.frame) >= n_frames
-            if late.any():
-                raise ExodfError(f"{path}: {int(late.sum())} event(s) at or after Slice {n_frames + 1} (up to Slice "
-                                 f"{int(_nearest_frame(t.frame).max()) + 1}), beyond --frames {n_frames}: give the "
-                                 "movies' length")
+            slices = _nearest_frame(t.frame) + 1
+            if (slices > n_frames).any():
+                raise ExodfError(f"{path}: {int((slices > n_frames).sum())} event(s) at or after Slice {n_frames + 1} "
+                                 f"(up to Slice {int(slices.max())}), beyond --frames {n_frames}: give the movies' "
+                                 "length")
             tables.append(exclude_events(t, n_frames, exclude_edges))
         rb = event_rate(tables[0], frames, area, pixel_size_um, frame_interval_s)
         ra = event_rate(tables[1], frames, area, pixel_size_um, frame_interval_s)
-        use_um = area_px is not None and rb.per_um2_per_s is not None
         vb, va = (rb.per_um2_per_s, ra.per_um2_per_s) if use_um else (rb.per_frame, ra.per_frame)
         rows.append({"cell": name, "before": vb, "after": va})
         b.append(vb)
@@ -259,9 +257,8 @@ def rates_files(before: Path, after: Path, n_frames: int, exclude_edges: int = 0
     mb, sb, _ = mean_sd(b)
     ma, sa, _ = mean_sd(a)
     d = cohens_d(b, a, paired=True)
-    return {"unit": "events/µm²/s" if area_px is not None and pixel_size_um and frame_interval_s else
-            "events/frame", "cells": rows, "before_mean": mb, "before_sd": sb, "after_mean": ma,
-            "after_sd": sa, "cohens_d": None if np.isnan(d) else d}
+    return {"unit": "events/µm²/s" if use_um else "events/frame", "cells": rows, "before_mean": mb,
+            "before_sd": sb, "after_mean": ma, "after_sd": sa, "cohens_d": None if np.isnan(d) else d}
 
 
 def measure_file(movie: Path, events: Path, out: Path, config: MeasureConfig = MeasureConfig(),

@@ -19,7 +19,9 @@ Channel = Annotated[Optional[int], typer.Option(min=0, help="Channel to use in a
                                                 "0 (ImageJ's C=1 is --channel 0).")]
 Plane = Annotated[Optional[int], typer.Option(min=0, help="Z-plane to use in a movie with z and time, counted from "
                                               "0 (ImageJ's Z=1 is --plane 0).")]
-
+# suffixes of files, not folders: '-o events.tif' made a folder of that name (or wrote into the movie's path)
+NOT_FOLDERS = (".tif", ".tiff", ".ome", ".h5", ".hdf5", ".keras", ".png", ".jpg", ".jpeg", ".json", ".yaml",
+               ".zip", ".xlsx", ".ods", ".npy", ".npz", ".ijm", ".roi")
 
 
 def _per_frame(n_events: int, n_frames: int, exclude_edges: int) -> str:
@@ -46,7 +48,7 @@ def output_for(movie: Path, out: Optional[Path], n_movies: int, fmt: str) -> Pat
     default_suffix = ".xml" if fmt == "xml" else ".csv"
     name = f"{movie_stem(movie)}_events{default_suffix}"
     if out is None:
-        return (movie.parent if movie.is_file() else movie.parent) / name
+        return movie.parent / name
     if out.suffix.lower() in TABLE_SUFFIXES and not out.is_dir():
         if n_movies > 1:
             raise ExodfError(f"-o {out}: several movies need an output folder, not one file; give -o FOLDER")
@@ -56,11 +58,6 @@ def output_for(movie: Path, out: Optional[Path], n_movies: int, fmt: str) -> Pat
         raise ExodfError(f"-o {out}: name the event table .csv, .txt or .xml, or give a folder for the tables "
                          f"(a {out.suffix} is not a table)")
     return out / name
-
-
-# suffixes of files, not folders: '-o events.tif' made a folder of that name (or wrote into the movie's path)
-NOT_FOLDERS = (".tif", ".tiff", ".ome", ".h5", ".hdf5", ".keras", ".png", ".jpg", ".jpeg", ".json", ".yaml",
-               ".zip", ".xlsx", ".ods", ".npy", ".npz", ".ijm", ".roi")
 
 
 @contextlib.contextmanager
