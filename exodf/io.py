@@ -164,6 +164,9 @@ def _read_tiff(p: Path, channel: int | None, plane: int | None) -> np.ndarray:
         tif.close()
         raise ExodfError(f"{p}: damaged or truncated ({damage.pages[0]}); copy the file again or re-save the movie")
     with tif:
+        if (tif.imagej_metadata or {}).get("Info") == PROBABILITY_INFO:
+            raise ExodfError(f"{p}: this is an exodf probability map (`exodf detect --probabilities`), not a movie; "
+                             "give the movie it was computed from")
         if _appended_pages(tif):  # pages written one by one (tifffile append=True): one series per page
             try:
                 data = tif.asarray(key=slice(None), series=None)

@@ -42,6 +42,15 @@ def test_imagej_hyperstack_with_channels(tmp_path: Path) -> None:
         read_movie(p, channel=2)
 
 
+def test_probability_map_is_not_a_movie(tmp_path: Path) -> None:
+    # a Fiji user may hand the batch macro exodf's own output: say what it is, not "choose --channel"
+    p = write_probabilities(tmp_path / "probs.tif", np.full((6, 8, 8, 3), 1 / 3, np.float32))
+    for channel in (None, 2):
+        with pytest.raises(ExodfError, match="exodf probability map.*give the movie it was computed from") as e:
+            read_movie(p, channel=channel)
+        assert str(p) in str(e.value)
+
+
 def test_hyperstack_with_z_and_time(tmp_path: Path) -> None:
     p = tmp_path / "tz.tif"
     data = np.stack([MOVIE, MOVIE + 5, MOVIE + 9], axis=1)  # T Z Y X
