@@ -31,7 +31,7 @@ from .atomic import write_text_atomic
 from .errors import ExodfError
 
 __all__ = ["EventTable", "read_events", "write_events", "parse_delimited", "EVENT_FORMATS", "SLICE_COLUMNS",
-           "TABLE_SUFFIXES", "check_table_path"]
+           "TABLE_SUFFIXES", "check_table_path", "imagej_extra_columns"]
 
 EVENT_FORMATS = ("imagej", "xml", "original-csv")
 TABLE_SUFFIXES = (".csv", ".txt", ".tsv", ".xls", ".xml")  # the suffixes of files read and written as event tables
@@ -408,18 +408,24 @@ def format_imagej(table: EventTable, sep: str = ",", row_numbers: bool = True,
     as ImageJ does.
     """
     scale = 1.0 if pixel_size is None else float(pixel_size)
-    extra = sorted(table.columns)
-    header = ([" "] if row_numbers else []) + ["X", "Y", "Slice"] + [SLICE_COLUMNS.get(e, e).capitalize()
-                                                                      for e in extra]
-    shift = [1.0 if e in SLICE_COLUMNS else 0.0 for e in extra]
+    extra = imagej_extra_columns(table)
+    header = ([" "] if row_numbers else []) + ["X", "Y", "Slice"] + list(extra)
     out = [sep.join(header)]
     sl = table.slice
     for i in range(len(table)):
         row = [str(i + 1)] if row_numbers else []
         row += [_fmt(round(table.x[i] * scale, 4)), _fmt(round(table.y[i] * scale, 4)), str(sl[i])]
-        row += [_fmt(float(table.columns[e][i]) + d) for e, d in zip(extra, shift)]
+        row += [_fmt(float(v[i])) for v in extra.values()]
         out.append(sep.join(row))
     return "\n".join(out) + "\n"
+
+
+def imagej_extra_columns(table: EventTable) -> dict[str, np.ndarray]:
+    """``table``'s extra columns as ImageJ tables hold them (file or Results window): capitalised headings,
+    and the columns that hold a 0-based frame (:data:`SLICE_COLUMNS`) 1-based like Slice, under a ``_slice``
+    name (``peak_frame`` -> ``Peak_slice``)."""
+    return {SLICE_COLUMNS.get(e, e).capitalize(): np.asarray(table.columns[e], np.float64) + (e in SLICE_COLUMNS)
+            for e in sorted(table.columns)}
 
 
 def format_xml(table: EventTable) -> str:

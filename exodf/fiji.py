@@ -33,7 +33,7 @@ import numpy as np
 
 from .atomic import atomic_path
 from .errors import ExodfError
-from .events import EventTable
+from .events import EventTable, imagej_extra_columns
 
 __all__ = ["ImageJ", "start_imagej", "find_ij_jar", "find_fiji", "find_java", "events_to_results_table",
            "results_table_to_events", "add_overlay", "save_overlay", "macro_text", "install_macros",
@@ -211,21 +211,21 @@ def start_imagej(fiji: Optional[str | os.PathLike[str]] = None, ij_jar: Optional
 def events_to_results_table(table: EventTable, ij: Optional[ImageJ] = None,
                             pixel_size: Optional[float] = None) -> Any:
     """An ``ij.measure.ResultsTable`` with X, Y (pixels, or × ``pixel_size``: calibrated, e.g. µm), Slice
-    (1-based nearest frame) and every column."""
+    (1-based nearest frame) and every column, frame columns 1-based as in exodf's files (``Peak_slice``)."""
     if pixel_size is not None and not pixel_size > 0:
         raise ExodfError(f"pixel_size must be > 0 (got {pixel_size})")
     scale = 1.0 if pixel_size is None else float(pixel_size)
     ij = ij or start_imagej()
     rt = ij.jclass("ij.measure.ResultsTable")()
-    extra = sorted(table.columns)
+    extra = imagej_extra_columns(table)  # 0-based frame columns 1-based as in exodf's ImageJ files
     sl = table.slice
     for i in range(len(table)):
         rt.incrementCounter()
         rt.addValue("X", float(table.x[i]) * scale)
         rt.addValue("Y", float(table.y[i]) * scale)
         rt.addValue("Slice", float(sl[i]))
-        for k in extra:
-            rt.addValue(k.capitalize(), float(table.columns[k][i]))
+        for k, v in extra.items():
+            rt.addValue(k, float(v[i]))
     return rt
 
 

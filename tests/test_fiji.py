@@ -14,7 +14,7 @@ import pytest
 
 from exodf import fiji
 from exodf.errors import ExodfError
-from exodf.events import EventTable, read_events
+from exodf.events import EventTable, format_imagej, read_events
 from exodf.io import write_tiff
 
 REPO = Path(__file__).resolve().parents[1]
@@ -111,6 +111,13 @@ def test_results_table_round_trip(ij) -> None:
     back = fiji.results_table_to_events(rt)
     assert_same(back, t)  # identical values, NaN included
     assert len(fiji.results_table_to_events(fiji.events_to_results_table(EventTable.empty(), ij))) == 0
+    # frame columns (exodf measure's peak, a truth's onset) count from 1 like Slice, as in exodf's files
+    m = EventTable([4.0], [5.0], [6.0], {"peak_frame": [4.0], "onset": [5.0]})
+    mrt = fiji.events_to_results_table(m, ij)
+    assert [str(h) for h in mrt.getHeadings()] == ["X", "Y", "Slice", "Onset_slice", "Peak_slice"]
+    assert (mrt.getValue("Slice", 0), mrt.getValue("Peak_slice", 0), mrt.getValue("Onset_slice", 0)) == (7, 5, 6)
+    assert_same(fiji.results_table_to_events(mrt), m)
+    assert format_imagej(m).splitlines()[0] == " ,X,Y,Slice,Onset_slice,Peak_slice"
     bad = ij.jclass("ij.measure.ResultsTable")()
     bad.incrementCounter()
     bad.addValue("Area", 3.0)
