@@ -14,7 +14,8 @@
 //   xvfb-run -a java -jar ij.jar -batch exodf_events.ijm "input=[/path/probs.tif] output=[/path/events.csv]"
 // (brackets keep paths with spaces whole). `output` is written on success only, also with no event (the
 // header line alone), and an older file of that name is removed first: ImageJ's exit status is 0 even
-// when a macro stops on an error, so a missing output file is how a script tells a failed run.
+// when a macro stops on an error, so a missing output file is how a script tells a failed run (the last line
+// printed is "exodf_events: done, N events in T frames" on success; `exodf fiji macro` fails without it).
 // The agreement with exodf's events is tested in exodf's tests/test_postprocessing_macro.py.
 
 // ---- parameters -----------------------------------------------------------------------------------------
@@ -36,6 +37,10 @@ bwArg = argValue(args, "bandwidth");  // bandwidth=N overrides the parameter abo
 if (bwArg != "") {                    // on a user function called inside an if's condition: keep it outside)
     bandwidth = parseFloat(bwArg);
     if (isNaN(bandwidth) || bandwidth <= 0) exit("exodf_events: bandwidth must be a number > 0, got " + bwArg);
+}
+if (lastIndexOf(output, File.separator) > 0 || lastIndexOf(output, "/") > 0) {  // (nested: && does not stop)
+    folder = File.getParent(output);         // (a failed File.saveString would open an error dialog)
+    if (!File.isDirectory(folder)) exit("exodf_events: could not write " + output + ": its folder does not exist");
 }
 if (output != "" && File.exists(output)) {
     if (!File.delete(output)) exit("exodf_events: cannot replace " + output + "; is it open or read-only?");
@@ -286,8 +291,10 @@ if (output != "") {
         if (!endsWith(low, ".csv")) sep = "\t";
         File.saveString("X" + sep + "Y" + sep + "Slice" + sep + "Size" + sep + "Score\n", output);
     }
+    if (!File.exists(output))  // ImageJ only prints a failed save and goes on
+        exit("exodf_events: could not write " + output + "; does its folder exist, and is it writable?");
 }
-print("exodf_events: " + row + " events in " + nT + " frames");
+print("exodf_events: done, " + row + " events in " + nT + " frames");
 
 // ---- helpers --------------------------------------------------------------------------------------------
 // numpy's round (halves to even), as scikit-learn bins the seeds; ImageJ's round() takes halves up

@@ -356,7 +356,7 @@ def test_exoj_driver_in_real_imagej(tmp_path) -> None:
 
 @needs_imagej
 @pytest.mark.fiji
-def test_batch_macro_shows_the_exodf_error(tmp_path) -> None:
+def test_batch_macro_shows_the_exodf_error(tmp_path, monkeypatch) -> None:
     """ImageJ's exec() returns standard output only: the macros ask exodf for its error there too, and show it
     (they said 'Output:' and nothing else)."""
     macro = tmp_path / "exodf_batch.ijm"
@@ -368,6 +368,40 @@ def test_batch_macro_shows_the_exodf_error(tmp_path) -> None:
     assert "exodf: error:" in p.stdout and "one frame.tif" in p.stdout and "Run that command" not in p.stdout, \
         p.stdout + p.stderr
     assert not (tmp_path / "events.csv").exists()
+    # `exodf fiji macro` fails with exodf's reason, not the command line printed after it
+    from typer.testing import CliRunner
+
+    from exodf.cli import app
+
+    monkeypatch.setenv("PYTHONPATH", env["PYTHONPATH"])
+    r = CliRunner().invoke(app, ["fiji", "macro", str(macro), "--arg", f"movie={movie}\nevents={tmp_path / 'e.csv'}"])
+    assert r.exit_code == 1 and "stopped before the end: exodf: error:" in str(r.exception), r.output
+    assert "one frame.tif" in str(r.exception) and "Command:" not in str(r.exception)
+
+
+@needs_imagej
+@pytest.mark.fiji
+def test_cli_macro_fails_when_the_events_macro_fails(tmp_path) -> None:
+    """postprocessing/exodf_events.ijm stopped on a missing input, or could not save, and `exodf fiji macro`
+    said nothing was wrong (ImageJ exits 0 either way)."""
+    from typer.testing import CliRunner
+
+    from exodf.cli import app
+
+    macro = REPO / "postprocessing" / "exodf_events.ijm"
+    probs = np.zeros((4, 3, 16, 16), np.float32)
+    probs[:, 0] = 1
+    write_tiff(tmp_path / "probs.tif", probs, axes="TCYX")
+    for argument, why in ((f"input=[{tmp_path / 'missing.tif'}] output=[{tmp_path / 'a.csv'}]", "not found"),
+                          (f"input=[{tmp_path / 'probs.tif'}] output=[{tmp_path / 'no' / 'a.csv'}]",
+                           "could not write")):
+        r = CliRunner().invoke(app, ["fiji", "macro", str(macro), "--arg", argument, "--timeout", "120"])
+        assert r.exit_code == 1 and "stopped before the end" in str(r.exception) and why in str(r.exception), \
+            r.output
+    r = CliRunner().invoke(app, ["fiji", "macro", str(macro), "--arg",
+                                 f"input=[{tmp_path / 'probs.tif'}] output=[{tmp_path / 'a.csv'}]"])
+    assert r.exit_code == 0 and "exodf_events: done, 0 events in 4 frames" in r.output, r.output
+    assert (tmp_path / "a.csv").read_text().splitlines() == ["X,Y,Slice,Size,Score"]
 
 
 @needs_imagej

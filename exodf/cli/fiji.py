@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -95,11 +96,12 @@ def register(app: typer.Typer) -> None:
         typer.echo(p.stdout, nl=False)
         if p.returncode != 0:
             raise ExodfError(f"{macro_file}: ImageJ exited with status {p.returncode}: {p.stderr.strip()[-500:]}")
-        # ImageJ ends a macro's exit("...") with status 0: exodf's batch macro says when it got to the end
-        if "exodf_batch: done" in macro_file.read_text(encoding="utf-8", errors="replace") \
-                and "exodf_batch: done" not in p.stdout:
-            last = (p.stdout.strip().splitlines() or ["(no output)"])[-1]
-            raise ExodfError(f"{macro_file}: the macro stopped before the end: {last}")
+        # ImageJ ends a macro's exit("...") with status 0: exodf's macros print "exodf_NAME: done" at the end
+        for name in set(re.findall(r'print\("(exodf_\w+): done', macro_file.read_text("utf-8", "replace"))):
+            if f"{name}: done" not in p.stdout:
+                lines = p.stdout.strip().splitlines() or ["(no output)"]
+                why = next((ln for ln in lines if ln.startswith("exodf: error:")), lines[-1])  # exodf's own
+                raise ExodfError(f"{macro_file}: the macro stopped before the end: {why}")
 
     @fiji_app.command("exoj")
     def exoj(
