@@ -279,6 +279,11 @@ def test_load_package_refuses_other_models(tmp_path: Path) -> None:
     (tmp_path / "rdf.yaml").write_text("type: model\nformat_version: 0.5.4\nname: broken\n")
     with pytest.raises(ExodfError, match="not a valid bioimage.io model"):
         load_package(tmp_path / "rdf.yaml")
+    # the committed rdf.yaml before `exodf package` (it said to install a runtime: all three were installed)
+    (tmp_path / "rdf.yaml").write_text((REPO / "rdf.yaml").read_text())
+    with pytest.raises(ExodfError, match=r"rdf.yaml: the package is not built: its weights \(model_package/weights/"
+                                         r".*are missing; run `exodf package` first"):
+        load_package(tmp_path / "rdf.yaml")
 
 
 @pytest.mark.parametrize("out, says", [("model.txt", "name it .zip"), ("folder.zip", "is a folder; give a file name"),

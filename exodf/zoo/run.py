@@ -52,6 +52,11 @@ def load_package(model_path: str | os.PathLike[str]) -> Any:
         first = f": {errors[0].loc} {errors[0].msg}" if errors else ""
         raise ExodfError(f"{p}: not a valid bioimage.io model{first}; check it with `bioimageio validate-format "
                          f"{p}` or rebuild it with `exodf package`")
+    if p.suffix.lower() != ".zip":  # an rdf.yaml: its files lie beside it once `exodf package` has built them
+        sources = [str(w.source) for _, w in descr.weights if w is not None]
+        if sources and not any((p.parent / s).exists() or "://" in s for s in sources):
+            raise ExodfError(f"{p}: the package is not built: its weights ({', '.join(sources)}) are missing; run "
+                             "`exodf package` first (it writes them beside this rdf.yaml), or give the built .zip")
     if len(descr.inputs) != 1 or len(descr.outputs) != 1:
         raise ExodfError(f"{p}: expected one input and one output tensor (an ExoDeepFinder package), got "
                          f"{len(descr.inputs)} and {len(descr.outputs)}")
