@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -15,7 +14,7 @@ import numpy as np
 from .atomic import atomic_path
 from .cluster import ClusterConfig
 from .detect import DetectConfig, Detection, detect_events
-from .errors import ExodfError
+from .errors import ExodfError, option_error
 from .events import EVENT_FORMATS, write_events
 from .io import MappedPages, create_probability_map, read_mask, read_movie
 from .normalize import dark_frames
@@ -78,12 +77,8 @@ class DetectRequest:
                 cluster=ClusterConfig(min_size=self.min_size, min_score=self.min_score),
                 exclude_edges=self.exclude_edges)
         except ValueError as e:  # "ClusterConfig.min_score must be ..." -> "--min-score must be ..."
-            msg = re.sub(r"\b(?:InferenceConfig|ClusterConfig|DetectConfig)\.(\w+)",
-                         lambda m: "--" + _OPTION.get(m.group(1), m.group(1)).replace("_", "-"), str(e))
-            raise ExodfError(f"invalid option: {msg}") from None
+            raise option_error(e, {"patch": "patch-size"}) from None
 
-
-_OPTION = {"patch": "patch_size"}  # DetectConfig fields whose option has another name
 _NETS: dict[str, Any] = {}
 
 

@@ -11,7 +11,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from .errors import ExodfError
+from .errors import ExodfError, option_error
 from .evaluate import units_warnings
 from .events import TABLE_SUFFIXES, EventTable, read_events, write_events
 from .io import read_movie, write_tiff
@@ -126,8 +126,8 @@ def parse_stages(patch_sizes: str = "8,16,32,48", batch_sizes: str | None = None
     lists = [v + [v[-1]] * (n - len(v)) for v in lists]
     try:
         return tuple(Stage(*row) for row in zip(*lists))
-    except ValueError as e:
-        raise ExodfError(f"invalid curriculum: {e}") from None
+    except ValueError as e:  # "Stage.patch must be ..." -> "--patch-sizes must be ..."
+        raise option_error(e, {"patch": "patch-sizes", "batch": "batch-sizes", "shift": "shifts"}) from None
 
 
 def accelerator() -> str:
@@ -245,8 +245,8 @@ def train_files(req: TrainRequest, progress: Progress | None = None,
     try:
         config = TrainConfig(stages=req.stages, learning_rate=req.learning_rate, val_batches=req.val_batches,
                              seed=req.seed)
-    except ValueError as e:
-        raise ExodfError(f"invalid training option: {e}") from None
+    except ValueError as e:  # "TrainConfig.learning_rate must be ..." -> "--learning-rate must be ..."
+        raise option_error(e) from None
     n_val = req.n_val()
     n_train = len(req.movies) - n_val
     meta = {"init": req.init, "device": accelerator(),

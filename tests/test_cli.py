@@ -141,3 +141,32 @@ def test_killed_detection_exits_130_and_leaves_no_file(tmp_path: Path, weights_p
     assert proc.returncode == 130, err
     assert "interrupted; no partial output was written" in err
     assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("args, says", [
+    (["evaluate", "e.csv", "e.csv", "--max-distance", "-1"], "--max-distance must be >= 0"),
+    (["evaluate", "e.csv", "e.csv", "--dt-min", "3", "--dt-max", "1"], "--dt-min (3) must be <= --dt-max (1)"),
+    (["spots", "m.tif", "-o", "s.tif", "--pfa", "0.9"], "--pfa must be in (0, 0.5)"),
+    (["train", "m.tif", "--events", "e.csv", "-o", "tr", "--patch-sizes", "6"], "--patch-sizes must be a positive "
+                                                                                "multiple of 4, got 6"),
+    (["train", "m.tif", "--events", "e.csv", "-o", "tr", "--learning-rate", "0"], "--learning-rate must be > 0"),
+    (["fiji", "overlay", "m.tif", "e.csv", "-o", "o.zip", "--radius", "0"], "--radius must be > 0"),
+    (["measure", "m.tif", "e.csv", "--frame-interval", "0"], "--frame-interval must be > 0"),
+    (["detect", "m.tif", "-o", "x.csv", "--tiling", "original", "--patch-size", "30"], "--patch-size must be"),
+])
+def test_option_errors_name_the_option(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str],
+                                       says: str) -> None:
+    """Errors named the settings' fields (OverlayStyle.radius, Rule.max_distance, Stage.patch) instead of the
+    command's options."""
+    from typer.testing import CliRunner
+
+    from exodf.io import write_tiff
+
+    monkeypatch.chdir(tmp_path)
+    write_tiff("m.tif", np.random.default_rng(0).integers(100, 200, (12, 16, 16)).astype(np.uint16))
+    Path("e.csv").write_text(" ,X,Y,Slice\n1,3,4,5\n")
+    r = CliRunner().invoke(cli.app, args)
+    assert r.exit_code == 1 and isinstance(r.exception, ExodfError), r.output
+    assert str(r.exception).startswith("invalid option: --"), str(r.exception)
+    assert says in str(r.exception) and "Config" not in str(r.exception), str(r.exception)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.csv", "m.tif"]  # nothing written

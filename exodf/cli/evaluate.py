@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ..errors import ExodfError
+from ..errors import ExodfError, option_error
 
 
 def _f(v: Optional[float]) -> str:
@@ -55,8 +55,8 @@ def register(app: typer.Typer) -> None:
         try:
             req = EvaluateRequest(Rule(max_distance, dt_min, dt_max, one_to_one), exclude_edges, frames, movie,
                                   mask, pixel_size, frame_interval, calibrated)
-        except ValueError as e:
-            raise ExodfError(f"invalid option: {e}") from None
+        except ValueError as e:  # "Rule.max_distance must be ..." -> "--max-distance must be ..."
+            raise option_error(e) from None
         res = evaluate_files(pred, gt, req)
         for r in res["movies"]:
             for w in r["warnings"]:

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..errors import ExodfError
+from ..errors import ExodfError, option_error
 
 FIJI_HELP = "Fiji.app folder (default: $EXODF_FIJI)."
 JAR_HELP = "ImageJ 1.x jar when no Fiji is named (default: $EXODF_IJ_JAR or /usr/share/java/ij.jar)."
@@ -66,8 +66,8 @@ def register(app: typer.Typer) -> None:
 
         try:
             style = OverlayStyle(radius=radius, before=before, after=after)
-        except ValueError as e:
-            raise ExodfError(f"invalid option: {e}") from None
+        except ValueError as e:  # "OverlayStyle.radius must be ..." -> "--radius must be ..."
+            raise option_error(e) from None
         check_output(out, [movie, events])
         table = read_events(events, pixel_size)
         ij = start_imagej(fiji=fiji, ij_jar=ij_jar)

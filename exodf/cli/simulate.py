@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
-from ..errors import ExodfError
+from ..errors import ExodfError, option_error
 from .detect import Channel, Plane
 
 
@@ -127,9 +126,7 @@ def register(app: typer.Typer) -> None:
         try:
             cfg = MeasureConfig(window, before, n_fit, frame_interval, peak_search)
         except ValueError as e:  # "MeasureConfig.n_fit must be ..." -> "--n-fit must be ..."
-            msg = re.sub(r"MeasureConfig\.(\w+)", lambda m: "--" + m.group(1).replace("_", "-")
-                         .replace("frame-interval-s", "frame-interval"), str(e))
-            raise ExodfError(f"invalid option: {msg}") from None
+            raise option_error(e, {"frame_interval_s": "frame-interval"}) from None
         target = out or events.with_name(events.stem + "_measured.csv")
         if target.suffix.lower() == ".xml":
             raise ExodfError(f"-o {target}: the measured columns need an ImageJ table; name it .csv or .txt")

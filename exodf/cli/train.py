@@ -8,7 +8,7 @@ from typing import Annotated, Any, Iterator, Optional
 
 import typer
 
-from ..errors import ExodfError
+from ..errors import ExodfError, option_error
 from .detect import Channel, Plane
 
 
@@ -63,8 +63,8 @@ def register(app: typer.Typer) -> None:
         try:
             config = SpotConfig(scales=tuple(float(s) for s in scales.split(",")), window=window, pfa=pfa,
                                 min_area=min_area)
-        except ValueError as e:
-            raise ExodfError(f"invalid option: {e}") from None
+        except ValueError as e:  # "SpotConfig.pfa must be ..." -> "--pfa must be ..."
+            raise option_error(e) from None
         from ..atomic import check_output
 
         check_output(out, [movie])
