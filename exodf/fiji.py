@@ -390,8 +390,9 @@ def macro_text(name: str, exodf_command: Optional[Sequence[str]] = None, style: 
 
 
 def install_macros(fiji_dir: str | os.PathLike[str], exodf_command: Optional[Sequence[str]] = None) -> list[Path]:
-    """Install the macro set into a Fiji (or ImageJ) folder: ``macros/toolsets/exodf.ijm`` (toolbar and
-    Plugins > Macros) and ``macros/exodf_batch.ijm`` (for ``-batch``). Returns the written files."""
+    """Install the macro set into a Fiji (or ImageJ) folder: ``macros/toolsets/exodf.ijm`` (chosen in the
+    toolbar's >> menu: a tool and Plugins > Macros commands) and ``macros/exodf_batch.ijm`` (for ``-batch``).
+    Returns the written files, the batch macro last."""
     root = Path(fiji_dir).expanduser()
     if not (root / "macros").is_dir():
         raise ExodfError(f"{root}: no macros/ folder; give the Fiji.app (or ImageJ) folder")

@@ -254,6 +254,10 @@ def test_cli_install(tmp_path) -> None:
     assert r.exit_code == 0, r.output
     text = (tmp_path / "Fiji.app" / "macros" / "toolsets" / "exodf.ijm").read_text()
     assert f'var exodfCommand = "{program}";' in text
+    # where to find what was installed (it said "Plugins > Macros > Install...", the help "toolbar")
+    batch = tmp_path / "Fiji.app" / "macros" / "exodf_batch.ijm"
+    assert "choose 'exodf' in the toolbar's >> menu" in r.output and f"exodf fiji macro {batch}" in r.output
+    assert 'macro "exodf: Open an event table and draw it"' in text and batch.is_file()
 
 
 @needs_imagej

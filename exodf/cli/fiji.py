@@ -25,7 +25,8 @@ def register(app: typer.Typer) -> None:
         exodf_command: Annotated[Optional[str], typer.Option(help="How Fiji runs exodf, elements separated by "
                                                              "'|' (default: this Python with -m exodf).")] = None,
     ) -> None:
-        """Install the exodf macro set (toolbar + Plugins > Macros) and the batch macro into a Fiji."""
+        """Install the exodf toolset (toolbar >> menu; then its tool and Plugins > Macros commands) and the
+        headless batch macro into a Fiji."""
         from ..fiji import find_fiji, install_macros
 
         root = find_fiji(fiji)
@@ -38,10 +39,12 @@ def register(app: typer.Typer) -> None:
             if not cmd[0] or (shutil.which(cmd[0]) is None and not Path(cmd[0]).is_file()):
                 raise ExodfError(f"--exodf-command: {cmd[0]!r} is not a program here; give the path of the Python "
                                  "(or of the exodf program) that has exodf installed, e.g. /path/to/python|-m|exodf")
-        for f in install_macros(root, cmd):
+        files = install_macros(root, cmd)
+        for f in files:
             typer.echo(f"installed {f}")
-        typer.echo("restart Fiji; the exodf tools are in the toolbar's >> menu (toolsets) and the macros under "
-                   "Plugins > Macros > Install...")
+        typer.echo("restart Fiji and choose 'exodf' in the toolbar's >> menu: its Detect tool joins the toolbar "
+                   "and its commands (detect, open a table and draw it, save the overlay) appear under Plugins > "
+                   f"Macros; {files[-1].name} is for headless runs: exodf fiji macro {files[-1]} --arg ...")
 
     @fiji_app.command("overlay")
     def overlay(
