@@ -124,6 +124,22 @@ class TrainConfig:
         return asdict(self)
 
 
+def _differences(before: dict[str, Any], now: dict[str, Any]) -> str:
+    """What differs between two TrainConfig.as_dict(), as 'steps 10 (now 20)' (stage values comma-separated)."""
+    out = []
+    sb, sn = before.get("stages", []), now.get("stages", [])
+    if len(sb) != len(sn):
+        out.append(f"{len(sb)} stage(s) (now {len(sn)}), one per patch size")
+    else:
+        for name in ("patch", "batch", "shift", "epochs", "steps"):
+            a, b = (",".join(str(s.get(name)) for s in stages) for stages in (sb, sn))
+            if a != b:
+                out.append(f"{name} {a} (now {b})")
+    out += [f"{k.replace('_', ' ')} {before.get(k)} (now {now.get(k)})" for k in sorted(set(before) | set(now))
+            if k != "stages" and before.get(k) != now.get(k)]
+    return "; ".join(out)
+
+
 @dataclass
 class TrainResult:
     """Where the trained weights are, and what happened."""
@@ -261,7 +277,8 @@ def train_network(net: Any, train_movies: Sequence[TrainingMovie], val_movies: S
         state = load_checkpoint(out, net)
         if state.get("config") != json.loads(json.dumps(cfg)):
             raise ExodfError(f"{out}: the checkpoint was made with other training settings "
-                             f"({state.get('config')}); resume with the same settings or start a new folder")
+                             f"({_differences(state.get('config') or {}, json.loads(json.dumps(cfg)))}); resume "
+                             "with the checkpoint's settings or start a new folder")
         rng.bit_generator.state = state["rng"]
     else:
         refuse_checkpoint(out)

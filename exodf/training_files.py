@@ -255,6 +255,12 @@ def train_files(req: TrainRequest, progress: Progress | None = None,
             "events": [str(p) for p in req.events], "spots": [str(p) for p in req.spots] or
             ("built-in detector" if req.detect_spots else "none"), "pixel_size": req.pixel_size,
             "target_offset": req.target_offset, "channel": req.channel, "plane": req.plane, **req.extra}
+    tables = [read_events(ep, pixel_size=req.pixel_size) for ep in req.events]
+    if not any(len(t) for t in tables[:n_train]):
+        named = ", ".join(str(ep) for ep in req.events[:n_train])
+        raise ExodfError(f"{named}: no event in the training movies' tables, so the network would learn that "
+                         "exocytosis never happens; give the tables with the events (an empty table is fine for "
+                         "some movies: they are examples without exocytosis)")
     before = _check_out(req, meta)  # cheap checks first: the folder, the initial weights, then each movie's size
     if "init" in before:
         meta["init"] = before["init"]  # resumed: the weights it started from, not the checkpoint's
@@ -266,7 +272,7 @@ def train_files(req: TrainRequest, progress: Progress | None = None,
         if min(movie.shape) < biggest:
             raise ExodfError(f"{mp}: shape {movie.shape} is smaller than the largest patch ({biggest}) along an "
                              "axis; give smaller --patch-sizes or larger movies")
-        events = read_events(ep, pixel_size=req.pixel_size)
+        events = tables[i]
         for w in units_warnings(events, str(ep), tuple(movie.shape), calibrated=req.pixel_size is not None):
             LOG.warning(w)
         if req.spots:

@@ -126,6 +126,14 @@ def test_training_inputs_are_checked_before_training(sim_files: list[tuple[Path,
     res = CliRunner().invoke(app, ["train", str(m0), str(m1), "-e", str(e0), "-e", str(e1), "-o",
                                    str(tmp_path / "b"), *small[2:], "--init", str(tmp_path / "nope.h5")])
     assert res.exit_code != 0 and "--init" in str(res.exception) and "no such weights file" in str(res.exception)
+    # an empty table saved by mistake for every training movie: nothing to learn exocytosis from
+    empty = tmp_path / "empty.csv"
+    write_events(EventTable.empty(), empty)
+    res = CliRunner().invoke(app, ["train", str(m0), str(m1), "-e", str(empty), "-e", str(e1), "-o",
+                                   str(tmp_path / "e"), *small])
+    assert res.exit_code == 1 and str(res.exception).startswith(f"{empty}: no event in the training movies' "
+                                                                "tables"), res.exception
+    assert not (tmp_path / "e").exists()
     res = CliRunner().invoke(app, ["train", str(m0), str(m1), "-e", str(e0), "-e", str(e1), "-o",
                                    str(tmp_path / "c"), *small[:2], "--patch-sizes", "64", *small[4:]])
     assert res.exit_code != 0 and "smaller than the largest patch (64)" in str(res.exception)
@@ -142,6 +150,10 @@ def test_training_inputs_are_checked_before_training(sim_files: list[tuple[Path,
         res = CliRunner().invoke(app, ["train", str(m0), str(m1), "-e", str(e0), "-e", str(e1), "-o", str(out),
                                        *small, "--epochs", "2", "--resume", *other])
         assert res.exit_code != 0 and f"was trained with {says}" in str(res.exception), res.exception
+    # other settings: the error names what differs (it printed the checkpoint's whole configuration)
+    res = CliRunner().invoke(app, ["train", str(m0), str(m1), "-e", str(e0), "-e", str(e1), "-o", str(out),
+                                   *small, "--epochs", "2", "--resume", "--steps", "3"])
+    assert res.exit_code != 0 and "other training settings (steps 1 (now 3))" in str(res.exception), res.exception
     res = CliRunner().invoke(app, ["train", str(m0), str(m1), "-e", str(e0), "-e", str(e1), "-o", str(out),
                                    *small, "--epochs", "2", "--resume"])
     assert res.exit_code == 0, (res.output, res.exception)

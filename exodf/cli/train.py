@@ -134,8 +134,8 @@ def register(app: typer.Typer) -> None:
                            learning_rate=learning_rate, val=val, val_batches=val_batches, seed=seed,
                            resume=resume, until_step=until_step, max_minutes=max_minutes,
                            pixel_size=pixel_size, target_offset=target_offset, channel=channel, plane=plane)
-        typer.echo(f"training on {accelerator()}; {sum(s.epochs * s.steps for s in req.stages)} steps in "
-                   f"{len(req.stages)} stage(s)")
+        typer.echo(f"{sum(s.epochs * s.steps for s in req.stages)} training steps in {len(req.stages)} stage(s) "
+                   f"on {accelerator()}; checking the tables and movies first")
 
         def on_epoch(row: dict[str, Any]) -> None:
             typer.echo(f"step {row['step']:>6}  patch {row['patch']:>2}  epoch {row['epoch']:>3}  "
