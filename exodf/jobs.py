@@ -34,8 +34,8 @@ class DetectRequest:
     weights: Optional[Path] = None
     model: Optional[Path] = None
     tiling: str = "context"
-    patch_size: int = 160
-    tile: tuple[int, ...] = DEFAULT_TILE
+    patch_size: Optional[int] = None  # None: the original's 160
+    tile: Optional[tuple[int, ...]] = None  # None: DEFAULT_TILE
     min_size: int = 1
     min_score: float = 0.0
     mask: Optional[Path] = None
@@ -55,6 +55,13 @@ class DetectRequest:
         if self.tiling == "candidates" and self.model is not None:
             raise ExodfError("--tiling candidates runs the Keras network (--weights), not a bioimage.io --model: "
                              "drop --model, or use --tiling context")
+        if self.patch_size is not None and self.tiling != "original":
+            raise ExodfError(f"--patch-size sets the original's patches, for --tiling original only (this is --tiling "
+                             f"{self.tiling}): drop --patch-size, or add --tiling original")
+        if self.tile is not None and (self.tiling == "original" or self.model is not None):
+            raise ExodfError("--tile sets the tiles of --tiling context and candidates with the Keras network; " + (
+                "--tiling original takes --patch-size" if self.tiling == "original" else
+                "a bioimage.io --model runs on receptive-field tiles of its own") + ": drop --tile")
         if self.dtype not in DTYPES:
             raise ExodfError(f"--dtype {self.dtype!r}: choose {', '.join(DTYPES)}")
         if self.fmt not in EVENT_FORMATS:
@@ -72,8 +79,9 @@ class DetectRequest:
                              "--model (it runs as its package says): drop --model or --dtype")
         try:
             return DetectConfig(
-                inference=InferenceConfig(tiling=self.tiling, tile=tuple(self.tile),  # type: ignore[arg-type]
-                                          patch=self.patch_size, dtype=self.dtype),  # type: ignore[arg-type]
+                inference=InferenceConfig(tiling=self.tiling, dtype=self.dtype,  # type: ignore[arg-type]
+                                          tile=tuple(self.tile or DEFAULT_TILE),  # type: ignore[arg-type]
+                                          patch=InferenceConfig.patch if self.patch_size is None else self.patch_size),
                 cluster=ClusterConfig(min_size=self.min_size, min_score=self.min_score),
                 exclude_edges=self.exclude_edges)
         except ValueError as e:  # "ClusterConfig.min_score must be ..." -> "--min-score must be ..."

@@ -84,6 +84,12 @@ def context_tiles(shape: tuple[int, int, int], core: tuple[int, int, int],
     return tiles
 
 
+def original_work(patch: int) -> float:
+    """Network voxels computed per movie voxel by the original's tiling with this patch side (large movies):
+    each ``patch``³ patch keeps its central ``patch - 50`` cube, patches ``patch + 1 - 55`` apart."""
+    return (patch / (patch + 1 - ORIGINAL_OVERLAP)) ** 3
+
+
 def original_tiles(padded_shape: tuple[int, int, int], patch: int = 160) -> list[Tile]:
     """The original's patches over the movie already zero-padded by :data:`ORIGINAL_PAD` on every axis.
 

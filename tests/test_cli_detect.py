@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tifffile
 
+from exodf.errors import ExodfError
 from exodf.events import read_events
 
 pytestmark = pytest.mark.weights
@@ -215,11 +216,26 @@ def test_outputs_are_checked_before_any_work(movies: Path, tmp_path: Path, case:
     (["-o", "e.csv", "--model", "m.zip", "--weights", "w.h5"], "give --model or --weights, not both"),
     (["-o", "e.csv", "--min-score", "2"], "invalid option: --min-score must be within [0, 1], got 2"),
     (["-o", "e.csv", "--tiling", "original", "--patch-size", "30"], "invalid option: --patch-size must be"),
+    # options that did nothing with the tiling chosen
+    (["-o", "e.csv", "--patch-size", "64"], "--patch-size sets the original's patches, for --tiling original only"),
+    (["-o", "e.csv", "--tiling", "original", "--tile", "2,64,64"], "--tiling original takes --patch-size"),
 ])
 def test_output_format_and_name_agree(movies: Path, tmp_path: Path, args: list[str], says: str) -> None:
     r = _exodf("detect", movies / "cell2.tif", *args, "--weights", tmp_path / "never-loaded.h5", cwd=tmp_path)
     assert r.returncode == 1 and says in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_small_original_patches_are_said_to_cost_more(movies: Path, tmp_path: Path) -> None:
+    r = _exodf("detect", movies / "cell2.tif", "-o", "e.csv", "--tiling", "original", "--patch-size", "64",
+               "--weights", tmp_path / "never-loaded.h5", cwd=tmp_path)
+    assert r.returncode == 1 and "note: --patch-size 64 makes the network do about 76x the work of the original's " \
+        "160" in r.stderr, r.stderr
+    from exodf.jobs import DetectRequest
+
+    with pytest.raises(ExodfError, match="a bioimage.io --model runs on receptive-field tiles of its own: drop --tile"):
+        DetectRequest(model=tmp_path / "m.zip", tile=(2, 64, 64)).config()
+    assert DetectRequest().config().inference.patch == 160  # the defaults stand when no option is given
 
 
 def test_dark_frames_are_warned_and_edges_must_leave_frames(weights_path: Path, tmp_path: Path) -> None:

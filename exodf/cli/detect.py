@@ -92,14 +92,17 @@ def register(app: typer.Typer) -> None:
                                             "(network only around sudden brightenings, about 3x faster on "
                                             "sparse movies: the default's probabilities there, background "
                                             "elsewhere).")] = "context",
-        patch_size: Annotated[int, typer.Option(help="Patch side for --tiling original.")] = 160,
+        patch_size: Annotated[Optional[int], typer.Option(help="Patch side for --tiling original (the original's "
+                                                          "-ps, default 160). Patches advance by the side - 54, so "
+                                                          "smaller ones cost more: 64 takes ~76x the work of "
+                                                          "160.")] = None,
         dtype: Annotated[str, typer.Option(help="What the network computes in: float32 (default, as trained), "
                                            "bfloat16 (about 1.8x faster on CPUs with bfloat16 arithmetic, e.g. "
                                            "AVX512_BF16 or AMX; same events on the benchmark movies) or float16 "
                                            "(GPUs). Context and candidates tiling.")] = "float32",
-        tile: Annotated[str, typer.Option(help="Largest tile core T,Y,X for context and candidates tiling (memory "
-                                          "vs speed).")]
-        = ",".join(map(str, DEFAULT_TILE)),
+        tile: Annotated[Optional[str], typer.Option(help="Largest tile core T,Y,X for context and candidates tiling "
+                                                    "of --weights (memory vs speed). Default: "
+                                                    f"{','.join(map(str, DEFAULT_TILE))}.")] = None,
         probabilities: Annotated[Optional[Path], typer.Option(help="Also write the class probabilities "
                                                               "(ImageJ hyperstack T,C,Y,X float32) here.")] = None,
         min_size: Annotated[int, typer.Option(help="Drop events of fewer voxels.")] = 1,
@@ -129,7 +132,7 @@ def register(app: typer.Typer) -> None:
         from ..jobs import DetectRequest, detect_file
 
         try:
-            core = tuple(int(v) for v in tile.split(","))
+            core = None if tile is None else tuple(int(v) for v in tile.split(","))
         except ValueError:
             raise ExodfError(f"--tile {tile!r}: give three integers T,Y,X, e.g. 2,448,448") from None
         req = DetectRequest(fmt=fmt, weights=weights, model=model, tiling=tiling, patch_size=patch_size,
@@ -139,6 +142,13 @@ def register(app: typer.Typer) -> None:
         from ..io import movie_paths
 
         req.config()  # a bad option fails here, before any movie is read
+        if patch_size is not None and patch_size != 160:
+            from ..tiling import original_work
+
+            more = original_work(patch_size) / original_work(160)
+            if more > 1.5:
+                typer.echo(f"note: --patch-size {patch_size} makes the network do about {more:.0f}x the work of the "
+                           "original's 160 (patches overlap more)", err=True)
         if dtype != "float32":
             from ..stream import native_dtype
 
