@@ -84,7 +84,7 @@ def _bins_scores(gt: Sequence[float], gt_hit: Sequence[bool], pred: Sequence[flo
         pr = pt[ps].mean() if ps.any() else math.nan
         rec.append(float(r))
         prec.append(float(pr))
-        f1.append(2 * pr * r / (pr + r) if (pr + r) > 0 else math.nan)
+        f1.append(2 * pr * r / (pr + r) if (pr + r) > 0 else (0.0 if pr == r == 0 else math.nan))
     return prec, rec, f1
 
 
@@ -128,11 +128,12 @@ def report_figure(events: EventTable, n_frames: int, background: np.ndarray | No
     # with a matching: the scored events of both tables (the same frames and mask excluded from each)
     a.hist(events.frame if matching is None else matching.pred.frame, bins=edges, histtype="step", lw=2,
            label="detected")
-    if matching is not None:
-        a.hist(matching.gt.frame, bins=edges, histtype="step", lw=2, label="ground truth")
+    if matching is not None:  # dashed and dark: visible where it runs over the detections' line
+        a.hist(matching.gt.frame, bins=edges, histtype="step", lw=1.5, ls="--", color="black", label="ground truth")
         a.legend(fontsize=8)
     a.set_title(f"Events over time (per {width} frames{', scored' if matching is not None else ''})")
-    a.set_xlabel("frame")
+    a.set_xlabel("frame (from 0; ImageJ's Slice = frame + 1)")
+    a.set_xlim(0, n_frames)  # (the last bin may reach past the movie's end)
     a.set_ylabel("events")
     # F/F0 histogram
     a = ax[1, 0]
@@ -166,10 +167,13 @@ def report_figure(events: EventTable, n_frames: int, background: np.ndarray | No
         prec, rec, f1 = _bins_scores(gt_fold, matching.gt_matched, pf, tp, edges)
         mid = (edges[:-1] + edges[1:]) / 2
         for vals, name in ((prec, "precision"), (rec, "recall"), (f1, "F1")):
-            a.plot(mid, vals, "o-", label=name)
+            v = np.asarray(vals)  # a bin without events has no score: the line joins the bins that have one
+            a.plot(mid[np.isfinite(v)], v[np.isfinite(v)], "o-", label=name)
+        empty = int(np.sum(~np.isfinite(f1)))
         a.set_ylim(0, 1.05)
         a.legend(fontsize=8)
         a.set_xlabel("F/F0 (bin centre; TP at their ground truth's F/F0)"
+                     + (f"\n{empty} of {len(mid)} bins without detections or true events: no F1" if empty else "")
                      + (f"\n{unmeasured} FP without F/F0 not binned" if unmeasured else ""))
     else:
         a.text(0.5, 0.5, "needs ground truth with F/F0\n(simulated movies have it)", ha="center", va="center",

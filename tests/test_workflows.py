@@ -133,6 +133,22 @@ def test_overlay_colours_and_report(sim: Path, tmp_path: Path) -> None:
     fig = report_figure(pred, 40, movie.mean(axis=0), m, "t", {"F1": m.f1})
     png = write_report(tmp_path / "r.png", fig)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert fig.axes[1].get_xlabel() == "frame (from 0; ImageJ's Slice = frame + 1)"
+
+
+def test_scores_by_brightness_bin() -> None:
+    """A bin without detections has no precision (nor F1) and is left out of the lines, instead of breaking
+    them; a bin whose detections and true events all fail scores F1 0."""
+    from exodf.report import _bins_scores
+
+    edges = np.array([1.0, 2.0, 3.0, 4.0])
+    gt, hit = [1.5, 1.6, 2.5, 3.5], [True, False, False, True]
+    pred, tp = [1.5, 2.2, 3.5], [True, False, True]
+    prec, rec, f1 = _bins_scores(gt, hit, pred, tp, edges)
+    assert prec == [1.0, 0.0, 1.0] and rec == [0.5, 0.0, 1.0]
+    assert f1 == pytest.approx([2 / 3, 0.0, 1.0])
+    prec, rec, f1 = _bins_scores([1.5, 2.5], [True, False], [1.5], [True], edges)
+    assert rec[1] == 0.0 and np.isnan(prec[1]) and np.isnan(f1[1]) and np.isnan(rec[2])
 
 
 @pytest.mark.slow
@@ -143,6 +159,8 @@ def test_demo_end_to_end(weights_path: Path, tmp_path: Path) -> None:
                               "--exclude-edges", "5", "--weights", str(weights_path)])
     assert res.exit_code == 0, res.output
     assert "F1" in res.output and str(out / "report.png") in res.output
+    # the scored range in ImageJ's numbering, as the tables it writes (it said 'frames 5..58', 0-based)
+    assert "true events (Slices 6..59, 5 frames left out at each end)" in res.output, res.output
     scores = json.loads((out / "scores.json").read_text())
     assert scores["n_gt"] >= 5 and scores["f1"] is not None and scores["f1"] >= 0.6
     for name in ("movie.tif", "ground_truth.csv", "cell_mask.tif", "detections.csv", "overlay.tif", "report.png"):

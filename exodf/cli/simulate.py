@@ -172,8 +172,10 @@ def register(app: typer.Typer) -> None:
         def f(v: Optional[float]) -> str:
             return "undefined" if v is None else f"{v:.2f}"
 
-        typer.echo(f"{s['n_pred']} detections, {s['n_gt']} true events (frames {exclude_edges}.."
-                   f"{params.n_frames - exclude_edges - 1}): TP {s['tp']} FP {s['fp']} FN {s['fn']}; precision "
+        scored = (f"Slices {exclude_edges + 1}..{params.n_frames - exclude_edges}, {exclude_edges} frames left out at "
+                  "each end" if exclude_edges else f"all {params.n_frames} frames")
+        typer.echo(f"{s['n_pred']} detections, {s['n_gt']} true events ({scored}): TP {s['tp']} FP {s['fp']} FN "
+                   f"{s['fn']}; precision "
                    f"{f(s['precision'])} recall {f(s['recall'])} F1 {f(s['f1'])}")
         typer.echo(f"report: {out / 'report.png'}  overlay: {out / 'overlay.tif'}  detections: "
                    f"{out / 'detections.csv'}  ground truth: {out / 'ground_truth.csv'}")
