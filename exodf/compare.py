@@ -461,6 +461,12 @@ def compare_files(movies: Sequence[Path], gts: Sequence[Path], methods: Sequence
                  for i, (r, m, g) in enumerate(zip(c.movies, movies, gts))]
     doc = {"exclude_edges": exclude_edges, "rule": "paper (4.5 px, -2 <= dt <= 5 frames)", "methods": rows,
            "overlaps": venn_totals(c), "movies": per_movie, "warnings": doubts}
+    if "exodf" in c.methods:  # which network made the exodf column
+        from .pretrained import PUBLISHED, resolve_weights, sha256_file
+
+        used = resolve_weights(weights)
+        sha = sha256_file(used)
+        doc["exodf_weights"] = {"path": str(used), "sha256": sha, "published": sha == PUBLISHED.sha256}
     import matplotlib.pyplot as plt
 
     fig = comparison_figure(c)

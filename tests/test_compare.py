@@ -225,3 +225,30 @@ def test_overlap_counts_say_none_when_empty() -> None:
 
     assert overlap_counts({}) == "none"
     assert overlap_counts({"b": 2, "a&b": 3}) == "a&b 3, b 2"
+
+
+@pytest.mark.weights
+def test_cli_compare_runs_exodf_and_records_its_weights(tmp_path, weights_path, published_net) -> None:
+    """compare.json did not say which network made the exodf column (--weights left no trace)."""
+    from typer.testing import CliRunner
+
+    from exodf.cli import app
+    from exodf.detect import detect_events
+    from exodf.evaluate import score_events
+    from exodf.io import write_tiff
+    from test_baselines import puff_movie
+
+    movie, gt = puff_movie(n_frames=40, seed=3)
+    write_tiff(tmp_path / "cell1.tif", movie.astype(np.uint16))
+    write_events(gt, tmp_path / "cell1_gt.csv")
+    out = tmp_path / "cmp"
+    r = CliRunner().invoke(app, ["compare", str(tmp_path / "cell1.tif"), "--gt", str(tmp_path / "cell1_gt.csv"),
+                                 "--methods", "exodf,exoj-like", "--weights", str(weights_path), "-o", str(out),
+                                 "--exclude-edges", "2"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads((out / "compare.json").read_text())
+    assert doc["exodf_weights"] == {"path": str(weights_path), "published": True,
+                                    "sha256": "2c811b08a11a661a8129e561452acc567cab583bcf7e3aa8a4cb446c5412d4cc"}
+    row = next(m for m in doc["methods"] if m["method"] == "exodf")
+    want = score_events(detect_events(movie.astype(np.uint16), published_net).events, gt, 40, 2)
+    assert (row["tp"], row["fp"], row["fn"]) == (want.tp, want.fp, want.fn) and want.tp > 0
