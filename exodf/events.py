@@ -149,6 +149,8 @@ def read_events(path: str | os.PathLike[str], pixel_size: float | None = None,
     ----------
     path
         ImageJ Results (``.csv``/``.txt``/``.tsv``), the original's ``.xml`` or ``.csv``, or an ExoJ export.
+        Time is ImageJ's 1-based ``Slice`` (or ``Frame``, ``T``), except a column named exactly ``frame``
+        (lower case: :attr:`EventTable.frame`'s name, e.g. a table saved from a script), which counts from 0.
     pixel_size
         If the ImageJ X/Y are calibrated (e.g. µm), the size of one pixel in those units.
     exocytosis_label
@@ -343,14 +345,17 @@ def _read_delimited(text: str, p: Path, pixel_size: float | None, exocytosis_lab
         k = int(np.argmax(bad))
         raise ExodfError(f"{p}, line {kept_lines[k]}: X, Y or {header[iz]} is not a finite number "
                          f"({a[k, 0]:g}, {a[k, 1]:g}, {a[k, 2]:g}); fix or delete that line")
-    if not original and (z < -0.5).any():  # (Slice 0: an event peaking just before the first frame)
-        k = int(np.argmax(z < -0.5))
-        raise ExodfError(f"{p}, line {kept_lines[k]}: {header[iz]} {z[k]:g}, but ImageJ slices start at 1; fix "
-                         "or delete that line")
+    # exodf's own lower-case 'frame' (EventTable.frame, a script's table) counts from 0; ImageJ's Slice/Frame from 1
+    first = 0 if _UNIT.sub("", header[iz]).strip() == "frame" else 1
+    if not original and (z < first - 1.5).any():  # (Slice 0: an event peaking just before the first frame)
+        k = int(np.argmax(z < first - 1.5))
+        raise ExodfError(f"{p}, line {kept_lines[k]}: {header[iz]} {z[k]:g}, but " + (
+            "ImageJ slices start at 1" if first else "frames (lower-case 'frame', exodf's name) start at 0")
+            + "; fix or delete that line")
     if not original:
         if pixel_size is not None:
             x, y = x / pixel_size, y / pixel_size
-        z = z - 1.0  # ImageJ Slice is 1-based
+        z = z - float(first)
     cols = {h.lower(): a[:, 3 + k] for k, (_, h) in enumerate(extra) if not np.isnan(a[:, 3 + k]).all()}
     if not original:  # 1-based frame columns (Peak_slice) back to 0-based ones (peak_frame)
         for name, written in SLICE_COLUMNS.items():

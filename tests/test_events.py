@@ -46,6 +46,16 @@ def test_read_imagej_csv_slice_is_one_based(tmp_path: Path) -> None:
     np.testing.assert_array_equal(t.slice, [106, 181, 1])
 
 
+def test_lower_case_frame_is_exodf_s_0_based_frame(tmp_path: Path) -> None:
+    """A table saved from a script with EventTable's own names (x, y, frame) came back a frame early."""
+    t = read_events(_write(tmp_path, "s.csv", "x,y,frame\n1,2,0\n3,4,7.5\n"))
+    np.testing.assert_array_equal(t.frame, [0, 7.5])
+    assert read_events(_write(tmp_path, "ij.csv", "X,Y,Frame\n1,2,1\n")).frame.tolist() == [0]  # ImageJ's
+    assert read_events(_write(tmp_path, "sl.csv", "x,y,slice\n1,2,1\n")).frame.tolist() == [0]
+    with pytest.raises(ExodfError, match=r"line 2: frame -2, but frames .* start at 0"):
+        read_events(_write(tmp_path, "bad.csv", "x,y,frame\n1,2,-2\n"))
+
+
 def test_read_imagej_tab_with_extra_column_and_crlf(tmp_path: Path) -> None:
     t = read_events(_write(tmp_path, "r.txt", IMAGEJ_TXT.replace("\n", "\r\n")))
     np.testing.assert_allclose(t.x, [10.5, 11])
