@@ -25,6 +25,7 @@ Precision, recall and F1 are ``None`` ("undefined") when their denominator is 0;
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
@@ -230,12 +231,19 @@ def match_events(pred: EventTable, gt: EventTable, *, max_distance: float = 4.5,
                     pred_to_gt=to_gt, distance=d_out, dt=t_out, pred=pred, gt=gt)
 
 
+def beyond_mask(table: EventTable, mask: np.ndarray) -> np.ndarray:
+    """Which events' rounded positions fall outside a (Y, X) mask's extent."""
+    h, w = np.shape(mask)
+    return (table.x < -0.5) | (table.y < -0.5) | (table.x >= w - 0.5) | (table.y >= h - 0.5)
+
+
 def exclude_events(table: EventTable, n_frames: int | None = None, exclude_edges: int = 0,
                    mask: np.ndarray | None = None) -> EventTable:
     """Drop events in the first/last ``exclude_edges`` frames (by nearest frame) or outside ``mask``.
 
-    ``mask`` is a 2D bool array (True inside the cell), looked up at the rounded position; events outside
-    the frame count as outside the mask.
+    ``mask`` is a 2D bool array (True inside the cell) of the movie's frame size, looked up at the rounded
+    position. Events beyond the mask's extent count as outside it, with a warning: the mask is probably not
+    the movie's (``warnings.catch_warnings`` silences it).
     """
     if exclude_edges < 0:
         raise ValueError(f"exclude_events: exclude_edges must be >= 0, got {exclude_edges}")
@@ -247,6 +255,14 @@ def exclude_events(table: EventTable, n_frames: int | None = None, exclude_edges
         keep &= (f >= exclude_edges) & (f < n_frames - exclude_edges)
     if mask is not None:
         m = np.asarray(mask, dtype=bool)
+        if m.ndim != 2:
+            raise ValueError(f"exclude_events: the mask must be 2D (Y, X) like a frame, got shape {m.shape}")
+        beyond = beyond_mask(table, m)
+        if beyond.any():
+            k = int(np.argmax(beyond))
+            warnings.warn(f"exclude_events: {int(beyond.sum())} of {len(table)} events lie beyond the "
+                          f"{m.shape[1]} x {m.shape[0]} px mask (e.g. x {table.x[k]:g}, y {table.y[k]:g}) and count as "
+                          "outside it: is it the mask of the movie the events come from?", stacklevel=2)
         r = np.floor(table.y + 0.5).astype(np.int64)
         c = np.floor(table.x + 0.5).astype(np.int64)
         inside = (r >= 0) & (r < m.shape[0]) & (c >= 0) & (c < m.shape[1])

@@ -13,9 +13,14 @@ EPSILON = 1e-3
 
 
 def frame_range(frame: np.ndarray, lower: float = 1.0, upper: float = 99.0) -> tuple[np.float32, np.float32]:
-    """The (p1, p99) of one frame, as :func:`normalize_frame` uses them."""
+    """The (p1, p99) of one frame, as :func:`normalize_frame` uses them; a frame with NaN or infinite pixels
+    is refused (its range would be NaN and the frame would become 0, its events lost)."""
     f = np.asarray(frame, dtype=np.float32)
-    return np.percentile(f, lower), np.percentile(f, upper)
+    lo, hi = np.percentile(f, lower), np.percentile(f, upper)
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise ValueError("the frame holds NaN or infinite pixels (or values beyond float32); replace them first "
+                         "(exodf.check_movie names the frames)")
+    return lo, hi
 
 
 def _varies(p_lo: np.float32, p_hi: np.float32) -> bool:
@@ -47,7 +52,10 @@ def normalize_frames(movie: np.ndarray, lower: float = 1.0, upper: float = 99.0,
         raise ValueError(f"normalize_frames: expected a (T, Y, X) movie, got shape {movie.shape}")
     res = np.empty(movie.shape, dtype=np.float32) if out is None else out
     for t in range(movie.shape[0]):
-        res[t] = normalize_frame(movie[t], lower, upper)
+        try:
+            res[t] = normalize_frame(movie[t], lower, upper)
+        except ValueError as e:
+            raise ValueError(f"normalize_frames: frame {t} (Slice {t + 1}): {e}") from None
     return res
 
 

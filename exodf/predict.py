@@ -14,7 +14,7 @@ import numpy as np
 
 from .candidates import CandidateConfig
 from .errors import ExodfError
-from .io import MappedPages
+from .io import MappedPages, check_movie
 from .model import N_CLASSES, SPATIAL_MULTIPLE
 from .normalize import apply_range, frame_range, normalize_frames
 from .stream import DTYPES
@@ -241,8 +241,10 @@ def predict_probabilities(movie: np.ndarray, net: "keras.Model", config: Inferen
     """(T, Y, X, 3) class probabilities of a raw (T, Y, X) movie (normalised here, as the original).
 
     Context tiling returns float32 (into ``out`` if given, e.g. a memory map). Original tiling returns
-    float16, as the original accumulates and averages its patches in float16.
+    float16, as the original accumulates and averages its patches in float16. The movie is checked as
+    :func:`exodf.detect.detect_events` checks it (:func:`exodf.io.check_movie`).
     """
+    check_movie(movie, "predict_probabilities: the movie")
     if config.tiling == "original":
         return original_probabilities(normalize_frames(movie), keras_block_fn(net), config.patch, progress)
     if out is None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings as warnings_module
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -16,8 +17,8 @@ import numpy as np
 
 from .atomic import check_output, write_text_atomic
 from .errors import ExodfError
-from .evaluate import (Matching, Rule, _nearest_frame, cohens_d, event_rate, exclude_events, mean_sd, pearson_r,
-                       score_events, summarize, units_mismatch, units_warnings)
+from .evaluate import (Matching, Rule, _nearest_frame, beyond_mask, cohens_d, event_rate, exclude_events, mean_sd,
+                       pearson_r, score_events, summarize, units_mismatch, units_warnings)
 from .events import TABLE_SUFFIXES, EventTable, read_events, write_events
 from .io import MOVIE_SUFFIXES, movie_stem, read_mask, read_movie, write_tiff
 from .measure import MeasureConfig, measure_events, summarize_cell
@@ -184,9 +185,11 @@ def evaluate_files(pred: Path, gt: Path, req: EvaluateRequest = EvaluateRequest(
             warnings.append(mismatch)
         if mask is not None and shape is None:  # without the movie, the mask's size is the only check
             warnings += _outside_mask(pred_t, str(pp), mask, kpath) + _outside_mask(gt_t, str(gp), mask, kpath)
-        m = score_events(pred_t, gt_t, n_frames, req.exclude_edges, mask,
-                         max_distance=req.rule.max_distance, dt_min=req.rule.dt_min, dt_max=req.rule.dt_max,
-                         one_to_one=req.rule.one_to_one)
+        with warnings_module.catch_warnings():  # beyond the mask: said above, naming the files
+            warnings_module.simplefilter("ignore")
+            m = score_events(pred_t, gt_t, n_frames, req.exclude_edges, mask,
+                             max_distance=req.rule.max_distance, dt_min=req.rule.dt_min, dt_max=req.rule.dt_max,
+                             one_to_one=req.rule.one_to_one)
         matchings.append(m)
         row: dict[str, Any] = {"movie": name, **m.as_dict(), "warnings": warnings}
         if n_frames is not None:
@@ -213,7 +216,7 @@ def evaluate_files(pred: Path, gt: Path, req: EvaluateRequest = EvaluateRequest(
 
 def _outside_mask(table: EventTable, name: str, mask: np.ndarray, path: Optional[Path]) -> list[str]:
     h, w = mask.shape
-    out = int(((table.x < -0.5) | (table.y < -0.5) | (table.x >= w - 0.5) | (table.y >= h - 0.5)).sum())
+    out = int(beyond_mask(table, mask).sum())
     if not out:
         return []
     return [f"{out} of the {len(table)} events of {name} lie outside the mask's {w} x {h} pixels ({path}): they "

@@ -121,6 +121,11 @@ def test_edge_and_mask_exclusion_apply_to_both_tables() -> None:
     assert len(exclude_events(gt, 100, 4)) == 3  # frame 96 is one of the last 4 frames (96..99)
     with pytest.raises(ValueError, match="n_frames"):
         exclude_events(gt, None, 4)
+    # another movie's mask (smaller) dropped every event in silence; a 3D mask was a numpy IndexError
+    with pytest.warns(UserWarning, match=r"1 of 4 events lie beyond the 20 x 20 px mask \(e.g. x 90, y 90\)"):
+        assert len(exclude_events(gt, mask=np.ones((20, 20), bool))) == 3
+    with pytest.raises(ValueError, match=r"must be 2D \(Y, X\) like a frame, got shape \(2, 100, 100\)"):
+        exclude_events(gt, mask=np.ones((2, 100, 100), bool))
 
 
 def test_reference_movie_matches_the_published_figures(reference_dir: Path) -> None:

@@ -23,6 +23,24 @@ def test_flat_frame_becomes_zero_and_frames_are_independent() -> None:
     assert np.isclose(np.percentile(out[1], 1), 0, atol=1e-6) and np.isclose(np.percentile(out[1], 99), 1)
 
 
+def test_a_frame_with_nan_is_refused_not_zeroed() -> None:
+    """One NaN pixel made the frame's percentiles NaN, so the whole frame became 0 and its events were lost."""
+    m = np.random.default_rng(0).normal(100, 5, (4, 8, 8)).astype(np.float32)
+    m[2, 3, 3] = np.nan
+    with pytest.raises(ValueError, match=r"frame 2 \(Slice 3\): the frame holds NaN or infinite pixels"):
+        normalize_frames(m)
+    m[2, 3, 3] = np.inf
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        normalize_frame(m[2])
+    from exodf.errors import ExodfError
+    from exodf.predict import predict_probabilities
+
+    with pytest.raises(ExodfError, match=r"predict_probabilities: the movie: Slice 3 \(frame 2"):
+        predict_probabilities(m, None)  # checked before the network is used
+    with pytest.raises(ExodfError, match="expected a \\(T, Y, X\\) numpy array, got list"):
+        predict_probabilities(m.tolist(), None)
+
+
 def _resident_kb(path: str) -> int:
     """Resident kB of this process's mappings of ``path`` (Linux /proc/self/smaps)."""
     total, inside = 0, False
