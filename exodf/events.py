@@ -23,7 +23,7 @@ import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -42,9 +42,14 @@ SLICE_COLUMNS = {"peak_frame": "peak_slice", "onset": "onset_slice", "begin_fram
 
 
 def _as_float(a: object, n: int | None = None) -> np.ndarray:
-    arr = np.asarray(a, dtype=np.float64).reshape(-1)
+    arr = _frozen(np.array(a, dtype=np.float64).reshape(-1))  # a copy: the caller's array stays theirs
     if n is not None and arr.shape[0] != n:
         raise ValueError(f"column has {arr.shape[0]} values, expected {n}")
+    return arr
+
+
+def _frozen(arr: np.ndarray) -> np.ndarray:
+    arr.flags.writeable = False
     return arr
 
 
@@ -59,7 +64,11 @@ class EventTable:
     frame : ndarray of float64
         0-based frame of each event (fractional for cluster centroids).
     columns : dict of str -> ndarray
-        Optional per-event values (``size`` in voxels, ``score``, measurements...), same length.
+        Optional per-event numbers (``size`` in voxels, ``score``, measurements...), same length; names are
+        lower-cased.
+
+    The table holds read-only copies of the arrays it is given: it never changes, nor shares memory with
+    the caller's arrays.
     """
 
     x: np.ndarray
@@ -78,10 +87,13 @@ class EventTable:
                 raise ValueError(f"EventTable.{name}: {e}") from None
         cols: dict[str, np.ndarray] = {}
         for key, val in dict(self.columns).items():
-            arr = np.asarray(val).reshape(-1)
+            arr = np.array(val).reshape(-1)
             if arr.shape[0] != n:
                 raise ValueError(f"EventTable column {key!r} has {arr.shape[0]} values, expected {n}")
-            cols[str(key).lower()] = arr
+            if arr.dtype.kind not in "biuf" and n:
+                raise ValueError(f"EventTable column {key!r} holds {arr.dtype} values (e.g. {arr[0]!r}); columns "
+                                 "hold numbers, as ImageJ tables do")
+            cols[str(key).lower()] = _frozen(arr if n else arr.astype(np.float64))
         object.__setattr__(self, "columns", cols)
 
     # -- construction -------------------------------------------------------------------------
@@ -91,17 +103,17 @@ class EventTable:
         return cls(z, z, z, {c: z for c in columns})
 
     @classmethod
-    def concat(cls, tables: "list[EventTable]") -> "EventTable":
+    def concat(cls, tables: "Sequence[EventTable]") -> "EventTable":
+        """The events of all ``tables`` in order; a column missing from some tables is NaN for their events."""
         if not tables:
             return cls.empty()
-        keys = set(tables[0].columns)
-        for t in tables[1:]:
-            keys &= set(t.columns)
+        keys = sorted({k for t in tables for k in t.columns})
         return cls(
             np.concatenate([t.x for t in tables]),
             np.concatenate([t.y for t in tables]),
             np.concatenate([t.frame for t in tables]),
-            {k: np.concatenate([t.columns[k] for t in tables]) for k in sorted(keys)},
+            {k: np.concatenate([t.columns[k] if k in t.columns else np.full(len(t), np.nan) for t in tables])
+             for k in keys},
         )
 
     # -- access -------------------------------------------------------------------------------
@@ -116,6 +128,8 @@ class EventTable:
     def select(self, keep: np.ndarray) -> "EventTable":
         """The events where ``keep`` (boolean mask or index array) selects them."""
         keep = np.asarray(keep)
+        if keep.size == 0 and keep.dtype.kind not in "bi":  # [] : no event
+            keep = keep.astype(np.int64)
         return EventTable(self.x[keep], self.y[keep], self.frame[keep],
                           {k: v[keep] for k, v in self.columns.items()})
 
@@ -133,7 +147,8 @@ class EventTable:
         if set(self.columns) != set(other.columns):
             return False
         same = all(np.array_equal(getattr(self, a), getattr(other, a)) for a in ("x", "y", "frame"))
-        return same and all(np.array_equal(v, other.columns[k]) for k, v in self.columns.items())
+        return same and all(np.array_equal(v, other.columns[k], equal_nan=True)  # NaN: no measurement, in both
+                            for k, v in self.columns.items())
 
     __hash__ = None  # type: ignore[assignment]
 

@@ -281,3 +281,29 @@ def test_ambiguous_commas_units_and_columns(tmp_path) -> None:
     np.testing.assert_allclose([t.x[0], t.y[0]], [10, 20])
     with pytest.raises(ExodfError, match="X and Y are in different units"):
         read_events(_write(tmp_path, "mix.csv", "X (µm),Y (px),Slice\n1,2,3\n"))
+
+
+def test_event_tables_own_their_arrays_and_compare_with_nan() -> None:
+    xs = np.array([1.0, 2.0])
+    score = np.array([0.5, np.nan])
+    t = EventTable(xs, [1, 2], [0, 1], {"Score": score})
+    xs[0] = 99.0  # the caller's arrays stay theirs ...
+    score[0] = 9.0
+    assert t.x[0] == 1.0 and t.columns["score"][0] == 0.5
+    with pytest.raises(ValueError, match="read-only"):  # ... and the table does not change
+        t.x[0] = 5.0
+    assert t == EventTable([1.0, 2.0], [1, 2], [0, 1], {"score": [0.5, np.nan]})  # NaN: unmeasured in both
+    assert t != EventTable([1.0, 2.0], [1, 2], [0, 1], {"score": [0.5, 0.7]})
+    assert len(t.select([])) == 0 and t.select([]).columns["score"].shape == (0,)
+    with pytest.raises(ValueError, match="column 'cond' holds <U4 values .* columns hold numbers"):
+        EventTable([1.0], [1.0], [0.0], {"cond": ["ctrl"]})
+
+
+def test_concat_keeps_every_column() -> None:
+    a = EventTable([1.0], [1.0], [0.0], {"score": [0.9]})
+    b = EventTable([2.0], [2.0], [3.0], {"onset": [1.0]})
+    c = EventTable.concat([a, b])
+    assert sorted(c.columns) == ["onset", "score"] and len(c) == 2
+    np.testing.assert_array_equal(c.columns["score"], [0.9, np.nan])
+    np.testing.assert_array_equal(c.columns["onset"], [np.nan, 1.0])
+    assert EventTable.concat([]) == EventTable.empty()
