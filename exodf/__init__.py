@@ -16,15 +16,26 @@ from .model import build_unet, load_network
 from .normalize import normalize_frames
 from .predict import InferenceConfig, predict_probabilities
 from .pretrained import published_weights
-from .simulate import SimParams, preset, simulate
+from .simulate import PRESETS, SimParams, preset, simulate  # (exodf.simulate is the function; the module's
+                                                                # names are here, or `from exodf.simulate import`)
 
 __version__ = "0.1.0"
 
+_TRAINING = {"Stage": "train", "TrainConfig": "train", "train_network": "train", "prepare_movie": "training_files"}
+
+
+def __getattr__(name: str) -> object:  # training names load their modules (scipy.spatial) when first used
+    if name in _TRAINING:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_TRAINING[name]}", __name__), name)
+    raise AttributeError(f"module 'exodf' has no attribute {name!r}")
+
 __all__ = [
     "CandidateConfig", "ClusterConfig", "DetectConfig", "Detection", "EventTable", "ExodfError", "InferenceConfig",
-    "MeasureConfig", "Segmentation", "SimParams",
+    "MeasureConfig", "PRESETS", "Segmentation", "SimParams", "Stage", "TrainConfig",
     "build_unet", "check_movie", "detect_events", "events_from_segmentation", "exclude_events", "labels_to_events",
     "load_network", "match_events", "measure_events", "normalize_frames", "points_to_events", "predict_probabilities",
-    "preset", "published_weights", "read_events", "read_mask", "read_movie", "score_events", "segment_movie",
-    "simulate", "write_events", "write_probabilities", "write_tiff",
+    "prepare_movie", "preset", "published_weights", "read_events", "read_mask", "read_movie", "score_events",
+    "segment_movie", "simulate", "train_network", "write_events", "write_probabilities", "write_tiff",
 ]

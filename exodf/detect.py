@@ -15,6 +15,7 @@ from .cluster import EXOCYTOSIS, ClusterConfig, points_to_events
 from .evaluate import exclude_events
 from .events import EventTable
 from .io import check_movie
+from .model import N_CLASSES
 from .predict import SLC, InferenceConfig, iter_probability_blocks, labels_from_probabilities, predict_probabilities
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -148,6 +149,10 @@ def segment_movie(movie: np.ndarray, net: "keras.Model", config: InferenceConfig
     """
     if movie.ndim != 3:
         raise ValueError(f"segment_movie: expected a (T, Y, X) movie, got shape {movie.shape}")
+    want = (movie.shape[0], N_CLASSES) + movie.shape[1:]
+    if probabilities_out is not None and tuple(probabilities_out.shape) != want:
+        raise ValueError(f"probabilities_out: shape {tuple(probabilities_out.shape)}, expected (T, C, Y, X) = {want} "
+                         "(the layout of an ImageJ hyperstack; predict_probabilities returns (T, Y, X, C))")
     tile_progress = (lambda d, n: progress("network", d, n)) if progress else None
     if config.tiling == "candidates" and probabilities_out is not None:  # outside the boxes: background
         probabilities_out[:, 0] = 1
@@ -172,8 +177,9 @@ def detect_events(movie: np.ndarray, net: "keras.Model", config: DetectConfig = 
                   probabilities_out: np.ndarray | None = None, keep_labels: bool = True) -> Detection:
     """Every exocytosis event of ``movie`` (T, Y, X): the whole pipeline on arrays.
 
-    ``keep_labels=False`` drops the dense label volume from the result (see :class:`Segmentation`).
-    Raises :class:`~exodf.errors.ExodfError` for a movie no event can be detected in
+    ``keep_labels=False`` drops the dense label volume from the result (see :class:`Segmentation`);
+    ``probabilities_out``, if given, receives the class probabilities as (T, C, Y, X) (see
+    :func:`segment_movie`). Raises :class:`~exodf.errors.ExodfError` for a movie no event can be detected in
     (:func:`exodf.io.check_movie`).
     """
     check_movie(movie, "detect_events: the movie")

@@ -481,8 +481,13 @@ def write_events(table: EventTable, path: str | os.PathLike[str], fmt: str = "im
     """Write ``table`` atomically.
 
     ``fmt`` is ``imagej`` (``.txt``/``.tsv`` give tab-separated, anything else comma-separated),
-    ``xml`` or ``original-csv``; a ``.xml`` path always gives xml.
+    ``xml`` or ``original-csv``; a ``.xml`` path always gives xml. ``pixel_size`` (ImageJ tables) writes X
+    and Y calibrated, times the size of a pixel (e.g. 0.16 for µm); the file does not record the unit, so
+    read it back with the same ``read_events(path, pixel_size=...)``.
     """
+    if not isinstance(table, EventTable):
+        raise TypeError(f"write_events(table, path): the table comes first, got {type(table).__name__}"
+                        + (" (the path?)" if isinstance(table, (str, os.PathLike)) else ""))
     p = Path(path)
     check_table_path(p)
     if fmt not in EVENT_FORMATS:

@@ -509,6 +509,7 @@ def write_tiff(path: str | os.PathLike[str], data: np.ndarray, axes: str = "TYX"
     and ``frame_interval_s`` calibrate it (Fiji's Image > Properties)."""
     import tifffile
 
+    _path_first("write_tiff(path, data)", path)
     p = Path(path)
     if np.ndim(data) != len(axes):
         raise ValueError(f"write_tiff: {len(axes)} axes {axes!r} for an array of shape {np.shape(data)}; give axes "
@@ -525,8 +526,14 @@ def write_tiff(path: str | os.PathLike[str], data: np.ndarray, axes: str = "TYX"
     return p
 
 
+def _path_first(call: str, path: object) -> None:
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{call}: the path comes first, got {type(path).__name__}")
+
+
 def write_probabilities(path: str | os.PathLike[str], probabilities: np.ndarray) -> Path:
     """Write (T, Y, X, C) class probabilities as an ImageJ hyperstack (T, C, Y, X) float32 TIFF."""
+    _path_first("write_probabilities(path, probabilities)", path)
     arr = np.ascontiguousarray(np.moveaxis(np.asarray(probabilities, dtype=np.float32), -1, 1))
     return write_tiff(path, arr, axes="TCYX", info=PROBABILITY_INFO)
 

@@ -131,8 +131,8 @@ def measure_events(movie: np.ndarray, events: EventTable, config: MeasureConfig 
     Columns of ``events`` with those names (e.g. the simulator's drawn ``fold``) are kept as ``<name>_given``.
 
     Each event is measured at its peak: the frame of largest window mean within ``config.peak_search``
-    frames of its nearest frame (2 by default; 0: at its nearest frame, the paper's definition). F/F0 is NaN when the frame 5 before is outside the
-    movie; the decay values are NaN when the fit fails or fewer than 4 frames are left; every value is
+    frames of its nearest frame (2 by default; 0: at its nearest frame, the paper's definition). F/F0 is NaN
+    when the F0 frame (``config.before`` frames before the peak, 5 by default) is outside the movie; the decay values are NaN when the fit fails or fewer than 4 frames are left; every value is
     NaN for an event whose frame is outside the movie.
     """
     if movie.ndim != 3:

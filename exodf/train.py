@@ -265,7 +265,7 @@ def train_network(net: Any, train_movies: Sequence[TrainingMovie], val_movies: S
         raise ValueError("train_network: no training movies")
     if not val_movies:
         LOG.warning("no movie held out for validation: the validation scores are measured on the training "
-                    "movies (hold some out with --val, or give more movies)")
+                    "movies (hold some out: val_movies, or --val in exodf train; or give more movies)")
         val_movies = list(train_movies)
     _check_sizes(train_movies + val_movies, config)
     loss_fn = tversky_loss(config.alpha, config.beta)

@@ -83,10 +83,11 @@ def read_spots(path: str | os.PathLike[str], shape: tuple[int, int, int]) -> np.
 TARGET_OFFSET = 1
 
 
-def prepare_movie(movie: np.ndarray, events: EventTable, spots: np.ndarray | None, name: str = "",
+def prepare_movie(movie: np.ndarray, events: EventTable, spots: np.ndarray | None = None, name: str = "",
                   match_distance: float = 5.0, target_offset: int = TARGET_OFFSET) -> TrainingMovie:
-    """A movie ready for training: normalised frames, the target (events painted ``target_offset`` frames
-    after their table frame), the patch centres."""
+    """A movie ready for :func:`exodf.train.train_network`: normalised frames, the target (events painted
+    ``target_offset`` frames after their table frame; ``spots``: a (T, Y, X) label map of bright spots, class
+    1, e.g. from :func:`exodf.spots.spot_labels`, or None), the patch centres."""
     painted = EventTable(events.x, events.y, events.frame + target_offset, events.columns)
     target = make_target(movie.shape, painted, spots, match_distance)
     # normalised as patches are read: a float32 copy of every movie would hold 4 B/voxel through training

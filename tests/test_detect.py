@@ -152,3 +152,23 @@ def test_api_misuse_is_named() -> None:
     with pytest.raises(ValueError, match="write_tiff: 3 axes 'TYX' for an array of shape \\(8, 8\\)"):
         write_tiff("never.tif", np.zeros((8, 8), np.uint16))
     assert not Path("never.tif").exists()
+
+
+def test_script_mistakes_are_named() -> None:
+    """The writers' argument orders differ (table first, path first): swapped, they said 'expected str, bytes or
+    os.PathLike object'; a (T, Y, X, C) probabilities_out failed after the network had run."""
+    import exodf
+
+    movie = np.random.default_rng(0).normal(100, 5, (4, 8, 8)).astype(np.float32)
+    with pytest.raises(TypeError, match=r"write_tiff\(path, data\): the path comes first, got ndarray"):
+        exodf.write_tiff(movie, "m.tif")
+    with pytest.raises(TypeError, match=r"write_probabilities\(path, probabilities\): the path comes first"):
+        exodf.write_probabilities(np.zeros((4, 8, 8, 3)), "p.tif")
+    with pytest.raises(TypeError, match=r"write_events\(table, path\): the table comes first, got str \(the path\?\)"):
+        exodf.write_events("e.csv", exodf.EventTable.empty())
+    with pytest.raises(ValueError, match=r"probabilities_out: shape \(4, 8, 8, 3\), expected \(T, C, Y, X\) = "
+                                         r"\(4, 3, 8, 8\)"):
+        exodf.segment_movie(movie, None, probabilities_out=np.zeros((4, 8, 8, 3), np.float32))
+    # the training API is reachable from the package, like the rest
+    assert exodf.prepare_movie.__module__ == "exodf.training_files" and exodf.TrainConfig().total_steps > 0
+    assert "control" in exodf.PRESETS
