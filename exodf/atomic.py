@@ -19,11 +19,14 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
     untouched.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{target.stem}.", suffix=".part" + (suffix if suffix is not None else target.suffix),
-        dir=target.parent,
-    )
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=f".{target.stem}.", suffix=".part" + (suffix if suffix is not None else target.suffix),
+            dir=target.parent,
+        )
+    except OSError as e:  # named as the file asked for, not the hidden temporary one
+        raise OSError(e.errno, e.strerror, str(target)) from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -81,9 +84,15 @@ def check_output(path: str | os.PathLike[str], inputs: Iterable[str | os.PathLik
         raise ExodfError(f"{p}: {folder} is a broken link; point it at a folder or choose another output path")
     if not folder.is_dir():
         raise ExodfError(f"{p}: {folder} is a file, so no folder can be made there; choose another output path")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ExodfError(f"{p}: the folder {folder} is not writable; choose another output path or fix its "
-                         "permissions")
+    try:  # a file made and removed: os.access says yes to root, and knows nothing of read-only mounts
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise PermissionError(13, "Permission denied")
+        fd, probe = tempfile.mkstemp(prefix=".exodf-check.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ExodfError(f"{p}: the folder {folder} is not writable ({e.strerror or e}); choose another output path "
+                         "or fix its permissions") from None
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -55,6 +55,14 @@ def test_check_output_names_the_problem(tmp_path: Path) -> None:
     (tmp_path / "dangling").symlink_to(tmp_path / "gone")
     with pytest.raises(ExodfError, match="dangling is a broken link"):
         check_output(tmp_path / "dangling" / "events.csv")
+    # where even root cannot make a file (os.access said yes to root): found before any work, the output named
+    if Path("/proc/self").is_dir():
+        with pytest.raises(ExodfError, match=r"^/proc/events.csv: the folder /proc is not writable"):
+            check_output(Path("/proc") / "events.csv")
+        with pytest.raises(OSError, match="/proc/events.csv"):  # not the hidden temporary file's name
+            with atomic_path(Path("/proc") / "events.csv"):
+                pass
+    assert not [f for f in tmp_path.iterdir() if f.name.startswith(".exodf-check")]  # the probe file is gone
     if os.geteuid() != 0:  # root may write anywhere
         ro = tmp_path / "read-only"
         ro.mkdir()
