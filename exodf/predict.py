@@ -18,7 +18,7 @@ from .io import MappedPages, check_movie
 from .model import N_CLASSES, SPATIAL_MULTIPLE
 from .normalize import apply_range, frame_range, normalize_frames
 from .stream import DTYPES
-from .tiling import ORIGINAL_PAD, RECEPTIVE_HALO, Tile, context_tiles, original_tiles
+from .tiling import ORIGINAL_OVERLAP, ORIGINAL_PAD, RECEPTIVE_HALO, Tile, context_tiles, original_tiles
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
@@ -81,8 +81,9 @@ class InferenceConfig:
             raise ValueError(f"InferenceConfig.tile must be three positive whole sizes (t, y, x), got {self.tile}")
         if self.tile[1] % SPATIAL_MULTIPLE or self.tile[2] % SPATIAL_MULTIPLE:
             raise ValueError(f"InferenceConfig.tile: y and x must be multiples of 4, got {self.tile}")
-        if self.patch % SPATIAL_MULTIPLE or self.patch <= 2 * ORIGINAL_PAD:
-            raise ValueError(f"InferenceConfig.patch must be a multiple of 4 above 50, got {self.patch}")
+        if self.patch % SPATIAL_MULTIPLE or self.patch + 1 - ORIGINAL_OVERLAP < 2:  # patches must advance
+            raise ValueError(f"InferenceConfig.patch must be a multiple of 4 from 56 (the original's patches advance "
+                             f"by the side - 54 voxels), got {self.patch}")
 
 
 class NormalizedFrames:

@@ -96,8 +96,8 @@ def original_tiles(padded_shape: tuple[int, int, int], patch: int = 160) -> list
     Order and geometry are the original's: centres every ``patch + 1 - 55`` voxels from ``patch/2``, one
     more centre flush with the far edge if needed; the kept part is the central ``patch - 50`` cube.
     """
-    if patch % 4:
-        raise ValueError(f"original_tiles: the patch size must be a multiple of 4, got {patch}")
+    if patch % 4 or patch + 1 - ORIGINAL_OVERLAP < 2:
+        raise ValueError(f"original_tiles: the patch size must be a multiple of 4 from 56, got {patch}")
     if any(n < patch for n in padded_shape):
         raise ValueError(f"original_tiles: the padded movie {padded_shape} is smaller than a {patch}^3 patch")
     half = patch // 2

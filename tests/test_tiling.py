@@ -64,3 +64,18 @@ def test_receptive_field_within_halo() -> None:
         reach = np.maximum(reach, np.abs(nz).max(axis=0))
     assert reach[0] == 14 and 30 <= reach[1] <= RECEPTIVE_HALO[1] and reach[2] <= RECEPTIVE_HALO[2]
     assert reach[0] <= RECEPTIVE_HALO[0]
+
+
+def test_original_patches_must_advance() -> None:
+    """A 52-px patch advances by -2 voxels: one patch at the far end, NaN everywhere else (the original's
+    arithmetic too); 56 is the smallest patch whose patches cover the movie."""
+    from exodf.predict import InferenceConfig
+
+    for bad in (48, 52, 54):
+        with pytest.raises(ValueError, match="multiple of 4 from 56"):
+            InferenceConfig(tiling="original", patch=bad)
+    padded = (130, 130, 130)
+    covered = np.zeros(padded, bool)
+    for tile in original_tiles(padded, 56):
+        covered[tile.target] = True
+    assert covered[25:-25, 25:-25, 25:-25].all()
