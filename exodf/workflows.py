@@ -20,7 +20,7 @@ from .errors import ExodfError
 from .evaluate import (Matching, Rule, _nearest_frame, beyond_mask, cohens_d, event_rate, exclude_events, mean_sd,
                        pearson_r, score_events, summarize, units_mismatch, units_warnings)
 from .events import TABLE_SUFFIXES, EventTable, read_events, write_events
-from .io import MOVIE_SUFFIXES, movie_stem, read_mask, read_movie, write_tiff
+from .io import MOVIE_SUFFIXES, movie_paths, movie_stem, read_mask, read_movie, write_tiff
 from .measure import MeasureConfig, measure_events, summarize_cell
 from .simulate import SIMULATOR_REVISION, SimParams, simulate
 
@@ -77,11 +77,12 @@ _MASK_NAME = re.compile(r"(^|[_\-. ])(cell_?)?mask$", re.IGNORECASE)  # cell_mas
 def _files(p: Path, suffixes: Sequence[str], what: str) -> dict[str, Path]:
     if p.is_dir():
         found: dict[str, Path] = {}
-        files = [f for f in sorted(p.iterdir()) if f.is_file() and f.suffix.lower() in suffixes]
+        if what == "movie":  # as exodf detect finds them: a per-frame folder is one movie; masks passed over
+            files = [f for f in movie_paths([p]) if not _MASK_NAME.search(_stem(f))]
+        else:
+            files = [f for f in sorted(p.iterdir()) if f.is_file() and f.suffix.lower() in suffixes]
         if what == "mask" and any(_MASK_NAME.search(_stem(f)) for f in files):
             files = [f for f in files if _MASK_NAME.search(_stem(f))]  # a movie beside its mask is no mask
-        elif what == "movie":
-            files = [f for f in files if not _MASK_NAME.search(_stem(f))]
         for f in files:
             if _key(f) in found:
                 raise ExodfError(f"{p}: {found[_key(f)].name} and {f.name} both stand for {_key(f)!r}; keep one "
@@ -123,6 +124,16 @@ class EvaluateRequest:
 
     def __post_init__(self) -> None:
         _check_counts(self.exclude_edges, self.n_frames, self.pixel_size_um, self.frame_interval_s)
+        if self.calibrated and self.pixel_size_um is None:
+            raise ValueError("--calibrated needs --pixel-size (µm per pixel)")
+
+
+def _past_the_end(path: Path, table: EventTable, n_frames: int) -> None:
+    """ExodfError when ``table`` has events after ``n_frames`` frames (--frames shorter than the movies)."""
+    slices = _nearest_frame(table.frame) + 1
+    if (slices > n_frames).any():
+        raise ExodfError(f"{path}: {int((slices > n_frames).sum())} event(s) at or after Slice {n_frames + 1} (up to "
+                         f"Slice {int(slices.max())}), beyond --frames {n_frames}: give the movies' length")
 
 
 def _check_counts(exclude_edges: int, n_frames: Optional[int], pixel_size_um: Optional[float] = None,
@@ -162,7 +173,7 @@ def evaluate_files(pred: Path, gt: Path, req: EvaluateRequest = EvaluateRequest(
     """Score predictions against ground truth per movie and pooled; rates and their correlation."""
     pairs = pair_tables(pred, gt)
     single = len(pairs) == 1
-    movies = _files(req.movies, (".tif", ".tiff", ".h5"), "movie") if req.movies else {}
+    movies = _files(req.movies, MOVIE_SUFFIXES, "movie") if req.movies else {}
     masks = _files(req.masks, (".tif", ".tiff"), "mask") if req.masks else {}
     px = req.pixel_size_um if req.calibrated else None
     rows, matchings, rates_pred, rates_gt = [], [], [], []
@@ -178,6 +189,9 @@ def evaluate_files(pred: Path, gt: Path, req: EvaluateRequest = EvaluateRequest(
         kpath = _partner(masks, [name, _key(gp)], req.masks, single, "mask")
         mask = read_mask(kpath, shape[1:] if shape else None) if kpath is not None else None
         pred_t, gt_t = read_events(pp, px), read_events(gp, px)
+        if req.n_frames is not None and shape is None:  # (with the movie, units_warnings below says more)
+            for path, t in ((pp, pred_t), (gp, gt_t)):
+                _past_the_end(path, t, req.n_frames)
         warnings = [*units_warnings(pred_t, str(pp), shape, req.calibrated),
                     *units_warnings(gt_t, str(gp), shape, req.calibrated)]
         mismatch = units_mismatch(pred_t, gt_t, str(pp), str(gp))
@@ -245,11 +259,7 @@ def rates_files(before: Path, after: Path, n_frames: int, exclude_edges: int = 0
         tables = []
         for path in (pb, pa):
             t = read_events(path)
-            slices = _nearest_frame(t.frame) + 1
-            if (slices > n_frames).any():
-                raise ExodfError(f"{path}: {int((slices > n_frames).sum())} event(s) at or after Slice {n_frames + 1} "
-                                 f"(up to Slice {int(slices.max())}), beyond --frames {n_frames}: give the movies' "
-                                 "length")
+            _past_the_end(path, t, n_frames)
             tables.append(exclude_events(t, n_frames, exclude_edges))
         rb = event_rate(tables[0], frames, area, pixel_size_um, frame_interval_s)
         ra = event_rate(tables[1], frames, area, pixel_size_um, frame_interval_s)

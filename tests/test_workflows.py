@@ -209,6 +209,38 @@ def test_evaluate_finds_the_movie_of_a_pair_by_name(sim: Path, tmp_path: Path) -
     assert res.exit_code == 1 and "no mask named like 'cell1' (found cell2, cell3)" in str(res.exception)
 
 
+def test_evaluate_reads_movies_as_detect_does_and_checks_frames(sim: Path, tmp_path: Path) -> None:
+    """--movie with a folder of per-frame TIFFs took each frame for a movie, and .hdf5 movies were not found;
+    events after --frames were counted in silence (rates refused them); calibrated without a pixel size
+    was refused by the command only."""
+    import h5py
+    import tifffile
+
+    from exodf.workflows import EvaluateRequest
+
+    movie = tifffile.imread(sim / "movie.tif")
+    frames = tmp_path / "cell1"
+    frames.mkdir()
+    for t, frame in enumerate(movie):
+        tifffile.imwrite(frames / f"img_{t:03d}.tif", frame)
+    args = ["evaluate", str(sim / "ground_truth.csv"), str(sim / "ground_truth.csv"), "--json"]
+    res = runner.invoke(app, [*args, "--movie", str(frames)])
+    assert res.exit_code == 0, (res.output, res.exception)
+    truth = read_events(sim / "ground_truth.csv")
+    assert json.loads(res.output)["movies"][0]["rate_gt"] == pytest.approx(len(truth) / 40)
+    h5 = tmp_path / "h5"
+    h5.mkdir()
+    with h5py.File(h5 / "ground_truth.hdf5", "w") as f:
+        f["dataset"] = movie
+    res = runner.invoke(app, [*args, "--movie", str(h5)])
+    assert res.exit_code == 0, (res.output, res.exception)
+    last = int(truth.slice.max())
+    res = runner.invoke(app, [*args, "--frames", str(last - 1)])
+    assert res.exit_code == 1 and f"beyond --frames {last - 1}: give the movies' length" in str(res.exception)
+    with pytest.raises(ValueError, match="--calibrated needs --pixel-size"):
+        EvaluateRequest(calibrated=True)
+
+
 def test_two_tables_for_one_name_are_refused(tmp_path: Path) -> None:
     t = EventTable(np.array([1.0]), np.array([2.0]), np.array([3.0]))
     for name in ("pred/cell1.csv", "pred/cell1_events.csv", "gt/cell1_gt.csv"):

@@ -50,8 +50,6 @@ def register(app: typer.Typer) -> None:
         from ..evaluate import Rule
         from ..workflows import EvaluateRequest, evaluate_files
 
-        if calibrated and pixel_size is None:
-            raise ExodfError("--calibrated needs --pixel-size (µm per pixel)")
         try:
             req = EvaluateRequest(Rule(max_distance, dt_min, dt_max, one_to_one), exclude_edges, frames, movie,
                                   mask, pixel_size, frame_interval, calibrated)
