@@ -350,9 +350,13 @@ def _read_delimited(text: str, p: Path, pixel_size: float | None, exocytosis_lab
             vals.append([num(r[ix]), num(r[iy]), num(r[iz])] + [_num(r, i, num) for i, _ in extra])
             kept_lines.append(lineno)
         except (ValueError, IndexError):
-            hint = " (decimal commas are read in ';' or tab-separated files only)" if delim == "," else ""
-            raise ExodfError(f"{p}, line {lineno}: {delim.join(r)!r} has no number in X, Y or "
-                             f"{header[iz]}{hint}; fix or delete that line") from None
+            hint = (" (decimal commas are read in ';' or tab-separated files only)" if delim == "," and
+                    any("," in c for c in r) else "")  # (a quoted "10,5")
+            where = "X, Y or " + header[iz]
+            if ilabel is not None and not math.isfinite(_num(r, ilabel, num)):
+                where = header[ilabel]  # (the class decides whether the row is an event at all)
+            raise ExodfError(f"{p}, line {lineno}: {delim.join(r)!r} has no number in {where}{hint}; fix or delete "
+                             "that line") from None
     a = np.array(vals, dtype=np.float64).reshape(-1, 3 + len(extra))
     x, y, z = a[:, 0], a[:, 1], a[:, 2]
     bad = ~np.isfinite(a[:, :3]).all(axis=1)

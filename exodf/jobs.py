@@ -91,12 +91,14 @@ _NETS: dict[str, Any] = {}
 
 
 def load_detector(weights: Optional[Path]) -> Any:
-    """The network for ``weights`` (published by default), loaded once per process."""
+    """The network for ``weights`` (published by default), loaded once per process and file version (weights
+    written again in the same place, e.g. by a new training in a notebook, are loaded again)."""
     from .model import load_network
     from .pretrained import resolve_weights
 
     path = resolve_weights(weights)
-    key = str(Path(path).resolve())
+    st = Path(path).stat()
+    key = f"{Path(path).resolve()}:{st.st_mtime_ns}:{st.st_size}"
     if key not in _NETS:
         _NETS[key] = load_network(path)
     return _NETS[key]

@@ -166,6 +166,13 @@ class TrainRequest:
     plane: Optional[int] = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        for option, v in (("--until-step", self.until_step), ("--max-minutes", self.max_minutes)):
+            if v is not None and not v > 0:
+                raise ExodfError(f"{option} must be > 0, got {v}")
+        if self.target_offset < 0:
+            raise ExodfError(f"--target-offset must be >= 0 (frames after the table's frame), got {self.target_offset}")
+
     def n_val(self) -> int:
         n = len(self.movies)
         k = self.val if self.val is not None else (max(1, round(0.2 * n)) if n >= 2 else 0)

@@ -5,6 +5,7 @@ Each reads its inputs, calls the array-level library, and writes its outputs ato
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -38,6 +39,7 @@ class SimFiles:
     truth: Path
     mask: Path
     params: Path
+    n_events: int = 0  # in the ground truth
 
 
 def simulate_files(out: str | os.PathLike[str], params: SimParams, seed: int = 0,
@@ -57,7 +59,7 @@ def simulate_files(out: str | os.PathLike[str], params: SimParams, seed: int = 0
     meta = {"seed": seed, "bleach": sim.bleach, "n_events": len(sim.truth), "params": params.as_dict(),
             "simulator_revision": SIMULATOR_REVISION}
     write_text_atomic(files.params, json.dumps(meta, indent=2) + "\n")
-    return files
+    return dataclasses.replace(files, n_events=len(sim.truth))
 
 
 def _stem(p: Path) -> str:

@@ -228,3 +228,18 @@ def test_the_curriculum_has_one_stage_per_patch_size() -> None:
             parse_stages("8,16", **kw)  # type: ignore[arg-type]
     with pytest.raises(ExodfError, match="--patch-sizes: give at least one value"):
         parse_stages("")
+
+
+def test_stopping_and_offset_options_are_checked(sim_files: list[tuple[Path, Path]], tmp_path: Path) -> None:
+    """--until-step 0 or --max-minutes 0 stopped after the first epoch; a negative --target-offset painted
+    targets before the events and dropped those at Slice 1 as 'outside the movie'."""
+    from exodf.training_files import TrainRequest
+
+    (m0, e0), _ = sim_files
+    for kw, says in (({"until_step": 0}, "--until-step must be > 0"),
+                     ({"max_minutes": 0.0}, "--max-minutes must be > 0"),
+                     ({"target_offset": -1}, "--target-offset must be >= 0")):
+        with pytest.raises(ExodfError, match=says):
+            TrainRequest((m0,), (e0,), tmp_path / "o", **kw)
+    res = CliRunner().invoke(app, ["train", str(m0), "-e", str(e0), "-o", str(tmp_path / "o"), "--until-step", "0"])
+    assert res.exit_code == 2 and not (tmp_path / "o").exists()

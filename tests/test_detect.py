@@ -172,3 +172,20 @@ def test_script_mistakes_are_named() -> None:
     # the training API is reachable from the package, like the rest
     assert exodf.prepare_movie.__module__ == "exodf.training_files" and exodf.TrainConfig().total_steps > 0
     assert "control" in exodf.PRESETS
+
+
+@pytest.mark.weights
+def test_load_detector_loads_weights_written_again(weights_path: Path, tmp_path: Path) -> None:
+    """Weights trained again into the same file (a notebook) ran the stale network: the cache knew the path only."""
+    import os
+    import shutil
+
+    from exodf.jobs import load_detector
+
+    w = tmp_path / "model.weights.h5"
+    shutil.copyfile(weights_path, w)
+    first = load_detector(w)
+    assert load_detector(w) is first
+    st = w.stat()
+    os.utime(w, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # "written again"
+    assert load_detector(w) is not first

@@ -89,6 +89,8 @@ def test_read_original_training_annotations_keeps_class_2(tmp_path: Path) -> Non
 def test_read_original_csv(tmp_path: Path) -> None:
     t = read_events(_write(tmp_path, "a.csv", ORIGINAL_CSV))
     np.testing.assert_allclose(t.coords(), [[4.0, 13.5, 12.5], [0, 30, 20]])
+    with pytest.raises(ExodfError, match="line 3: '0,,20,30,0' has no number in class_label; fix"):
+        read_events(_write(tmp_path, "b.csv", ORIGINAL_CSV.replace("0,1,20", "0,,20")))
 
 
 def test_reference_files_read(reference_dir: Path) -> None:

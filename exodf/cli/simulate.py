@@ -91,7 +91,7 @@ def register(app: typer.Typer) -> None:
 
         params = make_params(preset, parse_overrides(set_ or [], frames, size, frame_interval))
         files = simulate_files(out, params, seed)
-        n = sum(1 for _ in files.truth.open()) - 1
+        n = files.n_events
         typer.echo(f"{files.movie}: {params.n_frames} frames of {params.height}x{params.width} px, {n} events "
                    f"-> {files.truth}, mask {files.mask}")
 

@@ -106,14 +106,14 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[int, typer.Option(min=0, help="Seed of the patch sampler (and of the initial weights "
                                            "with --init scratch).")] = 0,
         resume: Annotated[bool, typer.Option(help="Continue the training checkpointed in --out.")] = False,
-        until_step: Annotated[Optional[int], typer.Option(help="Stop (checkpointed) at the end of the epoch "
+        until_step: Annotated[Optional[int], typer.Option(min=1, help="Stop (checkpointed) at the end of the epoch "
                                                           "reaching this step; continue with --resume.")] = None,
         max_minutes: Annotated[Optional[float], typer.Option(help="Time budget: stop (checkpointed) at the end "
                                                              "of the epoch that passes it.")] = None,
         pixel_size: Annotated[Optional[float], typer.Option(help="Event tables are calibrated: size of a pixel "
                                                             "(e.g. 0.16 for µm). --spots tables stay in "
                                                             "pixels, as exodf spots writes them.")] = None,
-        target_offset: Annotated[int, typer.Option(help="Paint each event's training target this many frames "
+        target_offset: Annotated[int, typer.Option(min=0, help="Paint each event's training target this many frames "
                                                    "after its table frame: 1 (default) as the published network "
                                                    "marks events (its detections sit a frame after the "
                                                    "brightest frame), so that fine-tuning keeps its timing; 0 "
