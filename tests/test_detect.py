@@ -182,7 +182,7 @@ def test_load_detector_loads_weights_written_again(weights_path: Path, tmp_path:
 
     from exodf.jobs import load_detector
 
-    w = tmp_path / "model.weights.h5"
+    w = tmp_path / "net.h5"
     shutil.copyfile(weights_path, w)
     first = load_detector(w)
     assert load_detector(w) is first
