@@ -174,6 +174,8 @@ def _read_tiff(p: Path, channel: int | None, plane: int | None) -> np.ndarray:
                 raise ExodfError(f"{p}: pixel data is damaged or truncated ({e}); copy the file again or re-save "
                                  "the movie") from None
             return _to_tyx(data, "TYX", data.shape, p, channel, plane)
+        if len(tif.series) > 1:  # several positions, a preview beside the movie, or pages that differ
+            raise ExodfError(_several_series(p, tif.series))
         # ImageJ files over 4 GB hold one IFD only: count the series' images, and check its data fits the file
         images = int(np.prod([n for n, a in zip(shape, axes) if a not in "YXS"], dtype=np.int64))
         expected = (tif.imagej_metadata or {}).get("images")
@@ -193,6 +195,20 @@ def _read_tiff(p: Path, channel: int | None, plane: int | None) -> np.ndarray:
             raise ExodfError(f"{p}: pixel data is damaged or truncated ({e}); copy the file again or re-save "
                              "the movie") from None
     return _to_tyx(np.asarray(data) if not isinstance(data, np.memmap) else data, axes, shape, p, channel, plane)
+
+
+def _several_series(p: Path, series: Sequence[Any]) -> str:
+    """Why a TIFF of several image series is not read as one movie (exodf would see only the first)."""
+    first = series[0]
+    if all(len(s.shape) == 2 for s in series):
+        k = next(i for i, s in enumerate(series) if s.shape != first.shape or s.dtype != first.dtype)
+        return (f"{p}: its pages are not one stack: page {k + 1} is {series[k].shape[0]}x{series[k].shape[1]} px of "
+                f"{series[k].dtype}, page 1 {first.shape[0]}x{first.shape[1]} px of {first.dtype}; remove the odd "
+                "page or re-save the movie from Fiji as one stack")
+    listed = "; ".join(f"{i}: {s.axes} {tuple(s.shape)}" for i, s in enumerate(series[:6]))
+    return (f"{p}: holds {len(series)} image series ({listed}{'; ...' if len(series) > 6 else ''}); exodf reads "
+            "one movie per file: save each series (e.g. each stage position) as its own TIFF (Fiji: File > Import > "
+            "Bio-Formats with 'Open all series', then save each)")
 
 
 def _appended_pages(tif: "object") -> bool:
@@ -450,8 +466,8 @@ def _not_a_movie(f: Path) -> str | None:
             if (t.imagej_metadata or {}).get("Info") == PROBABILITY_INFO:
                 return "an exodf probability map"
             series = t.series[0]
-            # (planar SYX may be 3-4 frames: read_movie decides)
-            if series.axes in ("YX", "YXS") and not _announces_a_movie(t):
+            # (planar SYX may be 3-4 frames, pages appended one by one a movie: read_movie decides)
+            if series.axes in ("YX", "YXS") and len(t.series) == 1 and not _announces_a_movie(t):
                 return "a single image, not a movie (a mask?)"
     except Exception:
         return None

@@ -385,3 +385,29 @@ def test_a_folder_of_movies_passes_over_masks_probability_maps_and_weights(tmp_p
     (only / "mask.tif").unlink()
     with pytest.raises(ExodfError, match="subfolders are not searched"):
         movie_paths([only])
+
+
+def test_several_series_are_refused_and_appended_pages_are_a_movie(tmp_path: Path) -> None:
+    """A multi-position OME-TIFF, or a preview before the movie, was read as its first series alone (exit 0);
+    pages of differing sizes were 'a single 2D image'; pages appended one by one were skipped in a folder."""
+    with tifffile.TiffWriter(tmp_path / "positions.ome.tif") as tw:
+        tw.write(MOVIE[::-1], metadata={"axes": "TYX"})
+        tw.write(MOVIE, metadata={"axes": "TYX"})
+    with pytest.raises(ExodfError, match=r"holds 2 image series \(0: TYX \(6, 12, 16\); 1: TYX .* save each series"):
+        read_movie(tmp_path / "positions.ome.tif")
+    with tifffile.TiffWriter(tmp_path / "odd.tif") as tw:
+        for t, frame in enumerate(MOVIE):
+            tw.write(frame if t != 3 else frame[:4, :4], contiguous=False)
+    with pytest.raises(ExodfError, match=r"odd.tif: its pages are not one stack: page 4 is 4x4 px of uint16, page 1 "
+                                         r"12x16 px"):
+        read_movie(tmp_path / "odd.tif")
+    folder = tmp_path / "cells"
+    folder.mkdir()
+    with tifffile.TiffWriter(folder / "appended.tif") as tw:
+        for frame in MOVIE:
+            tw.write(frame, contiguous=False)
+    tifffile.imwrite(folder / "cell_mask.tif", np.ones((12, 16), np.uint8))
+    skipped: list = []
+    assert movie_paths([folder], skipped) == [folder / "appended.tif"]
+    assert [f.name for f, _ in skipped] == ["cell_mask.tif"]
+    np.testing.assert_array_equal(read_movie(folder / "appended.tif"), MOVIE)
