@@ -17,7 +17,7 @@ from .detect import DetectConfig, Detection, detect_events
 from .errors import ExodfError, option_error
 from .events import EVENT_FORMATS, write_events
 from .io import MappedPages, create_probability_map, read_mask, read_movie
-from .normalize import dark_frames
+from .normalize import dark_frames, uniform_frames
 from .predict import DEFAULT_TILE, TILINGS, InferenceConfig
 from .stream import DTYPES
 
@@ -130,12 +130,14 @@ def detect_file(movie_path: str | os.PathLike[str], out_path: str | os.PathLike[
         raise ExodfError(f"{movie_path}: --exclude-edges {request.exclude_edges} leaves none of its "
                          f"{movie.shape[0]} frames; give a smaller --exclude-edges")
     dark = dark_frames(movie)
-    MappedPages(movie).release_before(movie.shape[0] - 1)  # the scan's pages: not kept resident (long movies)
-    if dark.size:
-        LOG.warning(f"{movie_path}: {dark.size} frame(s) far darker than the others (Slice "
-                    f"{', '.join(str(int(t) + 1) for t in dark[:8])}{', ...' if dark.size > 8 else ''}): the "
-                    "frame after a dark one can show false events (every spot seems to appear); cut dark "
-                    "frames off the movie, or exclude them from analyses")
+    flat = np.setdiff1d(uniform_frames(movie), dark)  # (a black frame is said to be dark only)
+    MappedPages(movie).release_before(movie.shape[0] - 1)  # the scans' pages: not kept resident (long movies)
+    for odd, what in ((dark, "far darker than the others"), (flat, "uniform (no contrast: saturated or constant)")):
+        if odd.size:
+            LOG.warning(f"{movie_path}: {odd.size} frame(s) {what} (Slice "
+                        f"{', '.join(str(int(t) + 1) for t in odd[:8])}{', ...' if odd.size > 8 else ''}): the "
+                        "frame after such a frame can show false events (every spot seems to appear) and events "
+                        "on it are lost; cut these frames off the movie, or exclude them from analyses")
     mask = read_mask(request.mask, movie.shape[1:]) if request.mask is not None else None
     label = Path(movie_path).name
     cb = _progress_callback(progress, label)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["normalize_frames", "normalize_frame", "frame_range", "apply_range", "EPSILON", "dark_frames",
-           "NormalizedMovie"]
+           "uniform_frames", "NormalizedMovie"]
 
 # a frame with p99 - p1 <= EPSILON becomes 0 (flat); for a movie whose values stay below 1 (floats scaled
 # down), EPSILON times its scale instead, so that such a movie is not taken as flat everywhere
@@ -121,3 +121,13 @@ def dark_frames(movie: np.ndarray, fraction: float = 0.25) -> np.ndarray:
     if not typical > floor:
         return np.zeros(0, dtype=np.int64)
     return np.flatnonzero(means - floor < fraction * (typical - floor))
+
+
+def uniform_frames(movie: np.ndarray) -> np.ndarray:
+    """Indices of frames without contrast (a saturated flash, a constant filler frame): their 1st and 99th
+    percentiles (on a 1-in-16 sample of pixels) are equal as the normaliser sees them, so they become 0,
+    and, as after a dark frame, the cell's spots all seem to appear on the next frame."""
+    if movie.ndim != 3:
+        return np.zeros(0, dtype=np.int64)
+    flat = [t for t in range(movie.shape[0]) if not _varies(*frame_range(np.asarray(movie[t])[::4, ::4]))]
+    return np.asarray(flat, dtype=np.int64)

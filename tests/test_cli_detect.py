@@ -244,7 +244,13 @@ def test_dark_frames_are_warned_and_edges_must_leave_frames(weights_path: Path, 
     tifffile.imwrite(tmp_path / "m.tif", movie)
     r = _exodf("detect", tmp_path / "m.tif", "-o", tmp_path / "e.csv", "-q", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert "3 frame(s) far darker than the others (Slice 1, 2, 3)" in r.stderr
+    assert "3 frame(s) far darker than the others (Slice 1, 2, 3)" in r.stderr and "uniform" not in r.stderr
+    flash = _puff_movie(2)
+    flash[20] = 65535  # a saturated frame becomes 0 when normalised, as a dark one does: said as well
+    tifffile.imwrite(tmp_path / "flash.tif", flash)
+    r = _exodf("detect", tmp_path / "flash.tif", "-o", tmp_path / "g.csv", "-q", cwd=tmp_path)
+    assert r.returncode == 0 and "1 frame(s) uniform (no contrast: saturated or constant) (Slice 21)" in r.stderr, \
+        r.stderr
     r = _exodf("detect", tmp_path / "m.tif", "-o", tmp_path / "f.csv", "--exclude-edges", "15", cwd=tmp_path)
     assert r.returncode == 1 and "--exclude-edges 15 leaves none of its 30 frames" in r.stderr
     assert not (tmp_path / "f.csv").exists()

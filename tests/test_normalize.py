@@ -124,3 +124,12 @@ def test_normalized_movie_reads_as_normalize_frames_bit_for_bit() -> None:
             assert a.dtype == np.float32 and a.shape == b.shape
             np.testing.assert_array_equal(a.view(np.uint32), b.view(np.uint32))  # (signed zeros too)
         np.testing.assert_array_equal(np.asarray(lazy), full)
+
+
+def test_uniform_frames_are_found() -> None:
+    from exodf.normalize import uniform_frames
+
+    movie = np.random.default_rng(0).normal(100, 5, (6, 16, 16)).astype(np.float32)
+    movie[2] = 4095.0  # saturated
+    movie[4] = 0.0
+    assert uniform_frames(movie).tolist() == [2, 4]
