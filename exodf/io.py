@@ -55,11 +55,13 @@ def read_movie(path: str | os.PathLike[str], channel: int | None = None, plane: 
         :func:`check_movie`); False for callers that only need the shape.
     """
     p = Path(path)
-    if (channel or plane) and (p.is_dir() or p.suffix.lower() in (".h5", ".hdf5")):  # 0 is its one channel
-        raise ExodfError(f"{p}: --channel and --plane choose inside a TIFF; this {'folder' if p.is_dir() else 'file'} "
-                         "holds one channel of 2D+time (channel and plane 0): drop them")
+    if (channel or plane) and p.suffix.lower() in (".h5", ".hdf5"):  # 0 is its one channel
+        raise ExodfError(f"{p}: --channel and --plane choose inside a TIFF; this file holds one channel of 2D+time "
+                         "(channel and plane 0): drop them")
+    if plane and p.is_dir():
+        raise ExodfError(f"{p}: --plane chooses inside a TIFF; a folder of per-frame TIFFs holds one plane: drop it")
     if p.is_dir():
-        return check_movie(_read_folder(p), p, check_finite)
+        return check_movie(_read_folder(p, channel), p, check_finite)
     if not p.is_file():
         raise ExodfError(f"{p}: movie not found; give a .tif/.tiff/.h5 file or a folder of per-frame TIFFs")
     suffix = p.suffix.lower()
@@ -246,6 +248,13 @@ def _pick(data: np.ndarray, axes: str, axis: str, index: int | None, p: Path, op
           what: str) -> tuple[np.ndarray, str]:
     k = axes.index(axis)
     n = data.shape[k]
+    if axis == "S" and not any(a in _TIME_LIKE + "C" for a in axes):
+        raise ExodfError(f"{p}: this is a single colour image (shape {data.shape}), not a movie; exodf needs a time "
+                         "series of frames (a TIFF stack or a folder of per-frame TIFFs)")
+    if axis == "C" and not any(a in _TIME_LIKE for a in axes):  # nothing left to be time: mislabelled axes
+        raise ExodfError(f"{p}: the file has {n} channels and no time axis (axes {axes}, shape {data.shape}); if "
+                         "these are the movie's time points, its axes are mislabelled: Fiji: Image > Hyperstacks > "
+                         "Re-order Hyperstacks (channels <-> frames), then save it again")
     if index is None:
         raise ExodfError(f"{p}: the movie has {n} {what} (axis {axis}); exodf needs one channel of 2D+time: "
                          f"choose one with {option} N (0..{n - 1})")
@@ -355,7 +364,7 @@ def frame_files(folder: Path) -> list[Path]:
     return sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in TIFF_SUFFIXES)
 
 
-def _read_folder(folder: Path) -> np.ndarray:
+def _read_folder(folder: Path, channel: int | None = None) -> np.ndarray:
     import tifffile
 
     files = frame_files(folder)
@@ -383,6 +392,19 @@ def _read_folder(folder: Path) -> np.ndarray:
         img = imread(f)
         while img.ndim > 2 and img.shape[0] == 1:  # saved as (1, Y, X)
             img = img[0]
+        if img.ndim == 3:  # colour samples (Y, X, 3|4: screen grabs, RGB sequences) or channels (C, Y, X)
+            rgb = img.shape[-1] in (3, 4) and img.shape[0] > 4
+            n = img.shape[-1] if rgb else img.shape[0]
+            if channel is None:
+                raise ExodfError(f"{f}: the frames have {n} {'colour samples (RGB)' if rgb else 'channels'} (shape "
+                                 f"{img.shape}); choose one with --channel N (0..{n - 1}), or save the frames as "
+                                 "one grey channel (Fiji: Image > Type > 8-bit or 16-bit)")
+            if not 0 <= channel < n:
+                raise ExodfError(f"{f}: --channel {channel} is out of range; the frames have {n} (0..{n - 1})")
+            img = img[..., channel] if rgb else img[channel]
+        elif channel:
+            raise ExodfError(f"{f}: --channel {channel} given, but the frames have a single channel (0); drop "
+                             "--channel")
         if img.ndim != 2:
             raise ExodfError(f"{f}: each per-frame TIFF must be one 2D image, this one has shape {img.shape}")
         return img

@@ -252,8 +252,19 @@ def test_plane_and_channel_options_that_choose_nothing_are_refused(tmp_path) -> 
     frames.mkdir()
     for i in range(3):
         tifffile.imwrite(frames / f"f{i}.tif", np.zeros((8, 8), np.uint16))
-    with pytest.raises(ExodfError, match="--channel and --plane choose inside a TIFF"):
+    with pytest.raises(ExodfError, match="--channel 1 given, but the frames have a single channel"):
         read_movie(frames, channel=1)
+    with pytest.raises(ExodfError, match="--plane chooses inside a TIFF; a folder of per-frame TIFFs holds one"):
+        read_movie(frames, plane=1)
+    # a folder of RGB frames (screen grabs, an RGB stack saved as an image sequence): --channel picks a colour
+    rgb = tmp_path / "rgb"
+    rgb.mkdir()
+    colour = np.random.default_rng(1).integers(0, 255, (3, 8, 8, 3), dtype=np.uint8)
+    for i in range(3):
+        tifffile.imwrite(rgb / f"s{i:02d}.tif", colour[i], photometric="rgb")
+    with pytest.raises(ExodfError, match=r"s00.tif: the frames have 3 colour samples \(RGB\).*--channel N \(0..2\)"):
+        read_movie(rgb)
+    np.testing.assert_array_equal(read_movie(rgb, channel=1), colour[..., 1])
     # 0 is the one channel and plane of every single-channel movie: one option fits a folder of mixed movies
     assert read_movie(frames, channel=0, plane=0).shape == (3, 8, 8)
     assert read_movie(tmp_path / "tyx.tif", channel=0, plane=0).shape == (5, 8, 8)
@@ -411,3 +422,15 @@ def test_several_series_are_refused_and_appended_pages_are_a_movie(tmp_path: Pat
     assert movie_paths([folder], skipped) == [folder / "appended.tif"]
     assert [f.name for f, _ in skipped] == ["cell_mask.tif"]
     np.testing.assert_array_equal(read_movie(folder / "appended.tif"), MOVIE)
+
+
+def test_time_labelled_as_channels_and_a_colour_image_are_named(tmp_path: Path) -> None:
+    """'choose --channel N' led to 'a single 2D image' for a movie whose frames were labelled channels (a Fiji
+    or Bio-Formats mix-up) and for a screenshot."""
+    tifffile.imwrite(tmp_path / "c.tif", MOVIE, imagej=True, metadata={"axes": "CYX"})
+    for channel in (None, 1):
+        with pytest.raises(ExodfError, match=r"6 channels and no time axis .* Re-order Hyperstacks"):
+            read_movie(tmp_path / "c.tif", channel=channel)
+    tifffile.imwrite(tmp_path / "shot.tif", np.zeros((12, 16, 3), np.uint8), photometric="rgb")
+    with pytest.raises(ExodfError, match=r"shot.tif: this is a single colour image \(shape \(12, 16, 3\)\), not a"):
+        read_movie(tmp_path / "shot.tif")
