@@ -168,7 +168,8 @@ def _partner(files: dict[str, Path], names: Sequence[str], where: Optional[Path]
 
 
 def _movie_shape(path: Path) -> tuple[int, int, int]:
-    return tuple(int(v) for v in read_movie(path, check_finite=False).shape)  # type: ignore[return-value]
+    """(T, Y, X) of a movie, whichever its channels and planes (0 fits every movie; each has that shape)."""
+    return tuple(int(v) for v in read_movie(path, check_finite=False, channel=0, plane=0).shape)  # type: ignore
 
 
 def evaluate_files(pred: Path, gt: Path, req: EvaluateRequest = EvaluateRequest()) -> dict[str, Any]:

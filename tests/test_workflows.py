@@ -239,6 +239,11 @@ def test_evaluate_reads_movies_as_detect_does_and_checks_frames(sim: Path, tmp_p
     assert res.exit_code == 1 and f"beyond --frames {last - 1}: give the movies' length" in str(res.exception)
     with pytest.raises(ValueError, match="--calibrated needs --pixel-size"):
         EvaluateRequest(calibrated=True)
+    # a two-channel hyperstack: its size is all evaluate needs (it asked for a --channel it does not have)
+    tifffile.imwrite(tmp_path / "hyper.tif", np.stack([movie, movie], axis=1), imagej=True,
+                     metadata={"axes": "TCYX"})
+    res = runner.invoke(app, [*args, "--movie", str(tmp_path / "hyper.tif")])
+    assert res.exit_code == 0, (res.output, res.exception)
 
 
 def test_two_tables_for_one_name_are_refused(tmp_path: Path) -> None:
