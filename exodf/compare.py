@@ -27,14 +27,15 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from .errors import ExodfError
-from .evaluate import Matching, exclude_events, match_events, score_events, summarize
+from .evaluate import Matching, exclude_events, match_events, score_events, scored_frames, summarize
 from .events import EventTable
 from .io import movie_stem
+from .jobs import METHODS, method_detector
 
 __all__ = ["MethodSpec", "parse_methods", "venn_counts", "MovieResult", "Comparison", "compare_movies",
            "comparison_rows", "comparison_figure", "venn_totals", "compare_files", "BUILTIN_METHODS"]
 
-BUILTIN_METHODS = ("exodf", "exoj-like", "adae-like")
+BUILTIN_METHODS = METHODS  # the detectors exodf runs itself
 Detector = Callable[[np.ndarray], EventTable]
 
 
@@ -144,10 +145,6 @@ class Comparison:
     exclude_edges: int
 
 
-def _scored_frames(n_frames: int, exclude_edges: int) -> int:
-    return max(1, n_frames - 2 * exclude_edges)
-
-
 def compare_movies(movies: Sequence[tuple[str, np.ndarray, EventTable]], detectors: dict[str, Detector | EventTable
                    | Sequence[EventTable]], exclude_edges: int = 0,
                    progress: Optional[Callable[[str, int, int], None]] = None) -> Comparison:
@@ -191,7 +188,7 @@ def comparison_rows(c: Comparison) -> list[dict[str, Any]]:
     for meth in c.methods:
         ms = [r.matchings[meth] for r in c.movies]
         s = summarize(ms)
-        frames = sum(_scored_frames(r.n_frames, c.exclude_edges) for r in c.movies)
+        frames = sum(scored_frames(r.n_frames, c.exclude_edges) for r in c.movies)
         secs = [r.seconds[meth] for r in c.movies if r.seconds.get(meth) is not None]
         rows.append({"method": meth, **s.as_dict(),
                      "pred_rate": sum(m.n_pred for m in ms) / frames, "true_rate": sum(m.n_gt for m in ms) / frames,
@@ -244,12 +241,12 @@ def comparison_figure(c: Comparison) -> Any:
     ax.legend(fontsize=8)
     ax = axes[2]
     for meth in c.methods:
-        tr = [r.matchings[meth].n_gt / _scored_frames(r.n_frames, c.exclude_edges) for r in c.movies]
-        pr = [r.matchings[meth].n_pred / _scored_frames(r.n_frames, c.exclude_edges) for r in c.movies]
+        tr = [r.matchings[meth].n_gt / scored_frames(r.n_frames, c.exclude_edges) for r in c.movies]
+        pr = [r.matchings[meth].n_pred / scored_frames(r.n_frames, c.exclude_edges) for r in c.movies]
         ax.scatter(tr, pr, label=meth)
-    lim = max([0.01] + [r.matchings[m].n_pred / _scored_frames(r.n_frames, c.exclude_edges)
+    lim = max([0.01] + [r.matchings[m].n_pred / scored_frames(r.n_frames, c.exclude_edges)
                         for r in c.movies for m in c.methods] + [r.matchings[c.methods[0]].n_gt /
-                                                                 _scored_frames(r.n_frames, c.exclude_edges)
+                                                                 scored_frames(r.n_frames, c.exclude_edges)
                                                                  for r in c.movies]) * 1.1
     ax.plot([0, lim], [0, lim], "k:", lw=1)
     ax.set_xlabel("true events per frame")
@@ -355,19 +352,7 @@ def movie_names(movies: Sequence[Path]) -> list[str]:
 
 
 def _detector(name: str, weights: Optional[Path]) -> Detector:
-    if name == "exodf":
-        from .detect import detect_events
-        from .jobs import load_detector
-
-        net = load_detector(weights)
-        return lambda movie: detect_events(movie, net).events
-    if name == "exoj-like":
-        from .baselines import detect_exoj_like
-
-        return detect_exoj_like
-    from .baselines import detect_adae_like
-
-    return detect_adae_like
+    return method_detector(name, weights)
 
 
 def _fmt(v: Any) -> str:
@@ -470,7 +455,7 @@ def compare_files(movies: Sequence[Path], gts: Sequence[Path], methods: Sequence
     import matplotlib.pyplot as plt
 
     fig = comparison_figure(c)
-    try:  # the three files appear together, or none of them is replaced
+    try:  # all three written first, then moved into place: an error while writing replaces none of them
         with contextlib.ExitStack() as stack:
             tmp = {name: stack.enter_context(atomic_path(out / name)) for name in OUTPUTS}
             tmp["compare.csv"].write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Union
 import numpy as np
 
 from .cluster import EXOCYTOSIS, ClusterConfig, points_to_events
-from .evaluate import exclude_events
+from .evaluate import exclude_events, scored_frames
 from .events import EventTable
 from .io import check_movie
 from .model import N_CLASSES
@@ -136,7 +136,7 @@ class Detection:
     @property
     def events_per_frame(self) -> float:
         """Events per frame counted: those left after ``exclude_edges`` (as ``exodf detect`` and evaluate)."""
-        return len(self.events) / max(1, self.n_frames - 2 * self.exclude_edges)
+        return len(self.events) / scored_frames(self.n_frames, self.exclude_edges)
 
 
 def segment_movie(movie: np.ndarray, net: "keras.Model", config: InferenceConfig = InferenceConfig(),

@@ -231,6 +231,11 @@ def match_events(pred: EventTable, gt: EventTable, *, max_distance: float = 4.5,
                     pred_to_gt=to_gt, distance=d_out, dt=t_out, pred=pred, gt=gt)
 
 
+def scored_frames(n_frames: int, exclude_edges: int = 0) -> int:
+    """The frames an event rate counts: those left after ``exclude_edges`` at each end (at least 1)."""
+    return max(1, n_frames - 2 * exclude_edges)
+
+
 def beyond_mask(table: EventTable, mask: np.ndarray) -> np.ndarray:
     """Which events' rounded positions fall outside a (Y, X) mask's extent."""
     h, w = np.shape(mask)

@@ -7,7 +7,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -23,7 +23,7 @@ from .stream import DTYPES
 
 LOG = logging.getLogger(__name__)  # the CLI shows warnings on stderr
 
-__all__ = ["DetectRequest", "detect_file", "load_detector"]
+__all__ = ["DetectRequest", "detect_file", "load_detector", "METHODS", "method_detector"]
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,27 @@ def load_detector(weights: Optional[Path]) -> Any:
     if key not in _NETS:
         _NETS[key] = load_network(path)
     return _NETS[key]
+
+
+#: the detectors exodf runs itself (`exodf compare`, `exodf benchmark`)
+METHODS = ("exodf", "exoj-like", "adae-like")
+
+
+def method_detector(name: str, weights: Optional[Path] = None) -> Callable[..., Any]:
+    """``detector(movie, progress=None) -> EventTable`` for one of :data:`METHODS` (``weights``: exodf's
+    network; loaded now, so that bad weights fail before any movie is read)."""
+    if name == "exodf":
+        net = load_detector(weights)
+        return lambda movie, progress=None: detect_events(movie, net, progress=progress).events
+    if name == "exoj-like":
+        from .baselines import detect_exoj_like
+
+        return detect_exoj_like
+    if name == "adae-like":
+        from .baselines import detect_adae_like
+
+        return detect_adae_like
+    raise ExodfError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
 
 
 def _progress_callback(prog: Any, label: str) -> Any:

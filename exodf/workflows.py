@@ -22,6 +22,7 @@ from .evaluate import (Matching, Rule, _nearest_frame, beyond_mask, cohens_d, ev
                        pearson_r, score_events, summarize, units_mismatch, units_warnings)
 from .events import TABLE_SUFFIXES, EventTable, read_events, write_events
 from .io import MOVIE_SUFFIXES, movie_paths, movie_stem, read_mask, read_movie, write_tiff
+from .jobs import METHODS, method_detector
 from .measure import MeasureConfig, measure_events, summarize_cell
 from .simulate import SIMULATOR_REVISION, SimParams, simulate
 
@@ -300,24 +301,8 @@ def measure_file(movie: Path, events: Path, out: Path, config: MeasureConfig = M
 # ------------------------------------------------------------------------------------------------
 # demo and benchmark
 # ------------------------------------------------------------------------------------------------
-METHODS = ("exodf", "exoj-like", "adae-like")
-
-
 def _detect(method: str, movie: np.ndarray, weights: Optional[Path], progress: Progress | None) -> EventTable:
-    if method == "exodf":
-        from .detect import detect_events
-        from .jobs import load_detector
-
-        return detect_events(movie, load_detector(weights), progress=progress).events
-    if method == "exoj-like":
-        from .baselines import detect_exoj_like
-
-        return detect_exoj_like(movie, progress=progress)
-    if method == "adae-like":
-        from .baselines import detect_adae_like
-
-        return detect_adae_like(movie, progress=progress)
-    raise ExodfError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    return method_detector(method, weights)(movie, progress=progress)
 
 
 def _fmt(v: Optional[float]) -> str:

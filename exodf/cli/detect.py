@@ -26,7 +26,9 @@ NOT_FOLDERS = (".tif", ".tiff", ".ome", ".h5", ".hdf5", ".keras", ".png", ".jpg"
 
 def _per_frame(n_events: int, n_frames: int, exclude_edges: int) -> str:
     """Events per counted frame (those left after --exclude-edges), as evaluate counts them."""
-    return f"{n_events / max(1, n_frames - 2 * exclude_edges):.3f} per frame"
+    from ..evaluate import scored_frames
+
+    return f"{n_events / scored_frames(n_frames, exclude_edges):.3f} per frame"
 
 
 def _check_format(out: Path, fmt: str) -> None:
