@@ -294,6 +294,11 @@ def measure_file(movie: Path, events: Path, out: Path, config: MeasureConfig = M
     table = read_events(events, pixel_size)
     warnings = units_warnings(table, str(events), tuple(arr.shape), calibrated=pixel_size is not None)
     measured = measure_events(arr, table, config)
+    f0 = measured.columns["f0"]
+    dark = int(np.sum(f0 <= 0))  # (NaN, e.g. F0 before the movie's start, is not counted here)
+    if dark:
+        warnings.append(f"{movie}: {dark} of {len(measured)} events have F0 <= 0 (a background-subtracted or "
+                        "offset movie?), so their F/F0 is undefined (NaN); measure the raw movie")
     write_events(measured, out, pixel_size=pixel_size)
     return {**summarize_cell(measured).as_dict(), "warnings": warnings}
 

@@ -112,6 +112,15 @@ def test_measure_command(sim: Path, tmp_path: Path) -> None:
     assert summary["n_events"] == len(m) and ok.sum() >= 5
     # dense events in a small cell overlap now and then: the median, not every event, is within 5 %
     assert np.median(m.columns["fold"][ok] / m.columns["fold_given"][ok]) == pytest.approx(1.0, abs=0.05)
+    assert "F0 <= 0" not in res.output
+    # a background-subtracted movie: F0 <= 0, F/F0 undefined, and said so (it was NaN without a word)
+    import tifffile
+
+    movie = tifffile.imread(sim / "movie.tif").astype(np.int32)
+    tifffile.imwrite(tmp_path / "sub.tif", (movie - int(np.percentile(movie, 99.9))).astype(np.int16))
+    res = runner.invoke(app, ["measure", str(tmp_path / "sub.tif"), str(sim / "ground_truth.csv"), "-o",
+                              str(tmp_path / "s.csv")])
+    assert res.exit_code == 0 and "events have F0 <= 0 (a background-subtracted or offset movie?)" in res.output
 
 
 def test_overlay_colours_and_report(sim: Path, tmp_path: Path) -> None:
