@@ -87,6 +87,7 @@ class DetectRequest:
         except ValueError as e:  # "ClusterConfig.min_score must be ..." -> "--min-score must be ..."
             raise option_error(e, {"patch": "patch-size"}) from None
 
+
 _NETS: dict[str, Any] = {}
 
 
