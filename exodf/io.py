@@ -176,7 +176,7 @@ def _read_tiff(p: Path, channel: int | None, plane: int | None) -> np.ndarray:
                 raise ExodfError(f"{p}: pixel data is damaged or truncated ({e}); copy the file again or re-save "
                                  "the movie") from None
             return _to_tyx(data, "TYX", data.shape, p, channel, plane)
-        if len(tif.series) > 1:  # several positions, a preview beside the movie, or pages that differ
+        if len(tif.series) > 1 and not _previews_only(tif.series):  # several positions, or pages that differ
             raise ExodfError(_several_series(p, tif.series))
         # ImageJ files over 4 GB hold one IFD only: count the series' images, and check its data fits the file
         images = int(np.prod([n for n, a in zip(shape, axes) if a not in "YXS"], dtype=np.int64))
@@ -202,8 +202,8 @@ def _read_tiff(p: Path, channel: int | None, plane: int | None) -> np.ndarray:
 def _several_series(p: Path, series: Sequence[Any]) -> str:
     """Why a TIFF of several image series is not read as one movie (exodf would see only the first)."""
     first = series[0]
-    if all(len(s.shape) == 2 for s in series):
-        k = next(i for i, s in enumerate(series) if s.shape != first.shape or s.dtype != first.dtype)
+    k = next((i for i, s in enumerate(series) if s.shape != first.shape or s.dtype != first.dtype), None)
+    if all(len(s.shape) == 2 for s in series) and k is not None:
         return (f"{p}: its pages are not one stack: page {k + 1} is {series[k].shape[0]}x{series[k].shape[1]} px of "
                 f"{series[k].dtype}, page 1 {first.shape[0]}x{first.shape[1]} px of {first.dtype}; remove the odd "
                 "page or re-save the movie from Fiji as one stack")
@@ -211,6 +211,15 @@ def _several_series(p: Path, series: Sequence[Any]) -> str:
     return (f"{p}: holds {len(series)} image series ({listed}{'; ...' if len(series) > 6 else ''}); exodf reads "
             "one movie per file: save each series (e.g. each stage position) as its own TIFF (Fiji: File > Import > "
             "Bio-Formats with 'Open all series', then save each)")
+
+
+def _previews_only(series: Sequence[Any]) -> bool:
+    """Whether the series after the first are previews of it (reduced-resolution pages, or 2D thumbnails
+    smaller than its frames), which the movie (the first series) is read without."""
+    frame = tuple(series[0].shape[-2:])
+    return len(series[0].shape) > 2 and all(
+        s.keyframe.is_reduced or (len(s.shape) == 2 and (s.shape[0] < frame[0] or s.shape[1] < frame[1]))
+        for s in series[1:])
 
 
 def _appended_pages(tif: "object") -> bool:

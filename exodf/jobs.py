@@ -99,8 +99,11 @@ def load_detector(weights: Optional[Path]) -> Any:
 
     path = resolve_weights(weights)
     st = Path(path).stat()
-    key = f"{Path(path).resolve()}:{st.st_mtime_ns}:{st.st_size}"
+    where = f"{Path(path).resolve()}:"
+    key = f"{where}{st.st_mtime_ns}:{st.st_size}"
     if key not in _NETS:
+        for old in [k for k in _NETS if k.startswith(where)]:  # an earlier version of that file: not kept
+            del _NETS[old]
         _NETS[key] = load_network(path)
     return _NETS[key]
 

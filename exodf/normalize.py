@@ -125,9 +125,10 @@ def dark_frames(movie: np.ndarray, fraction: float = 0.25) -> np.ndarray:
 
 def uniform_frames(movie: np.ndarray) -> np.ndarray:
     """Indices of frames without contrast (a saturated flash, a constant filler frame): their 1st and 99th
-    percentiles (on a 1-in-16 sample of pixels) are equal as the normaliser sees them, so they become 0,
+    percentiles are equal as the normaliser sees them (a 1-in-16 sample of pixels first), so they become 0,
     and, as after a dark frame, the cell's spots all seem to appear on the next frame."""
     if movie.ndim != 3:
         return np.zeros(0, dtype=np.int64)
-    flat = [t for t in range(movie.shape[0]) if not _varies(*frame_range(np.asarray(movie[t])[::4, ::4]))]
-    return np.asarray(flat, dtype=np.int64)
+    maybe = [t for t in range(movie.shape[0]) if not _varies(*frame_range(np.asarray(movie[t])[::4, ::4]))]
+    # (a sparse frame, a few bright pixels on zeros, can look flat in the sample: the whole frame decides)
+    return np.asarray([t for t in maybe if not _varies(*frame_range(movie[t]))], dtype=np.int64)

@@ -189,3 +189,6 @@ def test_load_detector_loads_weights_written_again(weights_path: Path, tmp_path:
     st = w.stat()
     os.utime(w, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # "written again"
     assert load_detector(w) is not first
+    from exodf.jobs import _NETS
+
+    assert sum(k.startswith(f"{w.resolve()}:") for k in _NETS) == 1  # the earlier version is not kept

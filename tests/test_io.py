@@ -412,6 +412,20 @@ def test_several_series_are_refused_and_appended_pages_are_a_movie(tmp_path: Pat
     with pytest.raises(ExodfError, match=r"odd.tif: its pages are not one stack: page 4 is 4x4 px of uint16, page 1 "
                                          r"12x16 px"):
         read_movie(tmp_path / "odd.tif")
+    # previews beside the movie are not series of their own: a reduced page, an OME thumbnail
+    with tifffile.TiffWriter(tmp_path / "preview.tif") as tw:
+        tw.write(MOVIE, metadata=None)
+        tw.write(MOVIE[0, ::4, ::4], subfiletype=1, metadata=None)
+    with tifffile.TiffWriter(tmp_path / "thumb.ome.tif", ome=True) as tw:
+        tw.write(MOVIE, metadata={"axes": "TYX"})
+        tw.write(MOVIE[0, ::4, ::4], metadata={"axes": "YX"})
+    for name in ("preview.tif", "thumb.ome.tif"):
+        np.testing.assert_array_equal(read_movie(tmp_path / name), MOVIE)
+    with tifffile.TiffWriter(tmp_path / "planes.ome.tif", ome=True) as tw:  # one OME image per plane
+        for frame in MOVIE[:3]:
+            tw.write(frame, metadata={"axes": "YX"})
+    with pytest.raises(ExodfError, match=r"holds 3 image series \(0: YX \(12, 16\)"):  # (was a StopIteration)
+        read_movie(tmp_path / "planes.ome.tif")
     folder = tmp_path / "cells"
     folder.mkdir()
     with tifffile.TiffWriter(folder / "appended.tif") as tw:

@@ -133,3 +133,8 @@ def test_uniform_frames_are_found() -> None:
     movie[2] = 4095.0  # saturated
     movie[4] = 0.0
     assert uniform_frames(movie).tolist() == [2, 4]
+    sparse = np.zeros((4, 64, 64), np.uint16)  # a few bright pixels on zeros: flat in a 1-in-16 sample only
+    sparse[:, 1:7, 1:7] = 500
+    sparse[:, 33:39, 41:47] = 300
+    sparse[1] = 700
+    assert uniform_frames(sparse).tolist() == [1]
