@@ -199,6 +199,45 @@ def test_macro_functions_draw_calibrated_tables_and_save_empty_ones(tmp_path) ->
     assert len(read_events(saved)) == 0  # the header line alone, readable
 
 
+@needs_imagej
+@pytest.mark.fiji
+def test_macro_tables_read_as_exodf_reads_them_and_roi_sets_saved(tmp_path) -> None:
+    """The macros' table reader put X on the row numbers of a tab table with an empty first heading, read
+    nothing from a table with a byte-order mark, Frame or ';', and drew nothing without a word for a table
+    without Slice; the Save command wrote nothing to a name without .zip and emptied the ROI Manager."""
+    import re
+    from importlib import resources
+
+    movie = tmp_path / "m.tif"
+    write_tiff(movie, np.zeros((10, 32, 32), np.uint16))
+    tables = {"tab.txt": " \tX\tY\tSlice\tScore\n1\t20\t10\t5\t0.9\n", "bom.csv": "\ufeffX,Y,Slice\n20,10,5\n",
+              "frame.csv": "X,Y,Frame\n20,10,5\n", "exodf_frame.csv": "x,y,frame\n20,10,4\n",
+              "semicolon.csv": "X;Y;Slice\n20,0;10,0;5\n", "quoted.csv": '"X","Y","Slice"\n20,10,5\n',
+              "empty_cell.txt": "X\tY\tLabel\tSlice\n20\t10\t\t5\n"}
+    for name, text in tables.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        assert read_events(tmp_path / name).coords().tolist() == [[4.0, 10.0, 20.0]], name  # what exodf reads
+    toolset = (resources.files("exodf") / "fiji_macros" / "exodf_toolset.ijm").read_text()
+    save = re.search(r'macro "exodf: Save the overlay as a ROI set" \{(.*?)\n\}', toolset, re.S).group(1)
+    save = save.replace('File.saveDialog("ROI set (.zip)")', "a[a.length - 1]")
+    body = ('a = split(getArgument(), "|");\nopen(a[0]);\n'
+            'for (k = 1; k < a.length - 1; k++) {\n exodfLoadResults(a[k]);\n n = exodfDrawOverlay(1);\n'
+            ' Overlay.activateSelection(0);\n getSelectionBounds(x, y, w, h);\n'
+            ' print(File.getName(a[k]) + ": " + nResults + " rows, " + n + " circles at " + x + "," + y);\n}\n'
+            + save + '\nprint("manager " + roiManager("count") + ", overlay " + Overlay.size);\n')
+    functions = (resources.files("exodf") / "fiji_macros" / "exodf_functions.ijm").read_text()
+    macro = tmp_path / "tables.ijm"
+    macro.write_text("var exodfRadius = 4.5;\nvar exodfBefore = 2;\nvar exodfAfter = 5;\n" + body + functions)
+    paths = [movie] + [tmp_path / n for n in tables] + [tmp_path / "rois"]
+    p = fiji.run_batch_macro(macro, "|".join(map(str, paths)), timeout=120)
+    for name in tables:  # (20, 10) px, Slice 5: circles on frames 3..10, the first at 20 + 0.5 - 4.5 = 16
+        assert f"{name}: 1 rows, 8 circles at 16,6" in p.stdout, p.stdout + p.stderr
+    assert "manager 0, overlay 8" in p.stdout and (tmp_path / "rois.zip").stat().st_size > 0, p.stdout
+    (tmp_path / "abc.csv").write_text("a,b,c\n1,2,3\n")
+    p = fiji.run_batch_macro(macro, "|".join(map(str, [movie, tmp_path / "abc.csv", tmp_path / "x"])), timeout=120)
+    assert "abc.csv lacks the columns X, Y and Slice (or Frame)" in p.stdout, p.stdout
+
+
 def _small_simulation(folder: Path) -> tuple[Path, EventTable]:
     from exodf.simulate import preset, simulate
 

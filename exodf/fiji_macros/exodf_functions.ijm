@@ -78,23 +78,52 @@ function exodfDetect(movie, events, options) {
 	return out;
 }
 
-// Fill the Results table from an ImageJ Results csv/txt (as exodf writes it): one column per heading,
-// the row-number column (heading " " or empty) left out.
+// Fill the Results table from an ImageJ Results csv/txt (as exodf writes it, or Excel re-saves it): one
+// column per heading, the row-number column (heading " " or empty) left out, time as "Slice" (1-based; from
+// Frame or T as well, and from exodf's 0-based lower-case "frame"). Comma-, tab- or ';'-separated (decimal
+// commas in the last two), quoted headings and a UTF-8 byte-order mark are read as exodf reads them.
 function exodfLoadResults(path) {
 	if (!File.exists(path)) exit("exodf: event table " + path + " not found");
-	lines = split(replace(File.openAsString(path), "\r", ""), "\n");
+	text = replace(File.openAsString(path), "\r", "");
+	if (startsWith(text, fromCharCode(65279))) text = substring(text, 1);  // a byte-order mark (Excel)
+	lines = split(text, "\n");
 	if (lines.length == 0) exit("exodf: " + path + " is empty; an event table needs a header X,Y,Slice");
-	sep = ",";
-	if (indexOf(lines[0], "\t") >= 0) sep = "\t";
+	sep = ",";  // (a single comma or ';', or a regular expression, keeps empty fields; "\t" would merge them)
+	if (indexOf(lines[0], "\t") >= 0) sep = "(\t)";
+	else if (indexOf(lines[0], ";") >= 0 && indexOf(lines[0], ",") < 0) sep = ";";
 	heads = split(lines[0], sep);
+	ix = -1; iy = -1; it = -1; first = 1;
+	for (j = 0; j < heads.length; j++) {
+		heads[j] = String.trim(replace(heads[j], "\"", ""));
+		low = toLowerCase(heads[j]);
+		if (low == "x" && ix < 0) ix = j;
+		if (low == "y" && iy < 0) iy = j;
+	}
+	for (j = heads.length - 1; j >= 0; j--) {  // Slice first, then Frame, then T (the first of each)
+		if (toLowerCase(heads[j]) == "t") it = j;
+	}
+	for (j = heads.length - 1; j >= 0; j--) {
+		if (toLowerCase(heads[j]) == "frame") { it = j; first = 1; if (matches(heads[j], "frame")) first = 0; }
+	}
+	for (j = heads.length - 1; j >= 0; j--) {
+		if (toLowerCase(heads[j]) == "slice") { it = j; first = 1; }
+	}
+	if (ix < 0 || iy < 0 || it < 0)
+		exit("exodf: " + path + " lacks the columns X, Y and Slice (or Frame); save the ImageJ Results table with "
+		     + "X, Y and Slice (its header: " + lines[0] + ")");
 	run("Clear Results");
 	row = 0;
 	for (i = 1; i < lines.length; i++) {
-		if (lengthOf(String.trim(lines[i])) == 0) continue;
+		if (lengthOf(replace(lines[i], "[,;\t ]", "")) == 0) continue;  // (Excel's ",,,")
 		cells = split(lines[i], sep);
 		for (j = 0; j < heads.length && j < cells.length; j++) {
-			h = String.trim(heads[j]);
-			if (h != "") setResult(h, row, parseFloat(cells[j]));
+			cell = replace(cells[j], "\"", "");
+			if (sep != ",") cell = replace(cell, ",", ".");
+			v = parseFloat(cell);
+			if (j == it) setResult("Slice", row, v + 1 - first);
+			else if (j == ix) setResult("X", row, v);
+			else if (j == iy) setResult("Y", row, v);
+			else if (heads[j] != "") setResult(heads[j], row, v);
 		}
 		row++;
 	}

@@ -12,16 +12,14 @@ macro "exodf: Detect exocytosis events in the current movie" {
 macro "exodf: Open an event table and draw it" {
 	if (nImages == 0) exit("exodf: open the movie first");
 	path = File.openDialog("exodf or ImageJ event table (.csv)");
-	scale = 1;
 	getPixelSize(unit, pw, ph);
-	if (unit != "pixels" && unit != "pixel" && pw != 1) {  // the table does not say its unit: ask
-		pixels = "pixels";
-		calibrated = unit + " (this image: " + pw + " " + unit + " per pixel)";
-		Dialog.create("exodf: unit of the event table");
-		Dialog.addChoice("X and Y of the table are in", newArray(pixels, calibrated), pixels);
-		Dialog.show();
-		if (Dialog.getChoice() == calibrated) scale = pw;
-	}
+	// the table does not say its unit (exodf writes pixels unless detect had --pixel-size): ask
+	Dialog.create("exodf: unit of the event table");
+	Dialog.addMessage("exodf's tables are in pixels, unless exodf detect was given --pixel-size.\n"
+	                  + "This image: " + pw + " " + unit + " per pixel.");
+	Dialog.addNumber("Size of a pixel in the table's X/Y unit (1: pixels)", 1);
+	Dialog.show();
+	scale = Dialog.getNumber();
 	exodfLoadResults(path);
 	n = exodfDrawOverlay(scale);
 	showStatus("exodf: " + nResults + " events, " + n + " circles");
@@ -29,10 +27,17 @@ macro "exodf: Open an event table and draw it" {
 
 macro "exodf: Save the overlay as a ROI set" {
 	if (Overlay.size == 0) exit("exodf: the current image has no overlay; detect or open events first");
+	if (roiManager("count") > 0)  // (the overlay goes through the ROI Manager, which it would replace)
+		exit("exodf: the ROI Manager holds " + roiManager("count") + " ROIs; save or clear them first");
 	path = File.saveDialog("ROI set (.zip)");
+	if (path == "") exit();  // cancelled
+	if (!endsWith(toLowerCase(path), ".zip")) path = path + ".zip";  // (ImageJ saves a ROI set as .zip only)
 	run("To ROI Manager");
 	roiManager("Save", path);
 	run("From ROI Manager");
+	roiManager("reset");
+	if (!File.exists(path)) exit("exodf: the ROI set could not be saved to " + path);
+	showStatus("exodf: ROI set saved to " + path);
 }
 
 function exodfDetectCurrent() {
