@@ -118,6 +118,21 @@ def test_signals_while_exiting_after_an_interrupt_change_nothing() -> None:
     assert r.stderr == "exodf: interrupted; no partial output was written\n"
 
 
+def test_a_late_keyboard_interrupt_still_exits_130() -> None:
+    """An interrupt surfacing after main() had handled the first (message printed) escaped run(), and Python
+    then ended the process by SIGINT: status -2 instead of 130 (a CI flake)."""
+    code = ("import exodf.cli as cli\n"
+            "def app(**_):\n    return 130\n"
+            "cli.app = app\n"
+            "real_error = cli._error\n"
+            "def late(message):\n    real_error(message)\n    raise KeyboardInterrupt\n"
+            "cli._error = late\n"
+            "cli.run()\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 130, r.stderr
+    assert r.stderr == "exodf: interrupted; no partial output was written\n"
+
+
 @pytest.mark.weights
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_killed_detection_exits_130_and_leaves_no_file(tmp_path: Path, weights_path: Path, sig: int) -> None:

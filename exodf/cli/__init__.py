@@ -129,11 +129,15 @@ def run() -> None:
     the children a process starts later.
     """
     try:
-        main(program=True)
-    except SystemExit as e:
-        if e.code == 130:  # also from commands that stop on an interrupt themselves (train)
-            _deaf()
-        raise
+        try:
+            main(program=True)
+        except SystemExit as e:
+            if e.code == 130:  # also from commands that stop on an interrupt themselves (train)
+                _deaf()
+            raise
+    except KeyboardInterrupt:  # a late one, raised while main() or the lines above were exiting
+        _deaf()  # (uncaught, Python would end the process by SIGINT: status -2, seen once in a while in CI)
+        sys.exit(130)
 
 
 def _deaf() -> None:
