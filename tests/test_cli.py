@@ -111,11 +111,16 @@ cli.run()
 """
 
 
-def test_signals_while_exiting_after_an_interrupt_change_nothing() -> None:
-    # a second Ctrl-C during shutdown turned status 130 into death by signal (-2) or a traceback
-    r = subprocess.run([sys.executable, "-c", _LATE_SIGNALS], capture_output=True, text=True, timeout=60)
+def _exits_interrupted(program: str) -> None:
+    """Run ``program`` (Python code ending in cli.run()): status 130 and the interruption message alone."""
+    r = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
     assert r.returncode == 130, r.stderr
     assert r.stderr == "exodf: interrupted; no partial output was written\n"
+
+
+def test_signals_while_exiting_after_an_interrupt_change_nothing() -> None:
+    # a second Ctrl-C during shutdown turned status 130 into death by signal (-2) or a traceback
+    _exits_interrupted(_LATE_SIGNALS)
 
 
 def test_a_late_keyboard_interrupt_still_exits_130() -> None:
@@ -128,9 +133,7 @@ def test_a_late_keyboard_interrupt_still_exits_130() -> None:
             "def late(message):\n    real_error(message)\n    raise KeyboardInterrupt\n"
             "cli._error = late\n"
             "cli.run()\n")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 130, r.stderr
-    assert r.stderr == "exodf: interrupted; no partial output was written\n"
+    _exits_interrupted(code)
 
 
 @pytest.mark.weights
