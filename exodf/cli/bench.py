@@ -29,9 +29,10 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print the figures as one JSON object.")] = False,
         quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress display.")] = False,
     ) -> None:
-        """Time `exodf detect` on a simulated control movie (default 1000 x 300 x 300): seconds, frames per
-        second, its peak RSS, F1 against the simulation's truth and agreement (F1, <= 1.5 px, <= 1 frame) with
-        an independent whole-volume inference."""
+        """Time `exodf detect` on a simulated movie (default 1000 x 300 x 300): seconds, memory, agreement.
+
+        Prints seconds, frames per second, its peak RSS, F1 against the simulation's truth and agreement (F1,
+        <= 1.5 px, <= 1 frame) with an independent whole-volume inference."""
         from ..bench import run_bench
 
         with _progress(not quiet and not as_json) as prog:

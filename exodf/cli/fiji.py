@@ -25,8 +25,9 @@ def register(app: typer.Typer) -> None:
         exodf_command: Annotated[Optional[str], typer.Option(help="How Fiji runs exodf, elements separated by "
                                                              "'|' (default: this Python with -m exodf).")] = None,
     ) -> None:
-        """Install the exodf toolset (toolbar >> menu; then its tool and Plugins > Macros commands) and the
-        headless batch macro into a Fiji."""
+        """Install the exodf toolset and the headless batch macro into a Fiji.
+
+        The toolset appears in the toolbar's >> menu; then its tool and Plugins > Macros commands."""
         from ..fiji import find_fiji, install_macros
 
         root = find_fiji(fiji)

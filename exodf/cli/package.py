@@ -24,8 +24,10 @@ def register(app: typer.Typer) -> None:
         test: Annotated[bool, typer.Option("--test/--no-test", help="Then run `bioimageio test` on every weight "
                                            "format (minutes).")] = False,
     ) -> None:
-        """Build the bioimage.io model package from the weights: four weight formats checked against the
-        Keras network, test tensors, sample TIFFs, cover; rdf.yaml validates once built."""
+        """Build the bioimage.io model package (rdf.yaml, model_package/) from the weights.
+
+        Four weight formats checked against the Keras network, test tensors, sample TIFFs, cover; rdf.yaml
+        validates once built."""
         from ..zoo.export import SOURCE_ROOT, TOLERANCE, build_package, test_package
 
         if out is not None:  # before the minutes of building, and before rdf.yaml is rewritten

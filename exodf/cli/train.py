@@ -55,8 +55,10 @@ def register(app: typer.Typer) -> None:
         plane: Plane = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     ) -> None:
-        """Detect bright spots (ATLAS-like: multiscale LoG, local statistics, false-alarm threshold) in each
-        frame: the counter-examples (class 1) that exodf train learns to tell from exocytosis."""
+        """Detect bright spots in each frame: the counter-examples (class 1) for exodf train.
+
+        ATLAS-like: multiscale LoG, local statistics, false-alarm threshold. exodf train learns to tell these
+        spots from exocytosis."""
         from ..spots import SpotConfig
         from ..training_files import spots_file
 
@@ -122,8 +124,10 @@ def register(app: typer.Typer) -> None:
         plane: Plane = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     ) -> None:
-        """Train or fine-tune the network on annotated movies: patches centred on events and bright spots,
-        Tversky loss, Adam, the original's patch-size curriculum, validation on held-out movies, checkpoints."""
+        """Train or fine-tune the network on annotated movies.
+
+        Patches centred on events and bright spots, Tversky loss, Adam, the original's patch-size curriculum,
+        validation on held-out movies, checkpoints."""
         from ..training_files import TrainRequest, accelerator, parse_stages, train_files
 
         if spots and no_spots:
