@@ -8,7 +8,8 @@
 // y, time) grouped when closer than two bandwidths, then mean-shift (flat kernel, seeds on the bandwidth
 // grid, as scikit-learn's MeanShift with bin seeding); one event per mode. X and Y are in pixels (the centre of the first pixel is
 // 0, as in exodf), Slice is the 1-based frame of the centroid (may be fractional).
-// Columns: X, Y, Slice, Size (voxels of the event), Score (their mean exocytosis probability).
+// Columns: X, Y, Slice, Score (mean exocytosis probability of the event's voxels), Size (its voxels);
+// rows in time order.
 //
 // Run on the current image (Plugins > Macros > Run...), or headless:
 //   xvfb-run -a java -jar ij.jar -batch exodf_events.ijm "input=[/path/probs.tif] output=[/path/events.csv]"
@@ -274,12 +275,13 @@ for (g = 0; g < ng; g++) {
         setResult("X", row, cx[a]);
         setResult("Y", row, cy[a]);
         setResult("Slice", row, ct[a] + 1);
-        setResult("Size", row, msize[j]);
         setResult("Score", row, mscore[j] / msize[j]);
+        setResult("Size", row, msize[j]);
         row++;
     }
 }
 updateResults();
+if (row > 1) Table.sort("Slice");  // in time order, as exodf writes its tables
 selectImage(ids); close();
 selectImage(fg); close();
 selectImage(exo); close();
@@ -289,11 +291,13 @@ if (output != "") {
         sep = ",";
         low = toLowerCase(output);
         if (!endsWith(low, ".csv")) sep = "\t";
-        File.saveString("X" + sep + "Y" + sep + "Slice" + sep + "Size" + sep + "Score\n", output);
+        File.saveString("X" + sep + "Y" + sep + "Slice" + sep + "Score" + sep + "Size\n", output);
     }
     if (!File.exists(output))  // ImageJ only prints a failed save and goes on
         exit("exodf_events: could not write " + output + "; does its folder exist, and is it writable?");
 }
+if (output == "" && input != "")  // (run headless without output=: the events would be lost unseen)
+    print("exodf_events: no output=PATH given: the events are in the Results table only, not saved");
 print("exodf_events: done, " + row + " events in " + nT + " frames");
 
 // ---- helpers --------------------------------------------------------------------------------------------

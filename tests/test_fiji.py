@@ -213,7 +213,9 @@ def test_macro_tables_read_as_exodf_reads_them_and_roi_sets_saved(tmp_path) -> N
     tables = {"tab.txt": " \tX\tY\tSlice\tScore\n1\t20\t10\t5\t0.9\n", "bom.csv": "\ufeffX,Y,Slice\n20,10,5\n",
               "frame.csv": "X,Y,Frame\n20,10,5\n", "exodf_frame.csv": "x,y,frame\n20,10,4\n",
               "semicolon.csv": "X;Y;Slice\n20,0;10,0;5\n", "quoted.csv": '"X","Y","Slice"\n20,10,5\n',
-              "empty_cell.txt": "X\tY\tLabel\tSlice\n20\t10\t\t5\n"}
+              "empty_cell.txt": "X\tY\tLabel\tSlice\n20\t10\t\t5\n",
+              # measured on a hyperstack: Slice is the z-plane, Frame the time (drawn on Slice 1 before)
+              "hyperstack.csv": " ,Label,X,Y,Slice,Frame\n1,cell 1,20,10,1,5\n"}
     for name, text in tables.items():
         (tmp_path / name).write_text(text, encoding="utf-8")
         assert read_events(tmp_path / name).coords().tolist() == [[4.0, 10.0, 20.0]], name  # what exodf reads
@@ -236,6 +238,64 @@ def test_macro_tables_read_as_exodf_reads_them_and_roi_sets_saved(tmp_path) -> N
     (tmp_path / "abc.csv").write_text("a,b,c\n1,2,3\n")
     p = fiji.run_batch_macro(macro, "|".join(map(str, [movie, tmp_path / "abc.csv", tmp_path / "x"])), timeout=120)
     assert "abc.csv lacks the columns X, Y and Slice (or Frame)" in p.stdout, p.stdout
+    (tmp_path / "zt.csv").write_text("X,Y,Slice,Frame\n1,2,1,5\n1,2,2,6\n")  # exodf refuses it too
+    p = fiji.run_batch_macro(macro, "|".join(map(str, [movie, tmp_path / "zt.csv", tmp_path / "x"])), timeout=120)
+    assert "both Slice and Frame vary in" in p.stdout and "which counts time" in p.stdout, p.stdout
+
+
+@needs_imagej
+@pytest.mark.fiji
+def test_macro_tables_keep_text_columns(tmp_path) -> None:
+    """A Label column was read as numbers and saved back as NaN."""
+    from importlib import resources
+
+    table, saved = tmp_path / "labelled.csv", tmp_path / "saved.csv"
+    table.write_text(' ,Label,X,Y,Slice,Frame,Mean\n1,cell 1,20,10,1,5,3.5\n2,"cell, 2",8,9,1,9,NaN\n')
+    body = 'a = split(getArgument(), "\\n");\nexodfLoadResults(a[0]);\nexodfSaveResults(a[1]);\n'
+    functions = (resources.files("exodf") / "fiji_macros" / "exodf_functions.ijm").read_text()
+    macro = tmp_path / "labels.ijm"
+    macro.write_text(body + functions)
+    p = fiji.run_batch_macro(macro, f"{table}\n{saved}", timeout=120)
+    lines = saved.read_text().splitlines()
+    assert lines[0] == " ,Label,X,Y,Slice,Mean", p.stdout + p.stderr
+    assert lines[1].startswith("1,cell 1,20.000000000,10.000000000,5.000000000,3.5") and \
+        lines[2].startswith('2,"cell, 2",8.000000000,9.000000000,9.000000000,NaN'), lines
+    assert read_events(saved).coords().tolist() == read_events(table).coords().tolist() == [[4, 10, 20], [8, 9, 8]]
+
+
+@needs_imagej
+@pytest.mark.fiji
+def test_toolset_detect_writes_beside_the_movie_and_removes_its_copy(tmp_path) -> None:
+    """The toolset's Detect wrote the table into the temporary folder and left a copy of every unsaved movie
+    there; it now writes MOVIE_events.csv beside a movie on disk, and deletes the copy of a changed one."""
+    import re
+    import sys
+    from importlib import resources
+
+    fake = tmp_path / "fake exodf.py"  # stands for exodf detect: writes one event to the -o path
+    fake.write_text("import sys\na = sys.argv\nopen(a[a.index('-o') + 1], 'w').write('X,Y,Slice\\n20,10,5\\n')\n"
+                    "print('fake detect of', a[a.index('detect') + 1])\n")
+    folder = tmp_path / "my data"
+    folder.mkdir()
+    movie = folder / "cell 1.tif"
+    write_tiff(movie, np.zeros((10, 32, 32), np.uint16))
+    toolset = (resources.files("exodf") / "fiji_macros" / "exodf_toolset.ijm").read_text()
+    functions = toolset[toolset.index("function exodfDetectCurrent"):]
+    head = fiji.macro_text("exodf_batch.ijm", [sys.executable, str(fake)])
+    head = head[:head.index("\n\n") + 2]  # the settings lines (exodfCommand, radius...)
+    body = ('open(getArgument());\nexodfDetectCurrent();\nprint("rows " + nResults + ", circles " + Overlay.size);\n'
+            'run("Add...", "value=1 stack");\nexodfDetectCurrent();\n'
+            'print("copy left: " + File.exists(getDirectory("temp") + "exodf_cell_1.tif"));\n')
+    macro = tmp_path / "detect.ijm"
+    macro.write_text(head + body + functions + (resources.files("exodf") / "fiji_macros" /
+                                                "exodf_functions.ijm").read_text())
+    p = fiji.run_batch_macro(macro, str(movie), timeout=120)
+    out = p.stdout + p.stderr
+    assert f"exodf: 1 events in cell 1.tif -> {folder / 'cell 1_events.csv'}" in out and "rows 1, circles 8" in out
+    assert read_events(folder / "cell 1_events.csv").coords().tolist() == [[4, 10, 20]]
+    assert "X/Y in pixels" in out and "fake detect of" in out
+    temp = re.search(r"exodf: 1 events in cell 1.tif -> (.*exodf_cell_1_exodf_events\.csv)", out)
+    assert temp is not None and "copy left: 0" in out, out
 
 
 def _small_simulation(folder: Path) -> tuple[Path, EventTable]:
@@ -444,7 +504,7 @@ def test_cli_macro_fails_when_the_events_macro_fails(tmp_path) -> None:
     r = CliRunner().invoke(app, ["fiji", "macro", str(macro), "--arg",
                                  f"input=[{tmp_path / 'probs.tif'}] output=[{tmp_path / 'a.csv'}]"])
     assert r.exit_code == 0 and "exodf_events: done, 0 events in 4 frames" in r.output, r.output
-    assert (tmp_path / "a.csv").read_text().splitlines() == ["X,Y,Slice,Size,Score"]
+    assert (tmp_path / "a.csv").read_text().splitlines() == ["X,Y,Slice,Score,Size"]
 
 
 @needs_imagej
@@ -469,3 +529,11 @@ def test_batch_macro_failure_is_an_error_and_removes_old_results(tmp_path) -> No
     assert r.exit_code != 0 and "the macro stopped before the end" in str(r.exception), r.output
     assert "zoë" in r.output  # the command ImageJ tried, spelled right
     assert not stale.exists()
+    # the reason and the fix (a moved exodf: install again, or edit exodfCommand), not only the last line
+    assert "wrote no event table" in str(r.exception) and "exodf fiji install" in str(r.exception), r.output
+    assert f"'{tmp_path / 'zoë' / 'missing-python'}' -m exodf" in str(r.exception) or \
+        f"{tmp_path / 'zoë' / 'missing-python'} -m exodf" in str(r.exception)  # a command to paste
+    import sys
+    macro.write_text(fiji.macro_text("exodf_batch.ijm", [sys.executable, "-c", "pass"]), encoding="utf-8")
+    r = CliRunner().invoke(app, ["fiji", "macro", str(macro), "--arg", arg, "--timeout", "120"])
+    assert r.exit_code != 0 and "exodf printed nothing" in str(r.exception), r.output

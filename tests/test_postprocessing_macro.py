@@ -87,6 +87,11 @@ def test_macro_equals_exodf_clustering_on_synthetic_probabilities(tmp_path: Path
     got = run_macro(tmp_path / "probs.tif", tmp_path / "events.csv")
     assert len(expected) >= 6
     assert len(got) == len(expected)
+    assert np.all(np.diff(got.frame) >= 0)  # in time order, as exodf writes its tables
+    header = (tmp_path / "events.csv").read_text().splitlines()[0].split(",")
+    assert header[-5:] == ["X", "Y", "Slice", "Score", "Size"]  # exodf's column order
+    log = run_ij(f"input={tmp_path / 'probs.tif'}")  # no output=: said, not silently lost
+    assert "no output=PATH given" in log and f"done, {len(expected)} events" in log, log
     e, g = expected.sorted(), got.sorted()
     np.testing.assert_allclose(np.c_[g.x, g.y, g.frame], np.c_[e.x, e.y, e.frame], atol=1e-3)
     np.testing.assert_array_equal(g.columns["size"], e.columns["size"])
@@ -183,8 +188,8 @@ def test_macro_writes_a_header_for_no_event_and_nothing_on_failure(tmp_path: Pat
                      f"input=[{folder / 'probs map.tif'}] output=[{folder / 'no events.txt'}]"):
         log = run_ij(argument)
         assert "0 events in 6 frames" in log, log
-    assert (folder / "no events.csv").read_text().splitlines() == ["X,Y,Slice,Size,Score"]
-    assert (folder / "no events.txt").read_text().splitlines() == ["X\tY\tSlice\tSize\tScore"]
+    assert (folder / "no events.csv").read_text().splitlines() == ["X,Y,Slice,Score,Size"]
+    assert (folder / "no events.txt").read_text().splitlines() == ["X\tY\tSlice\tScore\tSize"]
     assert len(read_events(folder / "no events.csv")) == 0
     # a missing input: a clear message, and no output file (an older one is removed: no stale result)
     stale = folder / "no events.csv"

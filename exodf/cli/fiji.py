@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -45,7 +46,8 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"installed {f}")
         typer.echo("restart Fiji and choose 'exodf' in the toolbar's >> menu: its Detect tool joins the toolbar "
                    "and its commands (detect, open a table and draw it, save the overlay) appear under Plugins > "
-                   f"Macros; {files[-1].name} is for headless runs: exodf fiji macro {files[-1]} --arg ...")
+                   f"Macros; {files[-1].name} is for headless runs: exodf fiji macro {shlex.quote(str(files[-1]))} "
+                   "--arg ...")
 
     @fiji_app.command("overlay")
     def overlay(
@@ -104,7 +106,10 @@ def register(app: typer.Typer) -> None:
         for name in set(re.findall(r'print\("(exodf_\w+): done', macro_file.read_text("utf-8", "replace"))):
             if f"{name}: done" not in p.stdout:
                 lines = p.stdout.strip().splitlines() or ["(no output)"]
-                why = next((ln for ln in lines if ln.startswith("exodf: error:")), lines[-1])  # exodf's own
+                why = next((ln for ln in lines if ln.startswith("exodf: error:")), None)  # exodf's own
+                if why is None:  # the macro's message: from its last line that names exodf, else the last line
+                    at = max((i for i, ln in enumerate(lines) if ln.startswith("exodf")), default=len(lines) - 1)
+                    why = "\n".join(lines[at:at + 6])
                 raise ExodfError(f"{macro_file}: the macro stopped before the end: {why}")
 
     @fiji_app.command("exoj")

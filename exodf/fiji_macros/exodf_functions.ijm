@@ -69,13 +69,30 @@ function exodfDetect(movie, events, options) {
 	if (File.exists(events)) ok = File.delete(events);
 	out = exodfExec(a);
 	if (!File.exists(events)) {
+		command = exodfQuoted(a);
 		at = indexOf(out, "exodf: error:");
 		if (at >= 0)
-			exit(substring(out, at) + "\nCommand: " + String.join(a, " "));
-		exit("exodf detect wrote no event table " + events + ".\nCommand: " + String.join(a, " ") +
-		     "\nOutput: " + out + "\nRun that command in a terminal to see the error.");
+			exit(substring(out, at) + "\nCommand: " + command);
+		why = "exodf printed nothing: is the command's Python one with exodf installed?";
+		if (String.trim(out) != "") why = "its output: " + String.trim(out);
+		exit("exodf detect wrote no event table " + events + "; " + why + "\nCommand: " + command +
+		     "\nRun that command in a terminal to see the error. If exodf moved (a new Python or environment), "
+		     + "run `exodf fiji install --fiji FIJI.app` again from it, or edit the line `var exodfCommand = ...` "
+		     + "at the top of this macro (Fiji.app/macros/toolsets/exodf.ijm, macros/exodf_batch.ijm).");
 	}
 	return out;
+}
+
+// The command line a as a terminal takes it: elements with spaces or quotes in single quotes.
+function exodfQuoted(a) {
+	s = "";
+	for (i = 0; i < a.length; i++) {
+		e = a[i];
+		if (e == "" || matches(e, ".*[ \t'\"$;&|()<>*?].*")) e = "'" + replace(e, "'", "'\\\\''") + "'";
+		if (i > 0) s = s + " ";
+		s = s + e;
+	}
+	return s;
 }
 
 // Fill the Results table from an ImageJ Results csv/txt (as exodf writes it, or Excel re-saves it): one
@@ -91,22 +108,32 @@ function exodfLoadResults(path) {
 	sep = ",";  // (a single comma or ';', or a regular expression, keeps empty fields; "\t" would merge them)
 	if (indexOf(lines[0], "\t") >= 0) sep = "(\t)";
 	else if (indexOf(lines[0], ";") >= 0 && indexOf(lines[0], ",") < 0) sep = ";";
-	heads = split(lines[0], sep);
-	ix = -1; iy = -1; it = -1; first = 1;
-	for (j = 0; j < heads.length; j++) {
+	heads = exodfFields(lines[0], sep);
+	ix = -1; iy = -1; isl = -1; ifr = -1; it = -1; first = 1;
+	for (j = 0; j < heads.length; j++) {  // the first of each
 		heads[j] = String.trim(replace(heads[j], "\"", ""));
 		low = toLowerCase(heads[j]);
 		if (low == "x" && ix < 0) ix = j;
 		if (low == "y" && iy < 0) iy = j;
+		if (low == "slice" && isl < 0) isl = j;
+		if (low == "frame" && ifr < 0) ifr = j;
+		if (low == "t" && it < 0) it = j;
 	}
-	for (j = heads.length - 1; j >= 0; j--) {  // Slice first, then Frame, then T (the first of each)
-		if (toLowerCase(heads[j]) == "t") it = j;
+	if (ifr >= 0) {  // time on Frame, unless Slice counts it (Slice first, then Frame, then T)
+		it = ifr;
+		if (matches(heads[ifr], "frame")) first = 0;  // exodf's own 0-based name (== ignores case)
 	}
-	for (j = heads.length - 1; j >= 0; j--) {
-		if (toLowerCase(heads[j]) == "frame") { it = j; first = 1; if (matches(heads[j], "frame")) first = 0; }
-	}
-	for (j = heads.length - 1; j >= 0; j--) {
-		if (toLowerCase(heads[j]) == "slice") { it = j; first = 1; }
+	if (isl >= 0 && ifr >= 0) {  // measured on a hyperstack: Slice is the z-plane (1), Frame the time point
+		vs = exodfColumnValue(lines, sep, isl);
+		vf = exodfColumnValue(lines, sep, ifr);
+		if (vs == "varies" && vf == "varies")
+			exit("exodf: both Slice and Frame vary in " + path + ", so it is unclear which counts time (a z-stack "
+			     + "over time?); keep the time column only, or save one z-plane's events");
+		if (vf != "varies" && (vs == "varies" || !(vs == "" || parseFloat(vs) == 1) || vf == "" || parseFloat(vf) == 1)) {
+			it = isl; first = 1;
+		}
+	} else if (isl >= 0) {
+		it = isl; first = 1;
 	}
 	if (ix < 0 || iy < 0 || it < 0)
 		exit("exodf: " + path + " lacks the columns X, Y and Slice (or Frame); save the ImageJ Results table with "
@@ -115,7 +142,7 @@ function exodfLoadResults(path) {
 	row = 0;
 	for (i = 1; i < lines.length; i++) {
 		if (lengthOf(replace(lines[i], "[,;\t ]", "")) == 0) continue;  // (Excel's ",,,")
-		cells = split(lines[i], sep);
+		cells = exodfFields(lines[i], sep);
 		for (j = 0; j < heads.length && j < cells.length; j++) {
 			cell = replace(cells[j], "\"", "");
 			if (sep != ",") cell = replace(cell, ",", ".");
@@ -123,12 +150,47 @@ function exodfLoadResults(path) {
 			if (j == it) setResult("Slice", row, v + 1 - first);
 			else if (j == ix) setResult("X", row, v);
 			else if (j == iy) setResult("Y", row, v);
-			else if (heads[j] != "") setResult(heads[j], row, v);
+			else if (heads[j] != "") {
+				cell = String.trim(cell);
+				if (isNaN(v) && cell != "" && toLowerCase(cell) != "nan") setResult(heads[j], row, cell);  // text
+				else setResult(heads[j], row, v);
+			}
 		}
 		row++;
 	}
 	updateResults();
 	return row;
+}
+
+// The fields of a table line: split at sep ("," ";" or "(\t)"), keeping a quoted field with sep inside whole
+// (quotes are removed later, with the other quotes).
+function exodfFields(line, sep) {
+	if (indexOf(line, "\"") < 0) return split(line, sep);
+	c = ","; if (sep == ";") c = ";"; if (sep == "(\t)") c = "\t";
+	out = newArray(0); field = ""; quoted = false;
+	for (k = 0; k < lengthOf(line); k++) {
+		ch = substring(line, k, k + 1);
+		if (ch == "\"") quoted = !quoted;
+		if (ch == c && !quoted) { out = Array.concat(out, field); field = ""; }
+		else field = field + ch;
+	}
+	return Array.concat(out, field);
+}
+
+// The one value of column j of a table's lines (after the header) as a number string, "" with no row, or
+// "varies" (as exodf tells which of Slice and Frame counts time).
+function exodfColumnValue(lines, sep, j) {
+	v = "";
+	for (i = 1; i < lines.length; i++) {
+		cells = exodfFields(lines[i], sep);
+		if (j >= cells.length || lengthOf(replace(lines[i], "[,;\t ]", "")) == 0) continue;
+		cell = replace(cells[j], "\"", "");
+		if (sep != ",") cell = replace(cell, ",", ".");
+		x = "" + parseFloat(cell);
+		if (v == "") v = x;
+		else if (x != v) return "varies";
+	}
+	return v;
 }
 
 // Write the Results table with 9 decimals (ImageJ's own Results saving keeps 3 by default); with no
@@ -145,10 +207,20 @@ function exodfSaveResults(path) {
 	for (i = 0; i < nResults; i++) {
 		line = "" + (i + 1);
 		for (j = 0; j < heads.length; j++)
-			if (heads[j] != " " && heads[j] != "") line = line + "," + d2s(getResult(heads[j], i), 9);
+			if (heads[j] != " " && heads[j] != "") line = line + "," + exodfCell(heads[j], i);
 		text = text + line + "\n";
 	}
 	File.saveString(text, path);
+}
+
+// Row i of a Results column as a csv field: a number with 9 decimals, a text (e.g. a Label) quoted when needed.
+function exodfCell(heading, i) {
+	v = getResult(heading, i);
+	if (!isNaN(v)) return d2s(v, 9);
+	t = getResultString(heading, i);
+	if (toLowerCase(t) == "nan" || t == "null") return "NaN";
+	if (indexOf(t, ",") >= 0 || indexOf(t, "\"") >= 0) t = "\"" + replace(t, "\"", "\"\"") + "\"";
+	return t;
 }
 
 // The pixel size given to exodf in an option list (one element per line: "--pixel-size", "0.16"), else 1:

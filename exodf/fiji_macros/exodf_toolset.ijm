@@ -20,6 +20,7 @@ macro "exodf: Open an event table and draw it" {
 	Dialog.addNumber("Size of a pixel in the table's X/Y unit (1: pixels)", 1);
 	Dialog.show();
 	scale = Dialog.getNumber();
+	exodfAskToReplaceResults();
 	exodfLoadResults(path);
 	n = exodfDrawOverlay(scale);
 	showStatus("exodf: " + nResults + " events, " + n + " circles");
@@ -42,15 +43,37 @@ macro "exodf: Save the overlay as a ROI set" {
 
 function exodfDetectCurrent() {
 	if (nImages == 0) exit("exodf: open a movie first (a 2D+time stack)");
+	exodfAskToReplaceResults();
 	id = getImageID();
+	title = getTitle();
+	own = getInfo("image.directory") + getInfo("image.filename");
 	movie = exodfSaveCurrent();
-	base = File.getNameWithoutExtension(movie);
-	events = getDirectory("temp") + base + "_exodf_events.csv";
-	showStatus("exodf: detecting events in " + getTitle() + " ...");
+	copied = false;
+	if (movie != own) copied = true;  // an unsaved or changed image went through a temporary copy
+	events = exodfEventsPath(movie, copied);
+	showStatus("exodf: detecting events in " + title + " ...");
 	out = exodfDetect(movie, events, "");
+	if (copied) ok = File.delete(movie);  // (the copy is not needed any more: no pile of movies in temp)
 	n = exodfLoadResults(events);
 	selectImage(id);
 	c = exodfDrawOverlay(1);
-	print("exodf: " + out);
+	if (String.trim(out) != "") print(out);
+	print("exodf: " + n + " events in " + title + " -> " + events);
+	print("  (X/Y in pixels, 0 = the centre of the first pixel; Slice 1-based: the frame of the event)");
 	showStatus("exodf: " + n + " events (" + events + ")");
+}
+
+// Where Detect writes the event table: beside a movie read from disk (MOVIE_events.csv, as exodf detect),
+// in the temporary folder for an unsaved image, or one changed since it was saved.
+function exodfEventsPath(movie, copied) {
+	base = File.getNameWithoutExtension(movie);
+	if (copied || !File.isDirectory(File.getParent(movie))) return getDirectory("temp") + base + "_exodf_events.csv";
+	return File.getParent(movie) + File.separator + base + "_events.csv";
+}
+
+// Filling the Results table replaces what it holds: ask first when it holds the user's measurements.
+function exodfAskToReplaceResults() {
+	if (nResults > 0 && !is("Batch Mode"))
+		showMessageWithCancel("exodf", "The event table replaces the " + nResults + " rows of the Results "
+		                      + "table.\nSave them first (File > Save As in the Results window) or Cancel.");
 }
