@@ -18,7 +18,8 @@ import numpy as np
 
 from .atomic import check_output, write_text_atomic
 from .errors import ExodfError
-from .evaluate import (Matching, Rule, _nearest_frame, beyond_mask, cohens_d, event_rate, exclude_events, mean_sd,
+from .evaluate import (Matching, Rule, _nearest_frame, beyond_mask, cohens_d, edge_split, event_rate, exclude_events,
+                       mean_sd,
                        pearson_r, score_events, summarize, units_mismatch, units_warnings)
 from .events import TABLE_SUFFIXES, EventTable, read_events, write_events
 from .io import MOVIE_SUFFIXES, movie_paths, movie_stem, read_mask, read_movie, write_tiff
@@ -205,11 +206,13 @@ def evaluate_files(pred: Path, gt: Path, req: EvaluateRequest = EvaluateRequest(
             warnings += _outside_mask(pred_t, str(pp), mask, kpath) + _outside_mask(gt_t, str(gp), mask, kpath)
         with warnings_module.catch_warnings():  # beyond the mask: said above, naming the files
             warnings_module.simplefilter("ignore")
-            m = score_events(pred_t, gt_t, n_frames, req.exclude_edges, mask,
-                             max_distance=req.rule.max_distance, dt_min=req.rule.dt_min, dt_max=req.rule.dt_max,
-                             one_to_one=req.rule.one_to_one)
+            rule = dict(max_distance=req.rule.max_distance, dt_min=req.rule.dt_min, dt_max=req.rule.dt_max,
+                        one_to_one=req.rule.one_to_one)
+            m = score_events(pred_t, gt_t, n_frames, req.exclude_edges, mask, **rule)
+            split = edge_split(pred_t, gt_t, n_frames, req.exclude_edges, mask, **rule) if n_frames else (0, 0)
         matchings.append(m)
-        row: dict[str, Any] = {"movie": name, **m.as_dict(), "warnings": warnings}
+        row: dict[str, Any] = {"movie": name, **m.as_dict(), "edge_split_fp": split[0], "edge_split_fn": split[1],
+                               "warnings": warnings}
         if n_frames is not None:
             frames = n_frames - 2 * req.exclude_edges
             area = float(mask.sum()) if mask is not None else (float(shape[1] * shape[2]) if shape else None)
@@ -332,8 +335,10 @@ def demo(out: Path, params: SimParams, seed: int = 0, weights: Optional[Path] = 
     write_events(events, out / "detections.csv")
     m: Matching = score_events(events, truth, movie.shape[0], exclude_edges)
     full = score_events(events, truth)
+    split = edge_split(events, truth, movie.shape[0], exclude_edges)
     scores: dict[str, Any] = {"preset_seed": seed, "method": method, "exclude_edges": exclude_edges,
-                              **m.as_dict(), "all_frames": full.as_dict(),
+                              **m.as_dict(), "edge_split_fp": split[0], "edge_split_fn": split[1],
+                              "all_frames": full.as_dict(),
                               "cell": summarize_cell(events).as_dict()}
     write_text_atomic(out / "scores.json", json.dumps(scores, indent=2) + "\n")
     write_overlay(out / "overlay.tif", overlay_movie(movie, matching=full))

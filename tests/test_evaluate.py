@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from exodf.evaluate import (cohens_d, event_rate, exclude_events, match_events, mean_sd, pearson_r,
+from exodf.evaluate import (cohens_d, edge_split, event_rate, exclude_events, match_events, mean_sd, pearson_r,
                             score_events, summarize)
 from exodf.events import EventTable, read_events
 
@@ -126,6 +126,35 @@ def test_edge_and_mask_exclusion_apply_to_both_tables() -> None:
         assert len(exclude_events(gt, mask=np.ones((20, 20), bool))) == 3
     with pytest.raises(ValueError, match=r"must be 2D \(Y, X\) like a frame, got shape \(2, 100, 100\)"):
         exclude_events(gt, mask=np.ones((2, 100, 100), bool))
+
+
+def test_pairs_split_by_the_edge_are_named(tmp_path: Path) -> None:
+    """The demo's one false positive was a detection a frame inside the scored range whose true event lay a
+    frame outside: the paper's rule scores each table's edges apart; edge_split counts such pairs."""
+    from typer.testing import CliRunner
+
+    from exodf.cli import app
+    from exodf.events import write_events
+
+    gt = ev((10, 10, 24), (50, 50, 100), (80, 80, 174), (30, 30, 10))
+    pred = ev((10.5, 10, 25), (50, 50, 101), (80.2, 80, 175), (60, 60, 30))  # the last: a plain FP
+    m = score_events(pred, gt, 200, 25)
+    assert (m.tp, m.fp, m.fn) == (1, 2, 1)
+    assert edge_split(pred, gt, 200, 25) == (1, 1)  # (10, 10): FP by the edge; (80, 80): FN by the edge
+    assert edge_split(pred, gt, 200, 0) == (0, 0) and edge_split(pred, ev(), 200, 25) == (0, 0)
+    mask = np.ones((100, 100), bool)
+    mask[:20, :20] = False  # (10, 10) outside the cell: not scored at all, so not split either
+    assert edge_split(pred, gt, 200, 25, mask) == (0, 1)
+    write_events(pred, tmp_path / "p.csv")
+    write_events(gt, tmp_path / "g.csv")
+    r = CliRunner().invoke(app, ["evaluate", str(tmp_path / "p.csv"), str(tmp_path / "g.csv"), "--frames", "200",
+                                 "--exclude-edges", "25"])
+    assert r.exit_code == 0 and "TP 1 FP 2 FN 1" in r.output and "(1 FP and 1 FN: a detection and its true " \
+        "event on either side of the excluded edge frames" in r.output, r.output
+    r = CliRunner().invoke(app, ["evaluate", str(tmp_path / "p.csv"), str(tmp_path / "g.csv"), "--frames", "200",
+                                 "--exclude-edges", "25", "--json"])
+    row = __import__("json").loads(r.output)["movies"][0]
+    assert (row["edge_split_fp"], row["edge_split_fn"]) == (1, 1)
 
 
 def test_reference_movie_matches_the_published_figures(reference_dir: Path) -> None:

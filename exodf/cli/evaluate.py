@@ -11,6 +11,15 @@ import typer
 from ..errors import ExodfError, option_error
 
 
+def edge_note(fp: int, fn: int) -> str:
+    """What the score line says about pairs split by --exclude-edges ("" when none)."""
+    if not fp and not fn:
+        return ""
+    what = " and ".join(t for t in (f"{fp} FP" if fp else "", f"{fn} FN" if fn else "") if t)
+    return (f" ({what}: a detection and its true event on either side of the excluded edge frames, which the "
+            "paper's rule scores apart)")
+
+
 def _f(v: Optional[float]) -> str:
     return "undefined" if v is None else f"{v:.3f}"
 
@@ -67,6 +76,7 @@ def register(app: typer.Typer) -> None:
                     f"FN {r['fn']}; precision {_f(r['precision'])} recall {_f(r['recall'])} F1 {_f(r['f1'])}")
             if r["gt_hit"] < r["tp"]:  # the paper's rule lets two predictions count on one true event
                 line += f" ({r['gt_hit']} distinct true events hit)"
+            line += edge_note(r["edge_split_fp"], r["edge_split_fn"])
             if "rate_pred" in r:
                 line += f"; rate {r['rate_pred']:.3f} vs {r['rate_gt']:.3f} events/frame"
                 if r["rate_pred_um2_s"] is not None:

@@ -11,6 +11,7 @@ import typer
 
 from ..errors import ExodfError, option_error
 from .detect import Channel, Plane
+from .evaluate import edge_note
 
 
 def parse_overrides(items: list[str], frames: Optional[int] = None, size: Optional[int] = None,
@@ -175,8 +176,8 @@ def register(app: typer.Typer) -> None:
         scored = (f"Slices {exclude_edges + 1}..{params.n_frames - exclude_edges}, {exclude_edges} frames left out at "
                   "each end" if exclude_edges else f"all {params.n_frames} frames")
         typer.echo(f"{s['n_pred']} detections, {s['n_gt']} true events ({scored}): TP {s['tp']} FP {s['fp']} FN "
-                   f"{s['fn']}; precision "
-                   f"{f(s['precision'])} recall {f(s['recall'])} F1 {f(s['f1'])}")
+                   f"{s['fn']}; precision {f(s['precision'])} recall {f(s['recall'])} F1 {f(s['f1'])}"
+                   + edge_note(s["edge_split_fp"], s["edge_split_fn"]))
         typer.echo(f"report: {out / 'report.png'}  overlay: {out / 'overlay.tif'}  detections: "
                    f"{out / 'detections.csv'}  ground truth: {out / 'ground_truth.csv'}")
 
