@@ -143,7 +143,8 @@ def detect_batch(movies: Sequence[Path], outputs: Sequence[Path], request: Detec
         # memory_limit=0: dask would restart a worker past 95 % of RAM/n, although one movie's detection is
         # bounded (streamed) and the movies of the others may need less; the system's limit is the real one
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
-                               silence_logs=logging.WARNING, memory_limit=0,
+                               silence_logs=logging.ERROR, memory_limit=0,  # (a movie's warnings come back
+                               # in its result; a Ctrl-C made the workers log their cancelled tasks)
                                env={"OMP_NUM_THREADS": str(threads), "TF_NUM_INTRAOP_THREADS": str(threads),
                                     "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"})
     try:
@@ -169,6 +170,11 @@ def detect_batch(movies: Sequence[Path], outputs: Sequence[Path], request: Detec
 def _connect(client_type: Any, scheduler: str, timeout_s: float = 45.0) -> Any:
     """A dask Client of ``scheduler``, or one clear error: refused, unknown host or scheme, or a port that
     answers without being a dask scheduler (its dashboard, any web server), whose handshake never ends."""
+    refused = _refused(scheduler)
+    if refused:  # at once, not after the client's 30 s of retries
+        raise ExodfError(f"--scheduler {scheduler}: cannot connect to a dask scheduler there ({refused}); check the "
+                         "address (tcp://HOST:8786) and that the scheduler runs, or omit --scheduler to run on this "
+                         "machine")
     box: dict[str, Any] = {}
 
     def connect() -> None:
@@ -186,6 +192,27 @@ def _connect(client_type: Any, scheduler: str, timeout_s: float = 45.0) -> Any:
     why = f"{type(e).__name__}: {e}" if e is not None else f"no dask scheduler answered within {timeout_s:.0f} s"
     raise ExodfError(f"--scheduler {scheduler}: cannot connect to a dask scheduler there ({why}); check the address "
                      "(tcp://HOST:8786, not the dashboard's port) or omit --scheduler to run on this machine")
+
+
+def _refused(scheduler: str) -> str | None:
+    """Why a tcp:// address plainly cannot be reached (unknown host, connection refused), or None."""
+    import socket
+    from urllib.parse import urlsplit
+
+    try:
+        u = urlsplit(scheduler if "://" in scheduler else f"tcp://{scheduler}")
+        host, port = u.hostname, u.port
+    except ValueError:
+        return None
+    if u.scheme != "tcp" or not host or port is None:
+        return None  # (other schemes, a default port: the client decides)
+    try:
+        socket.create_connection((host, port), timeout=5).close()
+    except (ConnectionRefusedError, socket.gaierror) as e:
+        return f"{type(e).__name__}: {e}"
+    except OSError:
+        return None  # a timeout, a firewall: the client's own attempt says more
+    return None
 
 
 WORKER_WAIT_S = 60.0  # how long a batch waits for a worker, at the start or after the cluster lost them all

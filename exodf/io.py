@@ -461,8 +461,8 @@ def movie_paths(inputs: Sequence[str | os.PathLike[str]],
                     found.append(f)
                 else:
                     passed.append((f, why))
-            if skipped is not None:
-                skipped.extend(passed)
+            if skipped is not None:  # said too: what a user may have meant as a movie
+                skipped.extend(passed + _passed_over(p))
             if found:
                 out.extend(found)
             elif subs:
@@ -476,6 +476,26 @@ def movie_paths(inputs: Sequence[str | os.PathLike[str]],
             out.append(p)
         else:
             raise ExodfError(f"{p}: movie not found; check the path")
+    return out
+
+
+# files beside movies that are plainly not movies: passed over without a word (exodf's own outputs among them)
+_NOT_MOVIES = (".csv", ".txt", ".tsv", ".xls", ".xlsx", ".xml", ".json", ".png", ".jpg", ".jpeg", ".pdf", ".zip",
+               ".md", ".yaml", ".yml", ".log", ".ijm", ".py", ".roi")
+
+
+def _passed_over(folder: Path) -> list[tuple[Path, str]]:
+    """What a folder of movies holds besides movie files that a user may have meant as a movie: subfolders
+    (not searched) and files of other formats (a microscope's own, a renamed copy)."""
+    out = []
+    for f in sorted(folder.iterdir()):
+        if f.name.startswith("."):
+            continue
+        if f.is_dir():
+            out.append((f, "a subfolder, not searched: give it as its own argument (a folder of per-frame TIFFs "
+                           "is one movie)"))
+        elif f.suffix.lower() not in MOVIE_SUFFIXES + _NOT_MOVIES:
+            out.append((f, "not a movie file exodf reads (.tif/.tiff/.h5): convert it to TIFF (e.g. in Fiji)"))
     return out
 
 

@@ -10,7 +10,7 @@ import json
 import os
 import re
 import warnings as warnings_module
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -430,8 +430,11 @@ def benchmark(out: Path, presets: Sequence[str], n_movies: int, methods: Sequenc
                 done += 1
                 if progress:
                     progress("benchmark", done, total)
-        for meth, ms in per_method.items():
-            rows.append({"preset": name, "method": meth, "n_movies": len(ms), **summarize(ms).as_dict()})
+        for meth, ms in per_method.items():  # (with what made the figures: movies, scoring, method)
+            rows.append({"preset": name, "method": meth, "n_movies": len(ms), **summarize(ms).as_dict(),
+                         "frames": params.n_frames, "height": params.height, "width": params.width,
+                         "seeds": [seed + k for k in range(n_movies)], "exclude_edges": exclude_edges,
+                         "rule": asdict(Rule()), "method_identity": idents[meth]})
     header = ["preset", "method", "n_movies", "tp", "fp", "fn", "precision", "recall", "f1", "precision_mean",
               "precision_sd", "recall_mean", "recall_sd", "f1_mean", "f1_sd"]
     lines = [",".join(header)] + [",".join("" if r[h] is None else (f"{r[h]:.4f}" if isinstance(r[h], float)

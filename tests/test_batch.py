@@ -105,6 +105,16 @@ def test_batch_scheduler_errors_are_one_line(tmp_path: Path) -> None:
                         "http://127.0.0.1:8786"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     assert "cannot connect to a dask scheduler there" in r.stderr and "tcp://HOST:8786" in r.stderr
+    # a refused connection or an unknown host is said at once (the dask client retried for 30 s first)
+    from exodf.batch import _refused
+
+    assert "ConnectionRefusedError" in _refused("tcp://127.0.0.1:9")
+    assert "gaierror" in _refused("tcp://no-such-host.invalid:8786")
+    assert _refused("http://127.0.0.1:9") is None and _refused("tcp://127.0.0.1") is None
+    r = subprocess.run([sys.executable, "-m", "exodf", "detect", "--batch", str(tmp_path / "m"), "--scheduler",
+                        "tcp://127.0.0.1:9"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "cannot connect to a dask scheduler there (ConnectionRefusedError" in r.stderr, r.stderr
     r = subprocess.run([sys.executable, "-m", "exodf", "detect", str(tmp_path / "m" / "a.tif"), "--workers", "2"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and "--scheduler and --workers go with --batch" in r.stderr

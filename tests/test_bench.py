@@ -27,11 +27,13 @@ def test_bench_json_figures_and_agreement(tmp_path: Path, weights_path: Path) ->
     assert fig["events"] >= 2 and fig["events"] == fig["reference_events"]
     assert fig["agreement_f1"] == 1.0  # the streamed pass finds what the whole-volume reference finds
     assert fig["f1_vs_truth"] is not None and fig["f1_vs_truth"] >= 0.5
+    assert fig["truth_exclude_edges"] == 0  # (40 frames: none left out; the printed line says which)
     movies = sorted((tmp_path / "work").glob("*.tif"))
     assert [m.name for m in movies] == ["control_40x64x64_seed1.tif"]
     again = _bench(tmp_path, "--frames", "40", "--size", "64", "--seed", "1", "--no-reference", "-q")
     assert again.returncode == 0, again.stderr
     assert "agreement        not computed" in again.stdout and "peak RSS" in again.stdout
+    assert "start-up and network loading included" in again.stdout and ", all frames)" in again.stdout
     assert sorted((tmp_path / "work").glob("*.tif")) == movies  # the simulated movie is reused
 
 

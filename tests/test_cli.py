@@ -115,7 +115,7 @@ def _exits_interrupted(program: str) -> None:
     """Run ``program`` (Python code ending in cli.run()): status 130 and the interruption message alone."""
     r = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
     assert r.returncode == 130, r.stderr
-    assert r.stderr == "exodf: interrupted; no partial output was written\n"
+    assert r.stderr == "exodf: interrupted; no partly written file was left\n"
 
 
 def test_signals_while_exiting_after_an_interrupt_change_nothing() -> None:
@@ -157,7 +157,7 @@ def test_killed_detection_exits_130_and_leaves_no_file(tmp_path: Path, weights_p
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
-    assert "interrupted; no partial output was written" in err
+    assert "interrupted; no partly written file was left" in err
     assert list(out.iterdir()) == []
 
 

@@ -254,3 +254,50 @@ def test_dark_frames_are_warned_and_edges_must_leave_frames(weights_path: Path, 
     r = _exodf("detect", tmp_path / "m.tif", "-o", tmp_path / "f.csv", "--exclude-edges", "15", cwd=tmp_path)
     assert r.returncode == 1 and "--exclude-edges 15 leaves none of its 30 frames" in r.stderr
     assert not (tmp_path / "f.csv").exists()
+
+
+def test_an_interrupt_among_several_movies_says_what_is_done(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C after the first of three movies said only 'no partial output was written', although one table
+    was written and complete: it now says how many are done and how to do the rest."""
+    from typer.testing import CliRunner
+
+    import exodf.jobs as jobs
+    from exodf.cli import app
+    from exodf.io import write_tiff
+
+    for name in ("a", "b", "c"):
+        write_tiff(tmp_path / f"{name}.tif", np.zeros((4, 16, 16), np.uint16))
+
+    def detect_file(movie: Path, target: Path, *a: object, **k: object) -> tuple[int, int]:
+        if movie.name != "a.tif":
+            raise KeyboardInterrupt
+        target.parent.mkdir(exist_ok=True)
+        target.write_text("X,Y,Slice\n")
+        return 0, 4
+
+    monkeypatch.setattr(jobs, "detect_file", detect_file)
+    r = CliRunner().invoke(app, ["detect", str(tmp_path / "a.tif"), str(tmp_path / "b.tif"), str(tmp_path / "c.tif"),
+                                 "-o", str(tmp_path / "out"), "-q"])
+    assert r.exit_code == 130, r.output
+    assert "exodf: 1 of 3 movies done (their tables are complete); rerun the same command with --skip-existing" \
+        in r.output, r.output
+
+
+def test_an_interrupted_batch_says_what_is_done(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    import exodf.batch as batch
+    from exodf.cli import app
+    from exodf.io import write_tiff
+
+    for name in ("a", "b", "c"):
+        write_tiff(tmp_path / "in" / f"{name}.tif", np.zeros((4, 16, 16), np.uint16))
+
+    def detect_batch(paths, outputs, req, scheduler, workers, report):  # type: ignore[no-untyped-def]
+        report(batch.BatchResult(paths[0], outputs[0], n_frames=4), 1, 3)
+        report(batch.BatchResult(paths[1], outputs[1], error="broken"), 2, 3)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(batch, "detect_batch", detect_batch)
+    r = CliRunner().invoke(app, ["detect", "--batch", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-q"])
+    assert r.exit_code == 130 and "exodf: 1 of 3 movies done" in r.output and "--skip-existing" in r.output, r.output

@@ -369,13 +369,23 @@ def test_a_folder_of_movies_passes_over_masks_probability_maps_and_weights(tmp_p
         f["model_weights/conv"] = np.zeros(3)
     with h5py.File(tmp_path / "original.h5", "w") as f:
         f["dataset"] = np.zeros((6, 16, 16), np.uint16)
+    # a batch lost a subfolder of frames and a microscope's own file without a word; tables and hidden files
+    # (exodf's outputs beside the movies) are still passed over silently
+    (tmp_path / "frames").mkdir()
+    for name in ("cell2.nd2", "movie_events.csv", "scores.json", ".DS_Store"):
+        (tmp_path / name).write_bytes(b"x")
     skipped: list[tuple[Path, str]] = []
     found = movie_paths([tmp_path], skipped)
     assert [p.name for p in found] == ["movie.tif", "original.h5", "short.tif"]
     assert {p.name: why for p, why in skipped} == {
         "cell_mask.tif": "a single image, not a movie (a mask?)",
         "movie_probabilities.tif": "an exodf probability map",
-        "net_weights.h5": "an HDF5 file without the original's 'dataset' (weights?)"}
+        "net_weights.h5": "an HDF5 file without the original's 'dataset' (weights?)",
+        "frames": "a subfolder, not searched: give it as its own argument (a folder of per-frame TIFFs is one movie)",
+        "cell2.nd2": "not a movie file exodf reads (.tif/.tiff/.h5): convert it to TIFF (e.g. in Fiji)"}
+    for name in ("cell2.nd2", "movie_events.csv", "scores.json", ".DS_Store"):
+        (tmp_path / name).unlink()
+    (tmp_path / "frames").rmdir()
     assert movie_paths([tmp_path / "cell_mask.tif"]) == [tmp_path / "cell_mask.tif"]  # named: read (and refused)
     # a movie cut short in copying shows tifffile only its first page: it is a movie to fail, not a mask to skip
     whole = tmp_path / "whole.tif"

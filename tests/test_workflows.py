@@ -284,7 +284,9 @@ def test_benchmark_reuses_only_what_the_same_options_made(tmp_path: Path) -> Non
     assert (folder / "adae-like_events.csv").stat().st_mtime_ns != first["adae-like_events.csv"]
     assert not (folder / "exoj-like_events.csv").exists()  # the old movie's table does not stay beside the new one
     assert set(json.loads((folder / "detections.json").read_text())) == {"adae-like"}
-    assert json.loads((out / "benchmark.json").read_text())[0]["n_movies"] == 1
+    row = json.loads((out / "benchmark.json").read_text())[0]
+    assert row["n_movies"] == 1 and (row["frames"], row["height"], row["exclude_edges"]) == (40, 56, 5)  # provenance
+    assert row["rule"]["max_distance"] == 4.5 and row["method_identity"].startswith("adae-like (exodf ")
 
 
 def test_measure_command_options(sim: Path, tmp_path: Path) -> None:

@@ -114,7 +114,7 @@ def main(*, program: bool = False) -> None:
     if rc == 130:  # typer turns KeyboardInterrupt into exit status 130 and returns it
         if program:
             _deaf()
-        _error("exodf: interrupted; no partial output was written")
+        _error("exodf: interrupted; no partly written file was left")
     if isinstance(rc, int) and rc:
         sys.exit(rc)
 

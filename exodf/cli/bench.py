@@ -53,9 +53,12 @@ def register(app: typer.Typer) -> None:
             f"F1 {res.agreement_f1:.3f} ({res.events} vs {res.reference_events} events, reference "
             f"{res.reference_seconds:.0f} s)")
         truth = "undefined" if res.f1_vs_truth is None else f"{res.f1_vs_truth:.3f}"
+        scored = (f"first/last {res.truth_exclude_edges} frames left out" if res.truth_exclude_edges else
+                  "all frames")
         typer.echo(f"exodf detect, {res.frames} x {res.size} x {res.size} px ({res.tiling}, {res.dtype}) on "
                    f"{res.cpus} CPU cores, {res.device}:\n"
-                   f"  seconds          {res.seconds:.1f} ({res.frames_per_second:.2f} frames/s)\n"
+                   f"  seconds          {res.seconds:.1f} ({res.frames_per_second:.2f} frames/s; the whole run, "
+                   "start-up and network loading included)\n"
                    f"  peak RSS         {res.peak_rss_gb:.2f} GB\n"
-                   f"  events           {res.events} (F1 vs the simulation's truth {truth})\n"
+                   f"  events           {res.events} (F1 vs the simulation's truth {truth}, {scored})\n"
                    f"  agreement        {agree}")

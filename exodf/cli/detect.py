@@ -190,6 +190,9 @@ def register(app: typer.Typer) -> None:
                 t0 = time.perf_counter()
                 try:
                     n_events, n_frames = detect_file(path, target, req, probabilities, prog)
+                except KeyboardInterrupt:
+                    _interrupted(k, len(paths))
+                    raise
                 except ExodfError as e:
                     if k + 1 < len(paths):  # say what the others became
                         raise ExodfError(f"{e} ({k} movie(s) done, {len(paths) - k - 1} not started: fix this one "
@@ -199,6 +202,13 @@ def register(app: typer.Typer) -> None:
                 dt = time.perf_counter() - t0
                 typer.echo(f"{path}: {n_events} events ({_per_frame(n_events, n_frames, exclude_edges)}) "
                            f"in {dt:.1f} s -> {target}")
+
+
+def _interrupted(done: int, total: int) -> None:
+    """After Ctrl-C, what of several movies is done (their tables are whole) and how to do the rest."""
+    if total > 1 and done:
+        typer.echo(f"exodf: {done} of {total} movies done (their tables are complete); rerun the same command "
+                   "with --skip-existing to do the rest", err=True)
 
 
 def _up_to_date(movie: Path, table: Path) -> bool:
@@ -252,14 +262,17 @@ def _run_batch(paths: list[Path], outputs: list[Path], req: "object", scheduler:
 
     from ..batch import local_workers
 
-    where = (f"the dask cluster at {scheduler}" if scheduler is not None else
+    where = (f"the dask cluster at {scheduler} (connecting)" if scheduler is not None else
              f"{local_workers(workers)} local worker process(es)")
     typer.echo(f"detecting {len(paths)} movie{'' if len(paths) == 1 else 's'} on {where}; each movie is reported "
                "when it is done")
     with _progress(not quiet and sys.stderr.isatty()) as prog:
         task = prog.add_task("movies", total=len(paths)) if prog is not None else None
 
+        finished = [0]
+
         def report(res: BatchResult, done: int, total: int) -> None:
+            finished[0] += res.ok
             for w in res.warnings:  # logged on the worker, whose log may be on another machine
                 typer.echo(f"[{done}/{total}] warning: {w}", err=True)
             if res.ok:
@@ -277,6 +290,7 @@ def _run_batch(paths: list[Path], outputs: list[Path], req: "object", scheduler:
             if scheduler is not None:
                 typer.echo("exodf: movies already running on the cluster's workers may still finish and write "
                            "their tables (each complete); the others were withdrawn", err=True)
+            _interrupted(finished[0], len(paths))
             raise
     failed = [r for r in results if not r.ok]
     typer.echo(f"{len(results)} movie{'' if len(results) == 1 else 's'}: {len(results) - len(failed)} done, "

@@ -211,7 +211,18 @@ def register(app: typer.Typer) -> None:
             from ..jobs import load_detector
 
             load_detector(weights)  # bad weights fail now, before any movie is simulated
-        rows = run_benchmark(out, names, n_movies, meths, overrides, seed, exclude_edges, weights)
+        import sys
+
+        from .detect import _progress
+
+        with _progress(not as_json and sys.stderr.isatty()) as prog:
+            task = prog.add_task("movies x methods", total=len(names) * n_movies * len(meths)) if prog else None
+
+            def report(stage: str, done: int, total: int) -> None:
+                prog.update(task, completed=done, total=total)  # type: ignore[union-attr]
+
+            rows = run_benchmark(out, names, n_movies, meths, overrides, seed, exclude_edges, weights,
+                                 report if prog is not None else None)
         if as_json:
             typer.echo(json.dumps(rows))
             return
