@@ -19,7 +19,8 @@ import numpy as np
 
 from .events import EventTable
 
-__all__ = ["MeasureConfig", "measure_events", "window_trace", "fit_decay", "CellSummary", "summarize_cell"]
+__all__ = ["MeasureConfig", "measure_events", "window_trace", "fit_decay", "min_fit_frames", "CellSummary",
+           "summarize_cell"]
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,12 @@ def fit_decay(trace: np.ndarray) -> tuple[float, float, float] | None:
     return float(a), float(tau), float(b)
 
 
+def min_fit_frames(config: MeasureConfig) -> int:
+    """Frames a decay fit needs within the movie: half of ``n_fit`` (at least 4); an event near the movie's end
+    has fewer, and 3 parameters fitted to a handful of frames gave a τ as if measured."""
+    return max(4, config.n_fit // 2)
+
+
 def measure_events(movie: np.ndarray, events: EventTable, config: MeasureConfig = MeasureConfig()) -> EventTable:
     """The events with columns ``f0``, ``f``, ``fold`` (F/F0), ``decay_tau``, ``half_life`` (s or frames).
 
@@ -132,8 +139,9 @@ def measure_events(movie: np.ndarray, events: EventTable, config: MeasureConfig 
 
     Each event is measured at its peak: the frame of largest window mean within ``config.peak_search``
     frames of its nearest frame (2 by default; 0: at its nearest frame, the paper's definition). F/F0 is NaN
-    when the F0 frame (``config.before`` frames before the peak, 5 by default) is outside the movie; the decay values are NaN when the fit fails or fewer than 4 frames are left; every value is
-    NaN for an event whose frame is outside the movie.
+    when the F0 frame (``config.before`` frames before the peak, 5 by default) is outside the movie; the decay
+    values are NaN when the fit fails or fewer than :func:`min_fit_frames` frames (half of ``n_fit``) are left
+    before the movie's end; every value is NaN for an event whose frame is outside the movie.
     """
     if movie.ndim != 3:
         raise ValueError(f"measure_events: expected a (T, Y, X) movie, got shape {movie.shape}")
@@ -154,6 +162,8 @@ def measure_events(movie: np.ndarray, events: EventTable, config: MeasureConfig 
         frames = np.concatenate([[peak[i] - config.before], peak[i] + np.arange(config.n_fit)])
         trace = window_trace(movie, events.x[i], events.y[i], frames, config.window)
         f0[i], f[i] = trace[0], trace[1]
+        if np.isfinite(trace[1:]).sum() < min_fit_frames(config):  # the movie ends before the decay does
+            continue
         fit = fit_decay(trace[1:])
         if fit is not None:
             tau[i] = fit[1] * scale
@@ -175,9 +185,10 @@ class CellSummary:
     half_life_mean: float | None
     half_life_median: float | None
     n_fitted: int
+    n_fold: int = 0  # events with a defined F/F0 (the F/F0 mean is over these)
 
     def as_dict(self) -> dict[str, float | int | None]:
-        return {k: getattr(self, k) for k in ("n_events", "fold_mean", "fold_median", "half_life_mean",
+        return {k: getattr(self, k) for k in ("n_events", "fold_mean", "fold_median", "n_fold", "half_life_mean",
                                               "half_life_median", "n_fitted")}
 
 
@@ -188,6 +199,6 @@ def summarize_cell(measured: EventTable) -> CellSummary:
         v = v[np.isfinite(v)]
         return (float(v.mean()), float(np.median(v)), int(v.size)) if v.size else (None, None, 0)
 
-    fm, fmed, _ = stats("fold")
+    fm, fmed, nfold = stats("fold")
     hm, hmed, nfit = stats("half_life")
-    return CellSummary(len(measured), fm, fmed, hm, hmed, nfit)
+    return CellSummary(len(measured), fm, fmed, hm, hmed, nfit, nfold)

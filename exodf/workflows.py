@@ -303,7 +303,8 @@ def measure_file(movie: Path, events: Path, out: Path, config: MeasureConfig = M
         warnings.append(f"{movie}: {dark} of {len(measured)} events have F0 <= 0 (a background-subtracted or "
                         "offset movie?), so their F/F0 is undefined (NaN); measure the raw movie")
     write_events(measured, out, pixel_size=pixel_size)
-    return {**summarize_cell(measured).as_dict(), "warnings": warnings}
+    return {**summarize_cell(measured).as_dict(), "time_unit": "s" if config.frame_interval_s else "frames",
+            "warnings": warnings}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -339,7 +340,8 @@ def demo(out: Path, params: SimParams, seed: int = 0, weights: Optional[Path] = 
     scores: dict[str, Any] = {"preset_seed": seed, "method": method, "exclude_edges": exclude_edges,
                               **m.as_dict(), "edge_split_fp": split[0], "edge_split_fn": split[1],
                               "all_frames": full.as_dict(),
-                              "cell": summarize_cell(events).as_dict()}
+                              "cell": {**summarize_cell(events).as_dict(),
+                                       "time_unit": "s" if params.frame_interval_s else "frames"}}
     write_text_atomic(out / "scores.json", json.dumps(scores, indent=2) + "\n")
     write_overlay(out / "overlay.tif", overlay_movie(movie, matching=full))
     fig = report_figure(events, movie.shape[0], background=movie.mean(axis=0), matching=m,

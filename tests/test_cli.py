@@ -34,6 +34,14 @@ def test_usage_errors_are_short_and_exit_2(tmp_path: Path, args: list[str], says
     assert says in r.stderr and "Traceback" not in r.stderr and len(r.stderr.splitlines()) <= 4, r.stderr
 
 
+def test_version(tmp_path: Path) -> None:
+    """Results in a paper need the version that made them: `exodf --version` was 'No such option'."""
+    import exodf
+
+    r = _exodf("--version", cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout == f"exodf {exodf.__version__}\n", r.stderr
+
+
 def test_file_system_errors_are_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     def denied(**_: object) -> None:
         raise PermissionError(13, "Permission denied", "/data/out/events.csv")

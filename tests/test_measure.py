@@ -41,7 +41,24 @@ def test_half_life_in_seconds_and_cell_summary() -> None:
     assert m.columns["decay_tau"][0] == pytest.approx(2.0, rel=1e-3)
     assert m.columns["half_life"][0] == pytest.approx(2.0 * math.log(2), rel=1e-3)
     s = summarize_cell(m)
-    assert s.n_events == 1 and s.n_fitted == 1 and s.fold_mean == pytest.approx(1.6)
+    assert s.n_events == 1 and s.n_fitted == 1 and s.n_fold == 1 and s.fold_mean == pytest.approx(1.6)
+
+
+def test_no_decay_fit_on_the_last_frames_and_the_summary_counts_what_it_averages() -> None:
+    """An event 2 frames before the movie's end got a τ fitted to 3-4 frames, and the summary said '9 events:
+    F/F0 mean ...' over the 7 with an F0."""
+    movie = np.full((40, 40, 40), 100.0)
+    t = np.arange(40, dtype=float)
+    for x, start in ((10, 10), (30, 33), (20, 2)):  # a full decay, one cut by the movie's end, one too early
+        movie[start:, x - 3:x + 4, 17:24] += (60 * np.exp(-(t[start:] - start) / 2.0))[:, None, None]
+    m = measure_events(movie, EventTable([20, 20, 20], [10, 30, 20], [10, 33, 2]))
+    tau = m.columns["decay_tau"]
+    assert tau[0] == pytest.approx(2.0, rel=1e-3) and np.isnan(tau[1])  # 7 frames left < 16 // 2
+    assert np.isnan(m.columns["fold"][2])  # F0 would be 5 frames before the movie's start
+    s = summarize_cell(m)
+    assert (s.n_events, s.n_fold, s.n_fitted) == (3, 2, 2)
+    assert not np.isnan(measure_events(movie, EventTable([20], [30], [33]), MeasureConfig(n_fit=12))
+                        .columns["decay_tau"][0])  # 7 frames are enough for a 12-frame fit
 
 
 def test_measure_recovers_simulated_fold_within_10_percent() -> None:

@@ -298,6 +298,11 @@ def test_measure_command_options(sim: Path, tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     m = read_events(tmp_path / "m.csv")
     np.testing.assert_array_equal(m.columns["peak_frame"], np.floor(m.frame + 0.5))  # measured where given
+    assert " events with an F0; half-life mean " in res.output and " frames over " in res.output, res.output
+    res = runner.invoke(app, ["measure", str(sim / "movie.tif"), str(sim / "ground_truth.csv"), "-o",
+                              str(tmp_path / "m.csv"), "--frame-interval", "0.4", "--json"])
+    summary = json.loads(res.output)
+    assert summary["time_unit"] == "s" and summary["n_fold"] <= summary["n_events"], res.output
     res = runner.invoke(app, ["measure", str(sim / "movie.tif"), str(sim / "ground_truth.csv"), "-o",
                               str(tmp_path / "w.csv"), "--window", "201"])
     assert res.exit_code == 1 and "the 201-px window is larger than its 64 x 64-px frames" in str(res.exception)

@@ -27,10 +27,20 @@ app = typer.Typer(
 _errors_to_stdout = False
 
 
+def _version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        typer.echo(f"exodf {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(errors_to_stdout: bool = typer.Option(
         False, "--errors-to-stdout", help="Print error messages on standard output too: ImageJ's exec() shows "
-        "only that (the Fiji macros use it). Give it before the command: exodf --errors-to-stdout detect ...")
+        "only that (the Fiji macros use it). Give it before the command: exodf --errors-to-stdout detect ..."),
+        version: bool = typer.Option(False, "--version", help="Print exodf's version and exit.", callback=_version,
+                                     is_eager=True),
 ) -> None:
     global _errors_to_stdout
     _errors_to_stdout = errors_to_stdout

@@ -145,8 +145,8 @@ def register(app: typer.Typer) -> None:
             return "n/a" if v is None else f"{v:.3g}"
 
         typer.echo(f"{summary['n_events']} events: F/F0 mean {f(summary['fold_mean'])} (median "
-                   f"{f(summary['fold_median'])}); half-life mean {f(summary['half_life_mean'])} {unit} over "
-                   f"{summary['n_fitted']} fitted events -> {target}")
+                   f"{f(summary['fold_median'])}) over {summary['n_fold']} events with an F0; half-life mean "
+                   f"{f(summary['half_life_mean'])} {unit} over {summary['n_fitted']} fitted events -> {target}")
 
     @app.command()
     def demo(
