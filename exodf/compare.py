@@ -222,7 +222,9 @@ def comparison_figure(c: Comparison) -> Any:
         vals = [r[key] if r[key] is not None else 0.0 for r in rows]
         ax.bar(xs + (k - 1) * w, vals, w, label=key.upper() if key == "f1" else key.capitalize())
     ax.set_xticks(xs, [r["method"] for r in rows])
-    ax.set_ylim(0, 1.2)
+    ax.set_ylim(0, 1.2)  # (room for the legend above the bars; no tick above 1)
+    ax.set_yticks(np.linspace(0, 1, 6))
+    ax.set_ylabel("score (pooled counts)")
     ax.set_title(f"Paper's rule: {len(c.movies)} movie(s), {c.exclude_edges} edge frames excluded", fontsize=10)
     ax.legend(loc="upper center", ncol=3, fontsize=8)
     ax = axes[1]
@@ -236,6 +238,8 @@ def comparison_figure(c: Comparison) -> Any:
     ax.barh(ys - 0.2, tp_v, 0.4, label="true positives (ground truths found)")
     ax.barh(ys + 0.2, fp_v, 0.4, label="false positives (merged)")
     ax.set_yticks(ys, labels)
+    ax.set_xlabel("events, pooled over movies (a true event found by A and B counts under 'A & B')")
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     ax.set_title(f"Overlaps between methods (missed by all: {tot['fn'].get('&'.join(c.methods), 0)})",
                  fontsize=10)
     ax.legend(fontsize=8)

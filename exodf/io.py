@@ -581,16 +581,24 @@ def write_tiff(path: str | os.PathLike[str], data: np.ndarray, axes: str = "TYX"
     if np.ndim(data) != len(axes):
         raise ValueError(f"write_tiff: {len(axes)} axes {axes!r} for an array of shape {np.shape(data)}; give axes "
                          "such as 'YX' for an image, 'TYX' for a movie")
-    md: dict[str, object] = {"axes": axes} if info is None else {"axes": axes, "Info": info}
-    kw = {}
+    md, kw = imagej_calibration(resolution_um, frame_interval_s)
+    md = {"axes": axes, **md} if info is None else {"axes": axes, "Info": info, **md}
+    with atomic_path(p) as tmp:
+        tifffile.imwrite(tmp, data, imagej=True, metadata=md, **kw)
+    return p
+
+
+def imagej_calibration(resolution_um: float | None = None, frame_interval_s: float | None = None
+                       ) -> tuple[dict[str, object], dict[str, Any]]:
+    """ImageJ metadata and ``tifffile.imwrite`` keywords that calibrate a TIFF: µm per pixel, s per frame."""
+    md: dict[str, object] = {}
+    kw: dict[str, Any] = {}
     if resolution_um:
         kw["resolution"] = (1.0 / resolution_um, 1.0 / resolution_um)
         md["unit"] = "um"
     if frame_interval_s:
         md["finterval"] = float(frame_interval_s)
-    with atomic_path(p) as tmp:
-        tifffile.imwrite(tmp, data, imagej=True, metadata=md, **kw)
-    return p
+    return md, kw
 
 
 def _path_first(call: str, path: object) -> None:

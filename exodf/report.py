@@ -64,13 +64,18 @@ def overlay_movie(movie: np.ndarray, events: EventTable | None = None, matching:
     return rgb
 
 
-def write_overlay(path: str | os.PathLike[str], rgb: np.ndarray) -> Path:
-    """Write an RGB overlay (T, Y, X, 3) uint8 as an ImageJ RGB stack, atomically."""
+def write_overlay(path: str | os.PathLike[str], rgb: np.ndarray, resolution_um: float | None = None,
+                  frame_interval_s: float | None = None) -> Path:
+    """Write an RGB overlay (T, Y, X, 3) uint8 as an ImageJ RGB stack, atomically, calibrated as its movie
+    when ``resolution_um`` (µm per pixel) and ``frame_interval_s`` are given."""
     import tifffile
 
+    from .io import imagej_calibration
+
     p = Path(path)
+    md, kw = imagej_calibration(resolution_um, frame_interval_s)
     with atomic_path(p) as tmp:
-        tifffile.imwrite(tmp, rgb, imagej=True, photometric="rgb", metadata={"axes": "TYXS"})
+        tifffile.imwrite(tmp, rgb, imagej=True, photometric="rgb", metadata={"axes": "TYXS", **md}, **kw)
     return p
 
 
@@ -97,6 +102,7 @@ def report_figure(events: EventTable, n_frames: int, background: np.ndarray | No
     :func:`exodf.measure.measure_events`, or the simulator's ground truth); the F/F0 panels need it.
     """
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(11, 9), layout="constrained")
     ax = fig.subplots(2, 2)
@@ -135,6 +141,7 @@ def report_figure(events: EventTable, n_frames: int, background: np.ndarray | No
     a.set_xlabel("frame (from 0; ImageJ's Slice = frame + 1)")
     a.set_xlim(0, n_frames)  # (the last bin may reach past the movie's end)
     a.set_ylabel("events")
+    a.yaxis.set_major_locator(MaxNLocator(integer=True))  # (counts: no 2.5 events)
     # F/F0 histogram
     a = ax[1, 0]
     fold = (events if matching is None else matching.pred).columns.get("fold")  # the scored set, as above
@@ -150,6 +157,7 @@ def report_figure(events: EventTable, n_frames: int, background: np.ndarray | No
     a.set_title("F/F0" + (" (scored events)" if matching is not None else ""))
     a.set_xlabel("F/F0")
     a.set_ylabel("events")
+    a.yaxis.set_major_locator(MaxNLocator(integer=True))
     if a.get_legend_handles_labels()[0]:
         a.legend(fontsize=8)
     # P/R/F1 by F/F0 bin: a TP counts at its ground truth's F/F0, an FP at its own measured F/F0
@@ -171,6 +179,10 @@ def report_figure(events: EventTable, n_frames: int, background: np.ndarray | No
             a.plot(mid[np.isfinite(v)], v[np.isfinite(v)], "o-", label=name)
         empty = int(np.sum(~np.isfinite(f1)))
         a.set_ylim(0, 1.05)
+        n_gt, _ = np.histogram(np.clip(g, edges[0], edges[-1] - 1e-9), edges)
+        n_det, _ = np.histogram(pf[np.isfinite(pf)], edges)
+        for xm, ng, nd in zip(mid, n_gt, n_det):  # how many events each bin's scores rest on
+            a.text(xm, 0.02, f"{ng} true\n{nd} det.", ha="center", va="bottom", fontsize=7, color="0.3")
         a.legend(fontsize=8)
         a.set_xlabel("F/F0 (bin centre; TP at their ground truth's F/F0)"
                      + (f"\n{empty} of {len(mid)} bins without detections or true events: no F1" if empty else "")

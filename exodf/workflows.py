@@ -343,7 +343,8 @@ def demo(out: Path, params: SimParams, seed: int = 0, weights: Optional[Path] = 
                               "cell": {**summarize_cell(events).as_dict(),
                                        "time_unit": "s" if params.frame_interval_s else "frames"}}
     write_text_atomic(out / "scores.json", json.dumps(scores, indent=2) + "\n")
-    write_overlay(out / "overlay.tif", overlay_movie(movie, matching=full))
+    write_overlay(out / "overlay.tif", overlay_movie(movie, matching=full), params.pixel_size_um,
+                  params.frame_interval_s)
     fig = report_figure(events, movie.shape[0], background=movie.mean(axis=0), matching=m,
                         title=f"exodf demo: {method} on a simulated movie (seed {seed}), first/last "
                               f"{exclude_edges} frames excluded",

@@ -175,6 +175,13 @@ def test_demo_end_to_end(weights_path: Path, tmp_path: Path) -> None:
     for name in ("movie.tif", "ground_truth.csv", "cell_mask.tif", "detections.csv", "overlay.tif", "report.png"):
         assert (out / name).is_file()
     assert "fold" in read_events(out / "detections.csv").columns
+    assert scores["cell"]["time_unit"] == "s" and "edge_split_fp" in scores
+    import tifffile
+
+    with tifffile.TiffFile(out / "overlay.tif") as t:  # calibrated as the movie (it had lost µm and s)
+        assert t.imagej_metadata["unit"] == "um" and t.imagej_metadata["finterval"] == pytest.approx(0.4)
+        x_res = t.pages[0].tags["XResolution"].value
+        assert x_res[1] / x_res[0] == pytest.approx(0.16, rel=1e-3)
 
 
 def test_measure_file_reads_calibrated_tables(tmp_path) -> None:
