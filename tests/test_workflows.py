@@ -87,6 +87,10 @@ def test_rates_command_paired_cohens_d(tmp_path: Path) -> None:
     out = json.loads(res.output)
     # per-frame differences 0.02, 0.01, 0.03: mean 0.02, SD 0.01
     assert out["cohens_d"] == pytest.approx(2.0)
+    res = runner.invoke(app, ["rates", str(tmp_path / "b"), str(tmp_path / "a"), "--frames", "100"])
+    # n, four significant digits (3 decimals were one digit of a per-µm² rate), and which d
+    assert "3 cells: before 0.03333 ± 0.01528, after 0.05333 ± 0.02309 events/frame (mean ± SD); Cohen's d_z " \
+        "(paired: mean change / SD of the changes) 2.000" in res.output, res.output
     for args, says in ((["--frames", "10"], "c0.csv: 2 event(s) at or after Slice 11 (up to Slice 11), beyond "
                                              "--frames 10: give the movies' length"),
                        (["--frames", "100", "--frame-interval", "0.4"], "missing --area, --pixel-size"),

@@ -24,8 +24,8 @@ def _f(v: Optional[float]) -> str:
     return "undefined" if v is None else f"{v:.3f}"
 
 
-def _ms(m: Optional[float], s: Optional[float]) -> str:
-    return "undefined" if m is None else (f"{m:.3f} ± {s:.3f}" if s is not None else f"{m:.3f}")
+def _ms(m: Optional[float], s: Optional[float], fmt: str = ".3f") -> str:
+    return "undefined" if m is None else (f"{m:{fmt}} ± {s:{fmt}}" if s is not None else f"{m:{fmt}}")
 
 
 def register(app: typer.Typer) -> None:
@@ -117,6 +117,6 @@ def register(app: typer.Typer) -> None:
             return
         for c in res["cells"]:
             typer.echo(f"{c['cell']}: {c['before']:.4g} -> {c['after']:.4g} {res['unit']}")
-        typer.echo(f"before {_ms(res['before_mean'], res['before_sd'])}, after "
-                   f"{_ms(res['after_mean'], res['after_sd'])} {res['unit']}; Cohen's d (paired) "
-                   f"{_f(res['cohens_d'])}")
+        typer.echo(f"{len(res['cells'])} cells: before {_ms(res['before_mean'], res['before_sd'], '.4g')}, after "
+                   f"{_ms(res['after_mean'], res['after_sd'], '.4g')} {res['unit']} (mean ± SD); Cohen's d_z "
+                   f"(paired: mean change / SD of the changes) {_f(res['cohens_d'])}")
