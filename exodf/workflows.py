@@ -246,32 +246,47 @@ def _outside_mask(table: EventTable, name: str, mask: np.ndarray, path: Optional
 
 def rates_files(before: Path, after: Path, n_frames: int, exclude_edges: int = 0,
                 pixel_size_um: Optional[float] = None, frame_interval_s: Optional[float] = None,
-                area_px: Optional[float] = None) -> dict[str, Any]:
-    """Per-cell rates before and after a treatment (tables paired by name), and the paired Cohen's d."""
+                area_px: Optional[float] = None, masks: Optional[Path] = None) -> dict[str, Any]:
+    """Per-cell rates before and after a treatment (tables paired by name), and the paired Cohen's d.
+
+    ``masks``: one cell mask for every cell, or a folder of them named like the tables (``cell1.tif``,
+    ``cell1_mask.tif``): each cell's area is its mask's, and events outside it are left out (instead of one
+    ``area_px`` for all cells).
+    """
     try:
         _check_counts(exclude_edges, n_frames, pixel_size_um, frame_interval_s, area_px)
     except ValueError as e:
         raise ExodfError(str(e)) from None
-    given = {"--area": area_px, "--pixel-size": pixel_size_um, "--frame-interval": frame_interval_s}
-    if any(v is not None for v in given.values()) and any(v is None for v in given.values()):
-        raise ExodfError("rates per µm² per s need --area, --pixel-size and --frame-interval together; missing "
-                         + ", ".join(k for k, v in given.items() if v is None) + " (without all three: events/frame)")
+    if area_px is not None and masks is not None:
+        raise ExodfError("give --area (one area for every cell) or --mask (each cell's own), not both")
+    given = {"--area (or --mask)": area_px if masks is None else masks, "--pixel-size": pixel_size_um,
+             "--frame-interval": frame_interval_s}  # (--mask alone: events/frame inside each cell)
+    if (area_px is not None or pixel_size_um is not None or frame_interval_s is not None) and \
+            any(v is None for v in given.values()):
+        raise ExodfError("rates per µm² per s need --area (or --mask), --pixel-size and --frame-interval together; "
+                         "missing " + ", ".join(k for k, v in given.items() if v is None)
+                         + " (without them: events/frame)")
     pairs = pair_tables(before, after, "each cell's tables before and after alike (e.g. before/cell1.csv and "
                         "after/cell1.csv)")
+    mask_files = _files(masks, (".tif", ".tiff"), "mask") if masks is not None else {}
     frames = n_frames - 2 * exclude_edges
-    area = float(area_px) if area_px else 1.0
-    use_um = area_px is not None  # (with --pixel-size and --frame-interval: checked above)
+    use_um = pixel_size_um is not None  # (with --frame-interval and an area: checked above)
     rows, b, a = [], [], []
     for name, pb, pa in pairs:
+        kpath = _partner(mask_files, [name], masks, masks is not None and masks.is_file(), "mask")
+        mask = read_mask(kpath) if kpath is not None else None
+        area = float(mask.sum()) if mask is not None else (float(area_px) if area_px else 1.0)
+        if mask is not None and not area:
+            raise ExodfError(f"{kpath}: the mask of {name} is empty (no pixel inside the cell)")
         tables = []
         for path in (pb, pa):
             t = read_events(path)
             _past_the_end(path, t, n_frames)
-            tables.append(exclude_events(t, n_frames, exclude_edges))
+            tables.append(exclude_events(t, n_frames, exclude_edges, mask))
         rb = event_rate(tables[0], frames, area, pixel_size_um, frame_interval_s)
         ra = event_rate(tables[1], frames, area, pixel_size_um, frame_interval_s)
         vb, va = (rb.per_um2_per_s, ra.per_um2_per_s) if use_um else (rb.per_frame, ra.per_frame)
-        rows.append({"cell": name, "before": vb, "after": va})
+        rows.append({"cell": name, "before": vb, "after": va, **({"area_px": area} if mask is not None else {})})
         b.append(vb)
         a.append(va)
     mb, sb, _ = mean_sd(b)

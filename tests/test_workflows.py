@@ -93,13 +93,31 @@ def test_rates_command_paired_cohens_d(tmp_path: Path) -> None:
         "(paired: mean change / SD of the changes) 2.000" in res.output, res.output
     for args, says in ((["--frames", "10"], "c0.csv: 2 event(s) at or after Slice 11 (up to Slice 11), beyond "
                                              "--frames 10: give the movies' length"),
-                       (["--frames", "100", "--frame-interval", "0.4"], "missing --area, --pixel-size"),
+                       (["--frames", "100", "--frame-interval", "0.4"], "missing --area (or --mask), --pixel-size"),
                        (["--frames", "100", "--area", "300", "--pixel-size", "0.16"], "missing --frame-interval")):
         res = runner.invoke(app, ["rates", str(tmp_path / "b"), str(tmp_path / "a"), *args])
         assert res.exit_code == 1 and says in str(res.exception), res.output
     res = runner.invoke(app, ["rates", str(tmp_path / "b"), str(tmp_path / "a"), "--frames", "100", "--area", "300",
                               "--pixel-size", "0.16", "--frame-interval", "0.4", "--json"])
     assert res.exit_code == 0 and json.loads(res.output)["unit"] == "events/µm²/s"
+    # each cell's own mask: its own area, events outside it left out (one --area for all cells before)
+    from exodf.io import write_tiff
+
+    for i, (h, w) in enumerate(((5, 8), (10, 3), (10, 8))):  # 40, 30, 80 px
+        m = np.zeros((16, 16), np.uint8)
+        m[:h, :w] = 1  # events lie at y 0, x 0..n-1: c1's after-table has one at x 3, outside
+        write_tiff(tmp_path / "masks" / f"c{i}_mask.tif", m, axes="YX")
+    res = runner.invoke(app, ["rates", str(tmp_path / "b"), str(tmp_path / "a"), "--frames", "100", "--mask",
+                              str(tmp_path / "masks"), "--pixel-size", "0.5", "--frame-interval", "2", "--json"])
+    assert res.exit_code == 0, res.output
+    cells = json.loads(res.output)["cells"]
+    assert [c["area_px"] for c in cells] == [40, 30, 80]
+    # c0 before: 2 events / 100 frames / (40 px * 0.25 µm²) / 2 s; c1 after: 3 of its 4 events inside
+    assert cells[0]["before"] == pytest.approx(2 / 100 / 10 / 2)
+    assert cells[1]["after"] == pytest.approx(3 / 100 / 7.5 / 2)
+    res = runner.invoke(app, ["rates", str(tmp_path / "b"), str(tmp_path / "a"), "--frames", "100", "--mask",
+                              str(tmp_path / "masks"), "--area", "30"])
+    assert res.exit_code == 1 and "--area (one area for every cell) or --mask" in str(res.exception)
     write_events(EventTable([1.0], [2.0], [3.0]), tmp_path / "a" / "c9.csv")
     res = runner.invoke(app, ["rates", str(tmp_path / "b"), str(tmp_path / "a"), "--frames", "100"])
     assert res.exit_code == 1 and "no partner for c9.csv; name each cell's tables before and after alike" in \

@@ -104,14 +104,19 @@ def register(app: typer.Typer) -> None:
         exclude_edges: Annotated[int, typer.Option(min=0, help="Ignore the first and last N frames.")] = 0,
         pixel_size: Annotated[Optional[float], typer.Option(help="Pixel size (µm).")] = None,
         frame_interval: Annotated[Optional[float], typer.Option(help="Seconds per frame.")] = None,
-        area: Annotated[Optional[float], typer.Option(help="Cell area in px (with --pixel-size and "
-                                                      "--frame-interval: rates per µm² per s).")] = None,
+        area: Annotated[Optional[float], typer.Option(help="Cell area in px, the same for every cell (with "
+                                                      "--pixel-size and --frame-interval: rates per µm² per "
+                                                      "s).")] = None,
+        mask: Annotated[Optional[Path], typer.Option(help="Each cell's own mask instead of --area: a folder of "
+                                                     "masks named like the tables (cell1.tif or "
+                                                     "cell1_mask.tif), or one mask for all; events outside it "
+                                                     "are left out.", exists=True)] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print all figures as JSON.")] = False,
     ) -> None:
         """Exocytosis rate per cell before and after a treatment, and the paired Cohen's d."""
         from ..workflows import rates_files
 
-        res = rates_files(before, after, frames, exclude_edges, pixel_size, frame_interval, area)
+        res = rates_files(before, after, frames, exclude_edges, pixel_size, frame_interval, area, mask)
         if as_json:
             typer.echo(json.dumps(res))
             return
