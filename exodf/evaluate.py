@@ -299,6 +299,8 @@ def edge_split(pred: EventTable, gt: EventTable, n_frames: int, exclude_edges: i
     with warnings.catch_warnings():  # (score_events has said it about the mask)
         warnings.simplefilter("ignore")
         pred, gt = exclude_events(pred, mask=mask), exclude_events(gt, mask=mask)
+    if not len(pred) or not len(gt):  # (the mask may leave one table empty)
+        return 0, 0
     full = match_events(pred, gt, **rule)  # type: ignore[arg-type]
 
     def scored(t: EventTable) -> np.ndarray:

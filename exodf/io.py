@@ -481,7 +481,7 @@ def movie_paths(inputs: Sequence[str | os.PathLike[str]],
 
 # files beside movies that are plainly not movies: passed over without a word (exodf's own outputs among them)
 _NOT_MOVIES = (".csv", ".txt", ".tsv", ".xls", ".xlsx", ".xml", ".json", ".png", ".jpg", ".jpeg", ".pdf", ".zip",
-               ".md", ".yaml", ".yml", ".log", ".ijm", ".py", ".roi")
+               ".md", ".yaml", ".yml", ".log", ".ijm", ".py", ".roi", ".keras", ".npz", ".npy", "")
 
 
 def _passed_over(folder: Path) -> list[tuple[Path, str]]:
@@ -492,8 +492,13 @@ def _passed_over(folder: Path) -> list[tuple[Path, str]]:
         if f.name.startswith("."):
             continue
         if f.is_dir():
-            out.append((f, "a subfolder, not searched: give it as its own argument (a folder of per-frame TIFFs "
-                           "is one movie)"))
+            try:  # (an output folder of tables is not what a user meant as a movie)
+                images = any(g.suffix.lower() in MOVIE_SUFFIXES for g in f.iterdir())
+            except OSError:
+                images = True
+            if images:
+                out.append((f, "a subfolder, not searched: give it as its own argument (a folder of per-frame "
+                               "TIFFs is one movie)"))
         elif f.suffix.lower() not in MOVIE_SUFFIXES + _NOT_MOVIES:
             out.append((f, "not a movie file exodf reads (.tif/.tiff/.h5): convert it to TIFF (e.g. in Fiji)"))
     return out

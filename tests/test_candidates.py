@@ -120,9 +120,12 @@ def test_candidates_find_the_events_of_the_whole_volume_pass(published_net) -> N
     assert (probs[:, 0][outside] == 1).all() and (probs[:, 1:].transpose(1, 0, 2, 3)[:, outside] == 0).all()
     assert fast.segmentation.labels is not None and full.segmentation.labels is not None
     assert (fast.segmentation.labels[outside] == 0).all()
-    # inside the boxes (halo = the receptive field), probabilities and labels are the whole-volume pass's
+    # inside the boxes (halo = the receptive field), probabilities and labels are the whole-volume pass's, to
+    # float32 rounding (bit for bit where the CPU's convolution kernels do not depend on the block's shape;
+    # on an AVX2-only EPYC 0.3 % of the values differed by up to 4e-7)
     whole = np.moveaxis(predict_probabilities(movie, published_net, InferenceConfig()), -1, 1)
-    np.testing.assert_array_equal(probs.transpose(1, 0, 2, 3)[:, covered], whole.transpose(1, 0, 2, 3)[:, covered])
+    np.testing.assert_allclose(probs.transpose(1, 0, 2, 3)[:, covered], whole.transpose(1, 0, 2, 3)[:, covered],
+                               rtol=0, atol=1e-5)
     assert (fast.segmentation.labels[covered] == full.segmentation.labels[covered]).all()
     ref = predict_probabilities(movie, published_net, cand_cfg.inference)
     np.testing.assert_array_equal(np.moveaxis(ref, -1, 1), probs)

@@ -145,6 +145,9 @@ def test_pairs_split_by_the_edge_are_named(tmp_path: Path) -> None:
     mask = np.ones((100, 100), bool)
     mask[:20, :20] = False  # (10, 10) outside the cell: not scored at all, so not split either
     assert edge_split(pred, gt, 200, 25, mask) == (0, 1)
+    only_fp = np.zeros((100, 100), bool)
+    only_fp[55:65, 55:65] = True  # the plain FP's cell holds no true event: an IndexError before
+    assert edge_split(pred, gt, 200, 25, only_fp) == (0, 0)
     write_events(pred, tmp_path / "p.csv")
     write_events(gt, tmp_path / "g.csv")
     r = CliRunner().invoke(app, ["evaluate", str(tmp_path / "p.csv"), str(tmp_path / "g.csv"), "--frames", "200",

@@ -215,7 +215,8 @@ def test_macro_tables_read_as_exodf_reads_them_and_roi_sets_saved(tmp_path) -> N
               "semicolon.csv": "X;Y;Slice\n20,0;10,0;5\n", "quoted.csv": '"X","Y","Slice"\n20,10,5\n',
               "empty_cell.txt": "X\tY\tLabel\tSlice\n20\t10\t\t5\n",
               # measured on a hyperstack: Slice is the z-plane, Frame the time (drawn on Slice 1 before)
-              "hyperstack.csv": " ,Label,X,Y,Slice,Frame\n1,cell 1,20,10,1,5\n"}
+              "hyperstack.csv": " ,Label,X,Y,Slice,Frame\n1,cell 1,20,10,1,5\n",
+              "frame_first.csv": "X,Y,Frame,Slice\n20,10,5,1\n"}  # (the z-plane Slice overwrote the time)
     for name, text in tables.items():
         (tmp_path / name).write_text(text, encoding="utf-8")
         assert read_events(tmp_path / name).coords().tolist() == [[4.0, 10.0, 20.0]], name  # what exodf reads
@@ -265,9 +266,9 @@ def test_macro_tables_keep_text_columns(tmp_path) -> None:
 
 @needs_imagej
 @pytest.mark.fiji
-def test_toolset_detect_writes_beside_the_movie_and_removes_its_copy(tmp_path) -> None:
-    """The toolset's Detect wrote the table into the temporary folder and left a copy of every unsaved movie
-    there; it now writes MOVIE_events.csv beside a movie on disk, and deletes the copy of a changed one."""
+def test_toolset_detect_removes_its_copy_and_says_where_the_table_is(tmp_path) -> None:
+    """The toolset's Detect left a copy of every unsaved or changed movie in the temporary folder; it deletes
+    it, says where the table is and how to keep it, and writes nothing beside the user's movie."""
     import re
     import sys
     from importlib import resources
@@ -283,7 +284,9 @@ def test_toolset_detect_writes_beside_the_movie_and_removes_its_copy(tmp_path) -
     functions = toolset[toolset.index("function exodfDetectCurrent"):]
     head = fiji.macro_text("exodf_batch.ijm", [sys.executable, str(fake)])
     head = head[:head.index("\n\n") + 2]  # the settings lines (exodfCommand, radius...)
-    body = ('open(getArgument());\nexodfDetectCurrent();\nprint("rows " + nResults + ", circles " + Overlay.size);\n'
+    body = ('open(getArgument());\nmakeOval(3, 4, 20, 10);\nexodfDetectCurrent();\n'
+            'print("rows " + nResults + ", circles " + Overlay.size);\n'
+            'getSelectionBounds(x, y, w, h);\nprint("selection " + selectionType() + " " + x + "," + y + "," + w);\n'
             'run("Add...", "value=1 stack");\nexodfDetectCurrent();\n'
             'print("copy left: " + File.exists(getDirectory("temp") + "exodf_cell_1.tif"));\n')
     macro = tmp_path / "detect.ijm"
@@ -291,9 +294,12 @@ def test_toolset_detect_writes_beside_the_movie_and_removes_its_copy(tmp_path) -
                                                 "exodf_functions.ijm").read_text())
     p = fiji.run_batch_macro(macro, str(movie), timeout=120)
     out = p.stdout + p.stderr
-    assert f"exodf: 1 events in cell 1.tif -> {folder / 'cell 1_events.csv'}" in out and "rows 1, circles 8" in out
-    assert read_events(folder / "cell 1_events.csv").coords().tolist() == [[4, 10, 20]]
-    assert "X/Y in pixels" in out and "fake detect of" in out
+    first = re.search(r"exodf: 1 events in cell 1.tif -> (.*cell 1_exodf_events\.csv)", out)
+    assert first is not None and "rows 1, circles 8" in out, out
+    assert "selection 1 3,4,20" in out, out  # the user's oval is back (the circles dropped it)
+    assert read_events(first.group(1)).coords().tolist() == [[4, 10, 20]]
+    assert "X/Y in pixels" in out and "fake detect of" in out and "File > Save As" in out
+    assert sorted(p.name for p in folder.iterdir()) == ["cell 1.tif"]  # nothing written beside the movie
     temp = re.search(r"exodf: 1 events in cell 1.tif -> (.*exodf_cell_1_exodf_events\.csv)", out)
     assert temp is not None and "copy left: 0" in out, out
 

@@ -372,7 +372,10 @@ def test_a_folder_of_movies_passes_over_masks_probability_maps_and_weights(tmp_p
     # a batch lost a subfolder of frames and a microscope's own file without a word; tables and hidden files
     # (exodf's outputs beside the movies) are still passed over silently
     (tmp_path / "frames").mkdir()
-    for name in ("cell2.nd2", "movie_events.csv", "scores.json", ".DS_Store"):
+    (tmp_path / "frames" / "t000.tif").write_bytes(b"x")
+    (tmp_path / "out").mkdir()  # an output folder of tables: passed over without a word
+    (tmp_path / "out" / "movie_events.csv").write_bytes(b"x")
+    for name in ("cell2.nd2", "movie_events.csv", "scores.json", ".DS_Store", "README", "net.keras"):
         (tmp_path / name).write_bytes(b"x")
     skipped: list[tuple[Path, str]] = []
     found = movie_paths([tmp_path], skipped)
@@ -383,9 +386,12 @@ def test_a_folder_of_movies_passes_over_masks_probability_maps_and_weights(tmp_p
         "net_weights.h5": "an HDF5 file without the original's 'dataset' (weights?)",
         "frames": "a subfolder, not searched: give it as its own argument (a folder of per-frame TIFFs is one movie)",
         "cell2.nd2": "not a movie file exodf reads (.tif/.tiff/.h5): convert it to TIFF (e.g. in Fiji)"}
-    for name in ("cell2.nd2", "movie_events.csv", "scores.json", ".DS_Store"):
+    import shutil
+
+    for name in ("cell2.nd2", "movie_events.csv", "scores.json", ".DS_Store", "README", "net.keras"):
         (tmp_path / name).unlink()
-    (tmp_path / "frames").rmdir()
+    shutil.rmtree(tmp_path / "frames")
+    shutil.rmtree(tmp_path / "out")
     assert movie_paths([tmp_path / "cell_mask.tif"]) == [tmp_path / "cell_mask.tif"]  # named: read (and refused)
     # a movie cut short in copying shows tifffile only its first page: it is a movie to fail, not a mask to skip
     whole = tmp_path / "whole.tif"

@@ -148,6 +148,7 @@ function exodfLoadResults(path) {
 			if (sep != ",") cell = replace(cell, ",", ".");
 			v = parseFloat(cell);
 			if (j == it) setResult("Slice", row, v + 1 - first);
+			else if (j == isl || j == ifr) skip = j;  // the other of Slice and Frame (a z-plane) would overwrite the time
 			else if (j == ix) setResult("X", row, v);
 			else if (j == iy) setResult("Y", row, v);
 			else if (heads[j] != "") {
@@ -239,6 +240,9 @@ function exodfTableScale(options) {
 // Returns the number of ROIs added to the current image's overlay.
 function exodfDrawOverlay(scale) {
 	if (!(scale > 0)) exit("exodf: the pixel size of the event table must be > 0, got " + scale);
+	sel = selectionType();  // the user's selection (a cell outline?) comes back after the circles
+	if (sel == 0 || sel == 1) getSelectionBounds(sx, sy, sw, sh);
+	else if (sel > 1 && sel < 9) getSelectionCoordinates(xs, ys);
 	Overlay.remove;
 	hyper = is("hyperstack");
 	Stack.getDimensions(w, h, nc, nz, nt);
@@ -258,5 +262,8 @@ function exodfDrawOverlay(scale) {
 		}
 	}
 	run("Select None");
+	if (sel == 0) makeRectangle(sx, sy, sw, sh);
+	else if (sel == 1) makeOval(sx, sy, sw, sh);
+	else if (sel > 1 && sel < 9) makeSelection(sel, xs, ys);
 	return n;
 }

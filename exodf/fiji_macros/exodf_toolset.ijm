@@ -50,7 +50,7 @@ function exodfDetectCurrent() {
 	movie = exodfSaveCurrent();
 	copied = false;
 	if (movie != own) copied = true;  // an unsaved or changed image went through a temporary copy
-	events = exodfEventsPath(movie, copied);
+	events = exodfEventsPath(movie);
 	showStatus("exodf: detecting events in " + title + " ...");
 	out = exodfDetect(movie, events, "");
 	if (copied) ok = File.delete(movie);  // (the copy is not needed any more: no pile of movies in temp)
@@ -59,20 +59,21 @@ function exodfDetectCurrent() {
 	c = exodfDrawOverlay(1);
 	if (String.trim(out) != "") print(out);
 	print("exodf: " + n + " events in " + title + " -> " + events);
-	print("  (X/Y in pixels, 0 = the centre of the first pixel; Slice 1-based: the frame of the event)");
+	print("  (X/Y in pixels, 0 = the centre of the first pixel; Slice 1-based: the frame of the event; to keep "
+	      + "the table, File > Save As in the Results window)");
 	showStatus("exodf: " + n + " events (" + events + ")");
 }
 
-// Where Detect writes the event table: beside a movie read from disk (MOVIE_events.csv, as exodf detect),
-// in the temporary folder for an unsaved image, or one changed since it was saved.
-function exodfEventsPath(movie, copied) {
-	base = File.getNameWithoutExtension(movie);
-	if (copied || !File.isDirectory(File.getParent(movie))) return getDirectory("temp") + base + "_exodf_events.csv";
-	return File.getParent(movie) + File.separator + base + "_events.csv";
+// Where Detect writes the event table: ImageJ's temporary folder (never over a table of the user's, and
+// writable where the movie's folder may not be); the Log names it, and File > Save As keeps it.
+function exodfEventsPath(movie) {
+	return getDirectory("temp") + File.getNameWithoutExtension(movie) + "_exodf_events.csv";
 }
 
 // Filling the Results table replaces what it holds: ask first when it holds the user's measurements.
 function exodfAskToReplaceResults() {
+	h = String.getResultsHeadings;  // exodf's own events (a Detect before) go without asking
+	if (indexOf(h, "Score") >= 0 && indexOf(h, "Size") >= 0 && indexOf(h, "Slice") >= 0) return;
 	if (nResults > 0 && !is("Batch Mode"))
 		showMessageWithCancel("exodf", "The event table replaces the " + nResults + " rows of the Results "
 		                      + "table.\nSave them first (File > Save As in the Results window) or Cancel.");
