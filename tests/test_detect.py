@@ -71,8 +71,24 @@ def test_default_mode_at_least_as_accurate_as_the_original(default_mode, referen
 def test_bfloat16_finds_the_default_events(movie: np.ndarray, default_mode, published_net,
                                           reference_dir: Path) -> None:
     """--dtype bfloat16 (faster where the CPU has bfloat16 arithmetic) on the reference movie: the float32
-    default's events, and at least the original's accuracy."""
-    fast = detect_events(movie, published_net, DetectConfig(inference=InferenceConfig(dtype="bfloat16")))
+    default's events, and at least the original's accuracy.
+
+    Where the CPU lacks bfloat16 instructions (an AVX2-only EPYC), TensorFlow emulates it about 15 times slower
+    than float32 (this test took 18 min there, half the suite): the agreement is then checked on a corner of
+    the movie (80 frames x 128 x 128), against float32 on the same corner; the accuracy part needs the whole
+    movie and runs where bfloat16 is native, where a user would choose it.
+    """
+    from exodf.stream import native_dtype
+
+    bf16 = DetectConfig(inference=InferenceConfig(dtype="bfloat16"))
+    if not native_dtype("bfloat16"):
+        corner = np.asarray(movie[:80, :128, :128])
+        fast, plain = detect_events(corner, published_net, bf16), detect_events(corner, published_net)
+        assert len(plain.events) >= 5
+        m = match_events(fast.events, plain.events, max_distance=1.5, dt_min=-1, dt_max=1, one_to_one=True)
+        assert m.f1 is not None and m.f1 >= 0.99, m.as_dict()
+        return
+    fast = detect_events(movie, published_net, bf16)
     m = match_events(fast.events, default_mode.events, max_distance=1.5, dt_min=-1, dt_max=1, one_to_one=True)
     assert m.f1 is not None and m.f1 >= 0.99, m.as_dict()
     gt, orig = read_events(reference_dir / "ground_truth.csv"), read_events(reference_dir / "original_events.xml")
