@@ -25,7 +25,7 @@ useArgmax = true;    // 3 channels: exocytosis wins over background and bright s
 threshold = 0.5;     // exocytosis probability threshold (one channel, or useArgmax = false)
 minSize = 1;         // drop events of fewer voxels
 minScore = 0;        // drop events whose mean exocytosis probability is lower
-bandwidth = 5;       // mean-shift bandwidth (voxels), as exodf's --bandwidth
+bandwidth = 5;       // mean-shift bandwidth (voxels), as exodf's ClusterConfig.bandwidth
 // ---------------------------------------------------------------------------------------------------------
 
 var parent = newArray(0);   // union-find forest over the exocytosis voxels (global: used by the helpers)
