@@ -246,13 +246,16 @@ def _outside_mask(table: EventTable, name: str, mask: np.ndarray, path: Optional
 
 def rates_files(before: Path, after: Path, n_frames: int, exclude_edges: int = 0,
                 pixel_size_um: Optional[float] = None, frame_interval_s: Optional[float] = None,
-                area_px: Optional[float] = None, masks: Optional[Path] = None) -> dict[str, Any]:
+                area_px: Optional[float] = None, masks: Optional[Path] = None,
+                calibrated: bool = False) -> dict[str, Any]:
     """Per-cell rates before and after a treatment (tables paired by name), and the paired Cohen's d.
 
     ``masks``: one cell mask for every cell, or a folder of them named like the tables (``cell1.tif``,
     ``cell1_mask.tif``): each cell's area is its mask's, and events outside it are left out (instead of one
-    ``area_px`` for all cells).
+    ``area_px`` for all cells). ``calibrated``: the tables' X/Y are in µm (divided by ``pixel_size_um``).
     """
+    if calibrated and pixel_size_um is None:
+        raise ExodfError("--calibrated tables (X/Y in µm) need --pixel-size to be read in pixels")
     try:
         _check_counts(exclude_edges, n_frames, pixel_size_um, frame_interval_s, area_px)
     except ValueError as e:
@@ -280,7 +283,7 @@ def rates_files(before: Path, after: Path, n_frames: int, exclude_edges: int = 0
             raise ExodfError(f"{kpath}: the mask of {name} is empty (no pixel inside the cell)")
         tables = []
         for path in (pb, pa):
-            t = read_events(path)
+            t = read_events(path, pixel_size_um if calibrated else None)
             _past_the_end(path, t, n_frames)
             tables.append(exclude_events(t, n_frames, exclude_edges, mask))
         rb = event_rate(tables[0], frames, area, pixel_size_um, frame_interval_s)

@@ -115,6 +115,17 @@ def test_rates_command_paired_cohens_d(tmp_path: Path) -> None:
     # c0 before: 2 events / 100 frames / (40 px * 0.25 µm²) / 2 s; c1 after: 3 of its 4 events inside
     assert cells[0]["before"] == pytest.approx(2 / 100 / 10 / 2)
     assert cells[1]["after"] == pytest.approx(3 / 100 / 7.5 / 2)
+    # the same tables in µm (as detect --pixel-size 0.5 writes them): --calibrated reads them in pixels
+    for side in ("b", "a"):
+        for f in (tmp_path / side).glob("c*.csv"):
+            write_events(read_events(f), tmp_path / f"{side}_um" / f.name, pixel_size=0.5)
+    res = runner.invoke(app, ["rates", str(tmp_path / "b_um"), str(tmp_path / "a_um"), "--frames", "100", "--mask",
+                              str(tmp_path / "masks"), "--pixel-size", "0.5", "--frame-interval", "2", "--calibrated",
+                              "--json"])
+    assert res.exit_code == 0 and json.loads(res.output)["cells"] == cells, res.output
+    res = runner.invoke(app, ["rates", str(tmp_path / "b_um"), str(tmp_path / "a_um"), "--frames", "100",
+                              "--calibrated"])
+    assert res.exit_code == 1 and "--calibrated tables (X/Y in µm) need --pixel-size" in str(res.exception)
     res = runner.invoke(app, ["rates", str(tmp_path / "b"), str(tmp_path / "a"), "--frames", "100", "--mask",
                               str(tmp_path / "masks"), "--area", "30"])
     assert res.exit_code == 1 and "--area (one area for every cell) or --mask" in str(res.exception)

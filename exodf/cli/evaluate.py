@@ -111,12 +111,14 @@ def register(app: typer.Typer) -> None:
                                                      "masks named like the tables (cell1.tif or "
                                                      "cell1_mask.tif), or one mask for all; events outside it "
                                                      "are left out.", exists=True)] = None,
+        calibrated: Annotated[bool, typer.Option(help="X/Y of the tables are in µm (divided by --pixel-size; "
+                                                 "matters with --mask).")] = False,
         as_json: Annotated[bool, typer.Option("--json", help="Print all figures as JSON.")] = False,
     ) -> None:
         """Exocytosis rate per cell before and after a treatment, and the paired Cohen's d."""
         from ..workflows import rates_files
 
-        res = rates_files(before, after, frames, exclude_edges, pixel_size, frame_interval, area, mask)
+        res = rates_files(before, after, frames, exclude_edges, pixel_size, frame_interval, area, mask, calibrated)
         if as_json:
             typer.echo(json.dumps(res))
             return
