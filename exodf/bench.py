@@ -60,13 +60,6 @@ class BenchResult:
 TRUTH_EDGES = 25  # frames left out at each end when scoring against the simulation's truth (if enough remain)
 
 
-def _cpus() -> int:
-    """The CPU cores this process may use (taskset, cgroups, SLURM), as a batch counts them."""
-    from .batch import _cpus as cpus
-
-    return cpus()
-
-
 def _device() -> str:
     import tensorflow as tf
 
@@ -143,6 +136,7 @@ def run_bench(frames: int = 1000, size: int = 300, seed: int = 0, work: Optional
     tiling, dtype
         ``exodf detect --tiling`` and ``--dtype`` (the reference is always float32).
     """
+    from .batch import _cpus  # (the cores this process may use: taskset, cgroups, SLURM)
     from .evaluate import score_events
     from .events import read_events
     from .io import read_movie

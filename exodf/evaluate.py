@@ -242,6 +242,12 @@ def beyond_mask(table: EventTable, mask: np.ndarray) -> np.ndarray:
     return (table.x < -0.5) | (table.y < -0.5) | (table.x >= w - 0.5) | (table.y >= h - 0.5)
 
 
+def _in_scored_frames(table: EventTable, n_frames: int, exclude_edges: int) -> np.ndarray:
+    """Which events' nearest frames lie outside the first/last ``exclude_edges`` frames."""
+    f = _nearest_frame(table.frame)
+    return (f >= exclude_edges) & (f < n_frames - exclude_edges)
+
+
 def exclude_events(table: EventTable, n_frames: int | None = None, exclude_edges: int = 0,
                    mask: np.ndarray | None = None) -> EventTable:
     """Drop events in the first/last ``exclude_edges`` frames (by nearest frame) or outside ``mask``.
@@ -256,8 +262,7 @@ def exclude_events(table: EventTable, n_frames: int | None = None, exclude_edges
     if exclude_edges:
         if n_frames is None:
             raise ValueError("exclude_events: exclude_edges needs n_frames (the movie's length)")
-        f = _nearest_frame(table.frame)
-        keep &= (f >= exclude_edges) & (f < n_frames - exclude_edges)
+        keep &= _in_scored_frames(table, n_frames, exclude_edges)
     if mask is not None:
         m = np.asarray(mask, dtype=bool)
         if m.ndim != 2:
@@ -302,12 +307,7 @@ def edge_split(pred: EventTable, gt: EventTable, n_frames: int, exclude_edges: i
     if not len(pred) or not len(gt):  # (the mask may leave one table empty)
         return 0, 0
     full = match_events(pred, gt, **rule)  # type: ignore[arg-type]
-
-    def scored(t: EventTable) -> np.ndarray:
-        f = _nearest_frame(t.frame)
-        return (f >= exclude_edges) & (f < n_frames - exclude_edges)
-
-    sp, sg = scored(pred), scored(gt)
+    sp, sg = _in_scored_frames(pred, n_frames, exclude_edges), _in_scored_frames(gt, n_frames, exclude_edges)
     inner = match_events(pred.select(sp), gt.select(sg), **rule)  # type: ignore[arg-type]
     fp = np.zeros(len(pred), dtype=bool)
     fp[np.flatnonzero(sp)[~inner.pred_tp]] = True  # scored detections left unmatched...

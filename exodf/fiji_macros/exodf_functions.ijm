@@ -144,8 +144,7 @@ function exodfLoadResults(path) {
 		if (lengthOf(replace(lines[i], "[,;\t ]", "")) == 0) continue;  // (Excel's ",,,")
 		cells = exodfFields(lines[i], sep);
 		for (j = 0; j < heads.length && j < cells.length; j++) {
-			cell = replace(cells[j], "\"", "");
-			if (sep != ",") cell = replace(cell, ",", ".");
+			cell = exodfCellText(cells[j], sep);
 			v = parseFloat(cell);
 			if (j == it) setResult("Slice", row, v + 1 - first);
 			else if (j == isl || j == ifr) skip = j;  // the other of Slice and Frame (a z-plane) would overwrite the time
@@ -178,6 +177,13 @@ function exodfFields(line, sep) {
 	return Array.concat(out, field);
 }
 
+// A field's text as exodf reads it: quotes removed, a decimal comma made a point (in ';' and tab tables).
+function exodfCellText(cell, sep) {
+	cell = replace(cell, "\"", "");
+	if (sep != ",") cell = replace(cell, ",", ".");
+	return cell;
+}
+
 // The one value of column j of a table's lines (after the header) as a number string, "" with no row, or
 // "varies" (as exodf tells which of Slice and Frame counts time).
 function exodfColumnValue(lines, sep, j) {
@@ -185,9 +191,7 @@ function exodfColumnValue(lines, sep, j) {
 	for (i = 1; i < lines.length; i++) {
 		cells = exodfFields(lines[i], sep);
 		if (j >= cells.length || lengthOf(replace(lines[i], "[,;\t ]", "")) == 0) continue;
-		cell = replace(cells[j], "\"", "");
-		if (sep != ",") cell = replace(cell, ",", ".");
-		x = "" + parseFloat(cell);
+		x = "" + parseFloat(exodfCellText(cells[j], sep));
 		if (v == "") v = x;
 		else if (x != v) return "varies";
 	}
