@@ -29,7 +29,7 @@ import numpy as np
 from .errors import ExodfError
 from .evaluate import Matching, exclude_events, match_events, score_events, scored_frames, summarize
 from .events import EventTable
-from .io import movie_stem
+from .io import movie_stem, table_stem
 from .jobs import METHODS, method_detector
 
 __all__ = ["MethodSpec", "parse_methods", "venn_counts", "MovieResult", "Comparison", "compare_movies",
@@ -266,17 +266,34 @@ def exclude_truth(truth: EventTable, n_frames: int, exclude_edges: int) -> Event
     return exclude_events(truth, n_frames, exclude_edges)
 
 
-def _exocytosis_lists(folder: Path) -> list[Path]:
-    """The ExoJ exocytosis lists in ``folder`` (movies, tables and ExoJ's tracking lists left out)."""
-    from .exoj import is_exocytosis_list
+_EXPORT_HINT = ("ExoJ writes positions in the movie's pixels: is it the export of this movie (or edited in "
+                "µm)?")
+_WORKBOOKS = (".xlsx", ".xlsm", ".ods", ".numbers")
 
-    out = []
+
+def _exocytosis_lists(folder: Path) -> tuple[list[Path], dict[Path, str]]:
+    """The ExoJ exocytosis lists in ``folder``, and the tables passed over with the reason (ExoJ's tracking
+    list, an empty file, a workbook, a header that is not ExoJ's); movies and other files are left out."""
+    from .exoj import header_line, is_exocytosis_list, looks_like_exoj
+
+    out, passed = [], {}
     for f in sorted(folder.iterdir()):
-        if f.is_file() and f.suffix.lower() in (".csv", ".txt", ".tsv", ".xls"):
+        if not f.is_file():
+            continue
+        if f.suffix.lower() in _WORKBOOKS:
+            passed[f] = "a workbook: save it as CSV (ExoJ's own export is a .csv)"
+        elif f.suffix.lower() in (".csv", ".txt", ".tsv", ".xls"):
             with open(f, "rb") as fh:
-                if is_exocytosis_list(fh.read(4096)):
-                    out.append(f)
-    return out
+                raw = fh.read(4096)
+            if is_exocytosis_list(raw):
+                out.append(f)
+            elif not raw.strip():
+                passed[f] = "empty"
+            elif looks_like_exoj(raw):
+                passed[f] = "ExoJ's tracking list (no Peak Frame): export the exocytosis list"
+            else:
+                passed[f] = f"header {header_line(raw)[:60]!r} is not ExoJ's"
+    return out, passed
 
 
 def find_export(export: Path, movie: Path, n_movies: int, shared_stem: bool = False) -> Path:
@@ -291,38 +308,35 @@ def find_export(export: Path, movie: Path, n_movies: int, shared_stem: bool = Fa
         return export
     if not export.is_dir():
         raise ExodfError(f"exoj-export={export}: not found; give ExoJ's exported list or a folder of them")
-    files = _exocytosis_lists(export)
+    files, passed = _exocytosis_lists(export)
 
-    def named(word: str) -> list[Path]:  # the name starts with ``word`` as a whole word
-        pat = re.compile(rf"^{re.escape(word)}([^A-Za-z0-9]|$)", re.IGNORECASE)
-        return [f for f in files if pat.match(f.name)]
+    def candidates(files: Sequence[Path], narrow: bool = True) -> list[Path]:
+        def named(word: str) -> list[Path]:  # the name starts with ``word`` as a whole word
+            pat = re.compile(rf"^{re.escape(word)}([^A-Za-z0-9]|$)", re.IGNORECASE)
+            return [f for f in files if pat.match(f.name)]
 
-    def inside(word: str) -> list[Path]:  # ``word`` anywhere in the name, as a whole word
-        pat = re.compile(rf"(^|[^A-Za-z0-9]){re.escape(word)}([^A-Za-z0-9]|$)", re.IGNORECASE)
-        return [f for f in files if pat.search(f.name)]
+        def inside(word: str) -> list[Path]:  # ``word`` anywhere in the name, as a whole word
+            pat = re.compile(rf"(^|[^A-Za-z0-9]){re.escape(word)}([^A-Za-z0-9]|$)", re.IGNORECASE)
+            return [f for f in files if pat.search(f.name)]
+
+        tries = ([inside(folder)] if folder else []) if shared_stem else [named(stem)]
+        if not shared_stem and folder and not tries[0]:
+            tries.append(inside(folder))
+        cands = next((c for c in tries if c), [])
+        if narrow and len(cands) > 1 and not shared_stem:  # control.tif: control.csv, not control_2.csv
+            exact = [f for f in cands if table_stem(f).lower() == stem.lower()]
+            cands = exact if len(exact) == 1 else cands
+        return cands
 
     stem, folder = movie_stem(movie), movie.resolve().parent.name
-    tries = ([inside(folder)] if folder else []) if shared_stem else [named(stem)]
-    if not shared_stem and folder and not tries[0]:
-        tries.append(inside(folder))
-    cands = next((c for c in tries if c), [])
-    if len(cands) > 1 and not shared_stem:  # control.tif: control.csv, not control_2.csv
-        exact = [f for f in cands if _export_base(f.name).lower() == stem.lower()]
-        cands = exact if len(exact) == 1 else cands
+    cands = candidates(files)
     if len(cands) != 1:
         rule = f"named after its folder {folder!r}" if shared_stem else f"named {stem}*"
+        why = "; ".join(f"{f.name}: {passed[f]}" for f in candidates(list(passed), False)) if not cands else ""
         raise ExodfError(f"exoj-export={export}: expected one ExoJ exocytosis list for {movie} ({rule}), found "
                          f"{', '.join(f.name for f in cands) if cands else 'none'} among {len(files)} ExoJ "
-                         "list(s) there; name each export after its movie")
+                         "list(s) there; " + (f"passed over {why}" if why else "name each export after its movie"))
     return cands[0]
-
-
-def _export_base(name: str) -> str:
-    """An export's name without table suffixes, ExoJ's ``_secretions`` and the movie's suffix:
-    ``cell1.tif_secretions.csv.csv`` -> ``cell1``."""
-    base = re.sub(r"(\.(csv|txt|tsv|xls))+$", "", name, flags=re.IGNORECASE)
-    base = re.sub(r"_secretions$", "", base, flags=re.IGNORECASE)
-    return movie_stem(Path(base))
 
 
 class _Movies(Sequence[tuple[str, np.ndarray, EventTable]]):
@@ -429,7 +443,7 @@ def compare_files(movies: Sequence[Path], gts: Sequence[Path], methods: Sequence
         detectors[spec.name] = [parse_exoj(f.read_bytes(), f) for f in found]
         exports[spec.name] = [str(f) for f in found]
         doubts += [w for f, t, shape in zip(found, detectors[spec.name], shapes)
-                   for w in units_warnings(t, str(f), shape)]
+                   for w in units_warnings(t, str(f), shape, xy_hint=_EXPORT_HINT)]
     for w in doubts:
         if warn is not None:
             warn(w)

@@ -435,12 +435,13 @@ def pearson_r(x: Sequence[float], y: Sequence[float]) -> float:
 
 
 def units_warnings(table: EventTable, name: str, shape: tuple[int, int, int] | None,
-                   calibrated: bool = False) -> list[str]:
+                   calibrated: bool = False, xy_hint: str | None = None) -> list[str]:
     """Why ``table`` may not be in the movie's pixels and frames: events outside a (T, Y, X) movie.
 
     An ImageJ Results table does not say whether its X/Y are pixels or calibrated units (µm); read in the
     wrong unit, events land outside the movie, or (µm read as pixels) crowd into its top-left corner; see
-    also :func:`units_mismatch`. One message per problem, with the option that fixes it.
+    also :func:`units_mismatch`. One message per problem, with the option that fixes it (``xy_hint``
+    instead, for tables whose unit no option changes, e.g. ExoJ's exports).
     """
     if shape is None or len(table) == 0:
         return []
@@ -449,15 +450,15 @@ def units_warnings(table: EventTable, name: str, shape: tuple[int, int, int] | N
     out_t = int(np.sum((table.frame < -1.5) | (table.frame > t + 0.5)))
     msgs = []
     if out_xy:
-        hint = ("is it in pixels? then leave out --pixel-size/--calibrated" if calibrated else
-                "are its X/Y calibrated (e.g. µm)? then give the pixel size (--pixel-size, with --calibrated "
-                "for exodf evaluate)")
+        hint = xy_hint or ("is it in pixels? then leave out --pixel-size/--calibrated" if calibrated else
+                           "are its X/Y calibrated (e.g. µm)? then give the pixel size (--pixel-size, with "
+                           "--calibrated for exodf evaluate)")
         msgs.append(f"{out_xy} of the {len(table)} events of {name} lie outside the movie's {w} x {h} pixels: "
                     f"{hint}")
     elif not calibrated and len(table) >= 5 and np.max(table.x) < w / 4 and np.max(table.y) < h / 4:
         msgs.append(f"all {len(table)} events of {name} lie in the top-left quarter of the movie's {w} x {h} "
-                    "pixels, as calibrated X/Y (e.g. µm) read as pixels would: if they are calibrated, give "
-                    "the pixel size (--pixel-size)")
+                    "pixels, as calibrated X/Y (e.g. µm) read as pixels would: "
+                    + (xy_hint or "if they are calibrated, give the pixel size (--pixel-size)"))
     if out_t:
         msgs.append(f"{out_t} of the {len(table)} events of {name} lie outside the movie's {t} frames "
                     "(Slice is 1-based in ImageJ tables): is it the table of this movie?")

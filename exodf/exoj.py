@@ -19,6 +19,8 @@ kept as its numbers ``decay_offset`` and ``decay_amplitude``; ``Property`` (a te
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 import os
 import re
@@ -31,8 +33,8 @@ import numpy as np
 from .errors import ExodfError
 from .events import EventTable
 
-__all__ = ["looks_like_exoj", "is_exocytosis_list", "parse_exoj", "EXOJ_FRAME_COLUMNS", "find_exoj_plugin", "wait_for_export",
-           "run_exoj"]
+__all__ = ["looks_like_exoj", "is_exocytosis_list", "parse_exoj", "header_line", "EXOJ_FRAME_COLUMNS",
+           "find_exoj_plugin", "wait_for_export", "run_exoj"]
 
 # header title (lower case, unit in parentheses removed) -> column name in the EventTable
 _CANONICAL = {
@@ -80,12 +82,21 @@ def _delimiter(text: str) -> str:
     return max((",", ";", "\t"), key=first.count)
 
 
+def _rows(text: str) -> Any:
+    """The file's rows, split as CSV (a list re-saved by LibreOffice or pandas quotes its text cells)."""
+    return csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text))
+
+
 def _header(text: str) -> list[str]:
-    first = text.split("\n", 1)[0].rstrip("\r")
-    cells = [c.strip() for c in first.split(_delimiter(text))]
+    cells = [c.strip() for c in next(_rows(text.split("\n", 1)[0].rstrip("\r")), [])]
     while cells and cells[-1] == "":
         cells.pop()
     return cells
+
+
+def header_line(raw: bytes) -> str:
+    """The first line of a file's bytes (decoded as :func:`parse_exoj` does), for messages."""
+    return _decode(raw[:4096]).split("\n", 1)[0].rstrip("\r")
 
 
 def _canonical(title: str) -> str:
@@ -117,12 +128,17 @@ def is_exocytosis_list(raw: bytes) -> bool:
     return _is_exoj(_titles(raw), {"peak frame"})
 
 
+_GROUPED = re.compile(r"^[-+]?\d{1,3}(\.\d{3})+,\d*$")  # "1.234,5": Excel's thousands separator, decimal comma
+
+
 def _number(cell: str, decimal_comma: bool = False) -> float:
     s = cell.strip()
     if s in ("", "-"):
         return math.nan
+    if decimal_comma:
+        s = (s.replace(".", "") if _GROUPED.match(s) else s).replace(",", ".")
     # Java's Double.toString: "12.0", "NaN", "Infinity", "1.0E-4" all parse
-    return float(s.replace(",", ".") if decimal_comma else s)
+    return float(s)
 
 
 def parse_exoj(raw: bytes, path: Path | str = "<exoj>", frame: str = "peak") -> EventTable:
@@ -149,7 +165,6 @@ def parse_exoj(raw: bytes, path: Path | str = "<exoj>", frame: str = "peak") -> 
     if not looks_like_exoj(raw):
         raise ExodfError(f"{p}: not an ExoJ exocytosis list (no 'Position (x)', 'Position (y)' and "
                          "'Peak Frame'/'Begin Frame' header); export the list from ExoJ's results window")
-    lines = [ln.rstrip("\r") for ln in text.split("\n")]
     titles = _header(text)
     names = [_canonical(t) for t in titles]
     frame_key = f"{frame}_frame"
@@ -164,11 +179,13 @@ def parse_exoj(raw: bytes, path: Path | str = "<exoj>", frame: str = "peak") -> 
     delim = _delimiter(text)
     comma = delim != ","  # Excel writes decimal commas where it separates with ';' or tabs
     linenos = []
-    for lineno, line in enumerate(lines[1:], start=2):
-        if not line.strip():
-            continue
+    rows = _rows(text)
+    next(rows, None)  # the header
+    for cells in rows:
+        lineno = rows.line_num
+        if not "".join(cells).strip():
+            continue  # a blank line, or Excel's ";;;;" under the table
         linenos.append(lineno)
-        cells = line.split(delim)
         while len(cells) > len(names) and cells[-1].strip() == "":
             cells.pop()  # a trailing comma on data lines too
         if len(cells) != len(names):

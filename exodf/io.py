@@ -20,7 +20,7 @@ from .atomic import atomic_path
 from .errors import ExodfError
 
 __all__ = ["read_movie", "check_movie", "read_mask", "write_tiff", "write_probabilities", "movie_paths", "MOVIE_SUFFIXES",
-           "movie_stem"]
+           "movie_stem", "table_stem"]
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 MOVIE_SUFFIXES = TIFF_SUFFIXES + (".h5", ".hdf5", ".ome.tif", ".ome.tiff")
@@ -34,6 +34,17 @@ def movie_stem(path: str | os.PathLike[str]) -> str:
         if name.lower().endswith(suf):
             return name[: -len(suf)]
     return Path(path).stem
+
+
+def table_stem(path: str | os.PathLike[str]) -> str:
+    """An event table's name without its suffixes: ``cell1.csv`` -> ``cell1``, and ExoJ's default export
+    name ``cell1.tif_secretions.csv.csv`` -> ``cell1`` (table suffixes, ``_secretions``, the movie's suffix)."""
+    base = re.sub(r"(\.(csv|txt|tsv|xls|xml))+$", "", Path(path).name, flags=re.IGNORECASE)
+    base = re.sub(r"_secretions$", "", base, flags=re.IGNORECASE)
+    for suf in sorted(MOVIE_SUFFIXES, key=len, reverse=True):
+        if base.lower().endswith(suf):
+            return base[: -len(suf)]
+    return base
 
 
 def read_movie(path: str | os.PathLike[str], channel: int | None = None, plane: int | None = None,

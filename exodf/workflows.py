@@ -22,7 +22,7 @@ from .evaluate import (Matching, Rule, _nearest_frame, beyond_mask, cohens_d, ed
                        mean_sd,
                        pearson_r, score_events, summarize, units_mismatch, units_warnings)
 from .events import TABLE_SUFFIXES, EventTable, read_events, write_events
-from .io import MOVIE_SUFFIXES, movie_paths, movie_stem, read_mask, read_movie, write_tiff
+from .io import MOVIE_SUFFIXES, movie_paths, movie_stem, read_mask, read_movie, table_stem, write_tiff
 from .jobs import METHODS, method_detector
 from .measure import MeasureConfig, measure_events, summarize_cell
 from .simulate import SIMULATOR_REVISION, SimParams, simulate
@@ -65,14 +65,20 @@ def simulate_files(out: str | os.PathLike[str], params: SimParams, seed: int = 0
 
 
 def _stem(p: Path) -> str:
-    """A table's or movie's name without its suffix."""
+    """A table's or movie's name without its suffix (ExoJ's ``cell1.tif_secretions.csv.csv``: ``cell1``)."""
     if p.name.lower().endswith(MOVIE_SUFFIXES):
         return movie_stem(p)
-    return p.name[: -len(p.suffix)] if p.suffix.lower() in TABLE_SUFFIXES else p.name
+    return table_stem(p) if p.suffix.lower() in TABLE_SUFFIXES else p.name
+
+
+def _name(p: Path) -> str:
+    """The name of the movie or cell that ``p`` stands for, as written (``Cell1_events.csv`` -> ``Cell1``)."""
+    return _ROLE.sub("", _stem(p))
 
 
 def _key(p: Path) -> str:
-    return _ROLE.sub("", _stem(p)).lower()
+    """:func:`_name` in lower case: files are paired whatever the case of their names."""
+    return _name(p).lower()
 
 
 _MASK_NAME = re.compile(r"(^|[_\-. ])(cell_?)?mask$", re.IGNORECASE)  # cell_mask.tif, cell1_mask.tif
@@ -102,15 +108,16 @@ def _files(p: Path, suffixes: Sequence[str], what: str) -> dict[str, Path]:
 
 def pair_tables(pred: Path, gt: Path, example: str = "each prediction and ground truth alike (e.g. cell1_events.csv "
                 "and cell1_gt.csv)") -> list[tuple[str, Path, Path]]:
-    """(name, prediction, ground truth): two files, or two folders paired by name (``_events``/``_gt`` ignored);
-    ``example`` completes the error's "name ..." for unpaired files."""
+    """(name, prediction, ground truth): two files, or two folders paired by name (``_events``/``_gt`` and the
+    case of letters ignored; the name is the prediction's); ``example`` completes the error's "name ..." for
+    unpaired files."""
     if pred.is_file() and gt.is_file():
-        return [(_key(pred), pred, gt)]
+        return [(_name(pred), pred, gt)]
     ps, gs = _files(pred, TABLE_SUFFIXES, "event table"), _files(gt, TABLE_SUFFIXES, "event table")
     missing = [f.name for k, f in sorted({**ps, **gs}.items()) if (k in ps) != (k in gs)]  # names as written
     if missing:
         raise ExodfError(f"{pred} / {gt}: no partner for {', '.join(missing[:10])}; name {example}")
-    return [(k, ps[k], gs[k]) for k in sorted(ps)]
+    return [(_name(ps[k]), ps[k], gs[k]) for k in sorted(ps)]
 
 
 @dataclass(frozen=True)
@@ -160,8 +167,8 @@ def _partner(files: dict[str, Path], names: Sequence[str], where: Optional[Path]
     if where is None:
         return None
     for name in names:
-        if name in files:
-            return files[name]
+        if name.lower() in files:
+            return files[name.lower()]
     name = names[0]
     if single and len(files) == 1:
         return next(iter(files.values()))
@@ -235,13 +242,15 @@ def evaluate_files(pred: Path, gt: Path, req: EvaluateRequest = EvaluateRequest(
     return out
 
 
-def _outside_mask(table: EventTable, name: str, mask: np.ndarray, path: Optional[Path]) -> list[str]:
+def _outside_mask(table: EventTable, name: str, mask: np.ndarray, path: Optional[Path],
+                  movie_option: bool = True) -> list[str]:
     h, w = mask.shape
     out = int(beyond_mask(table, mask).sum())
     if not out:
         return []
     return [f"{out} of the {len(table)} events of {name} lie outside the mask's {w} x {h} pixels ({path}): they "
-            "count as outside the cell; is it this movie's mask? (--movie checks the sizes)"]
+            "count as outside the cell; is it this movie's mask?" + (" (--movie checks the sizes)" if movie_option
+                                                                    else "")]
 
 
 def rates_files(before: Path, after: Path, n_frames: int, exclude_edges: int = 0,
@@ -274,7 +283,7 @@ def rates_files(before: Path, after: Path, n_frames: int, exclude_edges: int = 0
     mask_files = _files(masks, (".tif", ".tiff"), "mask") if masks is not None else {}
     frames = n_frames - 2 * exclude_edges
     use_um = pixel_size_um is not None  # (with --frame-interval and an area: checked above)
-    rows, b, a = [], [], []
+    rows, b, a, warnings = [], [], [], []
     for name, pb, pa in pairs:
         kpath = _partner(mask_files, [name], masks, masks is not None and masks.is_file(), "mask")
         mask = read_mask(kpath) if kpath is not None else None
@@ -285,7 +294,11 @@ def rates_files(before: Path, after: Path, n_frames: int, exclude_edges: int = 0
         for path in (pb, pa):
             t = read_events(path, pixel_size_um if calibrated else None)
             _past_the_end(path, t, n_frames)
-            tables.append(exclude_events(t, n_frames, exclude_edges, mask))
+            if mask is not None:
+                warnings += _outside_mask(t, str(path), mask, kpath, movie_option=False)
+            with warnings_module.catch_warnings():  # beyond the mask: said above, naming the files
+                warnings_module.simplefilter("ignore")
+                tables.append(exclude_events(t, n_frames, exclude_edges, mask))
         rb = event_rate(tables[0], frames, area, pixel_size_um, frame_interval_s)
         ra = event_rate(tables[1], frames, area, pixel_size_um, frame_interval_s)
         vb, va = (rb.per_um2_per_s, ra.per_um2_per_s) if use_um else (rb.per_frame, ra.per_frame)
@@ -295,8 +308,13 @@ def rates_files(before: Path, after: Path, n_frames: int, exclude_edges: int = 0
     mb, sb, _ = mean_sd(b)
     ma, sa, _ = mean_sd(a)
     d = cohens_d(b, a, paired=True)
+    if masks is not None and not use_um and len({r["area_px"] for r in rows}) > 1:
+        warnings.append(f"{masks}: the cells' masks differ in area ({min(r['area_px'] for r in rows):g} to "
+                        f"{max(r['area_px'] for r in rows):g} px) but the rates are events/frame, not per area: "
+                        "give --pixel-size and --frame-interval for events/µm²/s")
     return {"unit": "events/µm²/s" if use_um else "events/frame", "cells": rows, "before_mean": mb,
-            "before_sd": sb, "after_mean": ma, "after_sd": sa, "cohens_d": None if np.isnan(d) else d}
+            "before_sd": sb, "after_mean": ma, "after_sd": sa, "cohens_d": None if np.isnan(d) else d,
+            "warnings": warnings}
 
 
 def measure_file(movie: Path, events: Path, out: Path, config: MeasureConfig = MeasureConfig(),

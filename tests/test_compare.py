@@ -120,6 +120,17 @@ def test_find_export_by_movie_name_or_by_folder_name(tmp_path) -> None:
         find_export(exports, tmp_path / "tr3" / "movie.tif", 3, shared_stem=True)
     with pytest.raises(ExodfError, match="named movie\\*\\), found movie_tr1.csv, movie_tr2.csv"):
         find_export(exports, tmp_path / "other" / "movie.tif", 3)
+    # files named after the movie but passed over: each with its reason
+    (exports / "cell2.csv").write_bytes(b"")
+    (exports / "cell2.tif_secretions.xlsx").write_bytes(b"PK\x03\x04")
+    (exports / "cell2_tracking.csv").write_bytes((exports / "cell1_tracking.csv").read_bytes())
+    (exports / "cell2_notes.txt").write_text("Mean,Area\n1,2\n")
+    with pytest.raises(ExodfError) as e:
+        find_export(exports, tmp_path / "cell2.tif", 3)
+    assert ("found none among 6 ExoJ list(s) there; passed over cell2.csv: empty; cell2.tif_secretions.xlsx: a "
+            "workbook: save it as CSV (ExoJ's own export is a .csv); cell2_notes.txt: header 'Mean,Area' is not "
+            "ExoJ's; cell2_tracking.csv: ExoJ's tracking list (no Peak Frame): export the exocytosis list"
+            in str(e.value)), str(e.value)
 
 
 def test_compare_checks_everything_before_any_detector_runs(tmp_path, monkeypatch) -> None:

@@ -229,6 +229,10 @@ def test_units_warnings_and_mismatch() -> None:
     (corner,) = units_warnings(um, "um.csv", shape)
     assert "all 20 events of um.csv lie in the top-left quarter" in corner
     assert units_warnings(um, "um.csv", shape, calibrated=True) == []
+    # a table whose unit no option changes (ExoJ's export, in pixels) gets its own advice
+    (corner,) = units_warnings(um, "exoj.csv", shape, xy_hint="ExoJ writes pixels: this movie's export?")
+    assert corner.endswith("as calibrated X/Y (e.g. µm) read as pixels would: ExoJ writes pixels: this movie's "
+                           "export?") and "--pixel-size" not in corner
     msg = units_mismatch(um, px, "um.csv", "gt.csv")
     assert msg is not None and "um.csv reach" in msg and "different units" in msg
     # pixels divided by a pixel size (--calibrated on a pixel table) land outside the movie

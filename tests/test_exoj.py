@@ -218,3 +218,22 @@ def test_a_position_java_could_not_fit_is_one_error_naming_the_line(value: str, 
     f.write_bytes(exoj_bytes(rows=bad))
     with pytest.raises(ExodfError, match="fix or delete that line"):
         read_events(f)
+
+
+def test_quoted_cells_empty_excel_rows_and_thousands_separators_are_read() -> None:
+    """LibreOffice/pandas quote text cells; Excel leaves ';;;;' rows under a table and may group thousands."""
+    ref = parse_exoj(exoj_bytes())
+    quoted = "".join(f'"{t}",' for t in TITLES) + "\r\n"
+    quoted += "".join(",".join(f'"{c}"' if not c[:1].isdigit() else c for c in r) + "\r\n" for r in ROWS)
+    t = parse_exoj(quoted.encode("utf-8"), "quoted.csv")
+    assert t == ref
+    rows = [[c.replace(".", ",") for c in r] for r in ROWS]
+    rows[0][12] = "1.398,0"  # F0 with Excel's thousands separator
+    text = ";".join(TITLES) + "\r\n" + "".join(";".join(r) + "\r\n" for r in rows) + ";" * 15 + "\r\n" * 2
+    t = parse_exoj(text.encode("cp1252"), "excel.csv")
+    np.testing.assert_array_equal(t.x, ref.x)
+    np.testing.assert_array_equal(t.columns["f0"], [1398.0, 250.5, 1000.0])
+    # a damaged line is still named by its line number in the file
+    text = ";".join(TITLES) + "\r\n\r\n" + ";".join(rows[0][:5]) + "\r\n"
+    with pytest.raises(ExodfError, match="cut.csv, line 3: 5 fields but the header has 16"):
+        parse_exoj(text.encode("utf-8"), "cut.csv")

@@ -414,7 +414,7 @@ def test_unpaired_tables_are_named_as_the_files_are(tmp_path: Path) -> None:
     (tmp_path / "pred/CellX_events.csv").unlink()
     (tmp_path / "gt/Cell 2_gt.csv").unlink()
     assert [(k, p.name, g.name) for k, p, g in pair_tables(tmp_path / "pred", tmp_path / "gt")] == [
-        ("cell1", "Cell1_events.csv", "cell1_gt.csv")]
+        ("Cell1", "Cell1_events.csv", "cell1_gt.csv")]  # named as the prediction is
 
 
 def test_spots_and_measure_choose_a_channel_as_detect_does(sim: Path, tmp_path: Path) -> None:
@@ -439,3 +439,47 @@ def test_spots_and_measure_choose_a_channel_as_detect_does(sim: Path, tmp_path: 
     assert res.exit_code == 0, res.output
     res = runner.invoke(app, ["spots", str(sim / "movie.tif"), "-o", str(tmp_path / "ref_s.csv"), "-q"])
     assert (tmp_path / "s.csv").read_text() == (tmp_path / "ref_s.csv").read_text()
+
+
+def test_exoj_default_export_names_pair_with_their_tables_and_masks(tmp_path: Path) -> None:
+    """ExoJ names its export cellA.tif_secretions.csv.csv; evaluate and rates pair it with cellA.csv/.tif,
+    and name the cell as the files do (cellA, not cella)."""
+    from exodf.exoj import parse_exoj
+    from exodf.io import write_tiff
+    from test_exoj import exoj_bytes
+
+    (tmp_path / "exoj").mkdir()
+    (tmp_path / "exoj" / "cellA.tif_secretions.csv.csv").write_bytes(exoj_bytes())
+    ev = parse_exoj(exoj_bytes())
+    write_events(ev, tmp_path / "gt" / "cellA.csv")
+    res = runner.invoke(app, ["evaluate", str(tmp_path / "exoj"), str(tmp_path / "gt"), "--frames", "200", "--json"])
+    assert res.exit_code == 0, res.output
+    row, = json.loads(res.stdout)["movies"]
+    assert (row["movie"], row["tp"], row["fp"], row["fn"]) == ("cellA", 3, 0, 0)
+    # rates: ExoJ's exports before and after, each cell's mask named after its movie
+    (tmp_path / "after").mkdir()
+    (tmp_path / "after" / "cellA.tif_secretions.csv.csv").write_bytes(exoj_bytes(rows=exoj_rows()[:1]))
+    (tmp_path / "exoj" / "cellB.tif_secretions.csv.csv").write_bytes(exoj_bytes())
+    (tmp_path / "after" / "cellB.tif_secretions.csv.csv").write_bytes(exoj_bytes())
+    for name, side in (("cellA", 200), ("cellB", 100)):
+        write_tiff(tmp_path / "masks" / f"{name}.tif", np.ones((side, side), np.uint8), axes="YX")
+    res = runner.invoke(app, ["rates", str(tmp_path / "exoj"), str(tmp_path / "after"), "--frames", "200",
+                              "--mask", str(tmp_path / "masks"), "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert [(c["cell"], c["area_px"]) for c in out["cells"]] == [("cellA", 40000), ("cellB", 10000)]
+    # events/frame from cells of different areas: said, with the options that make it per area
+    mask_b = tmp_path / "masks" / "cellB.tif"
+    assert out["warnings"] == [
+        *(f"2 of the 3 events of {tmp_path / side / 'cellB.tif_secretions.csv.csv'} lie outside the mask's 100 x 100 "
+          f"pixels ({mask_b}): they count as outside the cell; is it this movie's mask?"
+          for side in ("exoj", "after")),
+        f"{tmp_path / 'masks'}: the cells' masks differ in area (10000 to 40000 px) but the rates are events/frame, "
+        "not per area: give --pixel-size and --frame-interval for events/µm²/s"]
+    assert "warning: " in res.stderr
+
+
+def exoj_rows() -> list[list[str]]:
+    from test_exoj import ROWS
+
+    return [r[:] for r in ROWS]

@@ -119,6 +119,8 @@ def register(app: typer.Typer) -> None:
         from ..workflows import rates_files
 
         res = rates_files(before, after, frames, exclude_edges, pixel_size, frame_interval, area, mask, calibrated)
+        for w in res["warnings"]:
+            typer.echo(f"warning: {w}", err=True)
         if as_json:
             typer.echo(json.dumps(res))
             return
