@@ -66,15 +66,19 @@ class EventTable:
     columns : dict of str -> ndarray
         Optional per-event numbers (``size`` in voxels, ``score``, measurements...), same length; names are
         lower-cased.
+    units : dict of str -> str
+        The unit of some of those columns (``{"half_life": "s"}``); ImageJ tables write it into the heading
+        (``Half_life (s)``) and reading takes it back from there.
 
     The table holds read-only copies of the arrays it is given: it never changes, nor shares memory with
-    the caller's arrays.
+    the caller's arrays. Equality compares the numbers, not the units.
     """
 
     x: np.ndarray
     y: np.ndarray
     frame: np.ndarray
     columns: Mapping[str, np.ndarray] = field(default_factory=dict)
+    units: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         x = _as_float(self.x)
@@ -95,6 +99,11 @@ class EventTable:
                                  "hold numbers, as ImageJ tables do")
             cols[str(key).lower()] = _frozen(arr if n else arr.astype(np.float64))
         object.__setattr__(self, "columns", cols)
+        units = {str(k).lower(): str(u) for k, u in dict(self.units).items() if u}
+        if set(units) - set(cols):
+            raise ValueError(f"EventTable units {sorted(set(units) - set(cols))} name no column "
+                             f"(columns: {sorted(cols)})")
+        object.__setattr__(self, "units", units)
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
@@ -108,12 +117,17 @@ class EventTable:
         if not tables:
             return cls.empty()
         keys = sorted({k for t in tables for k in t.columns})
+        units: dict[str, str] = {}
+        for t in tables:
+            for k, u in t.units.items():
+                units.setdefault(k, u)
         return cls(
             np.concatenate([t.x for t in tables]),
             np.concatenate([t.y for t in tables]),
             np.concatenate([t.frame for t in tables]),
             {k: np.concatenate([t.columns[k] if k in t.columns else np.full(len(t), np.nan) for t in tables])
              for k in keys},
+            units,
         )
 
     # -- access -------------------------------------------------------------------------------
@@ -131,7 +145,7 @@ class EventTable:
         if keep.size == 0 and keep.dtype.kind not in "bi":  # [] : no event
             keep = keep.astype(np.int64)
         return EventTable(self.x[keep], self.y[keep], self.frame[keep],
-                          {k: v[keep] for k, v in self.columns.items()})
+                          {k: v[keep] for k, v in self.columns.items()}, self.units)
 
     def sorted(self) -> "EventTable":
         """Events ordered by frame, then y, then x."""
@@ -375,14 +389,31 @@ def _read_delimited(text: str, p: Path, pixel_size: float | None, exocytosis_lab
         if pixel_size is not None:
             x, y = x / pixel_size, y / pixel_size
         z = z - float(first)
-    cols = {h.lower(): a[:, 3 + k] for k, (_, h) in enumerate(extra) if not np.isnan(a[:, 3 + k]).all()}
+    cols, units = _extra_columns([h for _, h in extra], a[:, 3:])
     if not original:  # 1-based frame columns (Peak_slice) back to 0-based ones (peak_frame)
         for name, written in SLICE_COLUMNS.items():
             if written in cols and name not in cols:
                 cols[name] = cols.pop(written) - 1.0
     if "cluster_size" in cols:
         cols["size"] = cols.pop("cluster_size")
-    return EventTable(x, y, z, cols)
+    return EventTable(x, y, z, cols, units)
+
+
+def _extra_columns(headings: list[str], values: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Columns (not all NaN) by lower-case name, and their units from headings like ``Half_life (s)``; a
+    heading whose name without the unit is another column's keeps its unit in its name."""
+    names = [_UNIT.sub("", h).strip().lower() or h.lower() for h in headings]
+    cols: dict[str, np.ndarray] = {}
+    units: dict[str, str] = {}
+    for k, (h, name) in enumerate(zip(headings, names)):
+        if np.isnan(values[:, k]).all():
+            continue
+        m = _UNIT.search(h)
+        if m and m.group(1) and names.count(name) == 1:
+            cols[name], units[name] = values[:, k], m.group(1)
+        else:
+            cols[h.lower()] = values[:, k]
+    return cols, units
 
 
 def _time_column(body: list[list[str]], i_slice: int, i_frame: int, p: Path) -> int:
@@ -445,11 +476,13 @@ def format_imagej(table: EventTable, sep: str = ",", row_numbers: bool = True,
 
 
 def imagej_extra_columns(table: EventTable) -> dict[str, np.ndarray]:
-    """``table``'s extra columns as ImageJ tables hold them (file or Results window): capitalised headings,
-    and the columns that hold a 0-based frame (:data:`SLICE_COLUMNS`) 1-based like Slice, under a ``_slice``
-    name (``peak_frame`` -> ``Peak_slice``)."""
-    return {SLICE_COLUMNS.get(e, e).capitalize(): np.asarray(table.columns[e], np.float64) + (e in SLICE_COLUMNS)
-            for e in sorted(table.columns)}
+    """``table``'s extra columns as ImageJ tables hold them (file or Results window): capitalised headings
+    with the unit, if known (``Half_life (s)``), and the columns that hold a 0-based frame
+    (:data:`SLICE_COLUMNS`) 1-based like Slice, under a ``_slice`` name (``peak_frame`` -> ``Peak_slice``)."""
+    def heading(e: str) -> str:
+        return SLICE_COLUMNS.get(e, e).capitalize() + (f" ({table.units[e]})" if e in table.units else "")
+
+    return {heading(e): np.asarray(table.columns[e], np.float64) + (e in SLICE_COLUMNS) for e in sorted(table.columns)}
 
 
 def format_xml(table: EventTable) -> str:

@@ -109,6 +109,16 @@ def _canonical(title: str) -> str:
     return re.sub(r"[^0-9a-z]+", "_", low).strip("_")
 
 
+def _exoj_unit(title: str) -> str | None:
+    """The unit in an ExoJ title, as exodf writes units: "Tau (sec)" -> "s", "Max. Displacement (pixels)" ->
+    "px", "Est. Size (FWHM µm)" -> "µm" (the image's calibration unit); None for "dF/Sigma (MAD)"."""
+    m = _UNIT.search(title)
+    if not m or title.strip().lower() in _CANONICAL:
+        return None
+    unit = re.sub(r"^\s*\(\s*(fwhm\s+)?|\s*\)\s*$", "", m.group(0), flags=re.IGNORECASE)
+    return {"sec": "s", "pixels": "px", "pixel": "px"}.get(unit.lower(), unit) or None
+
+
 def _titles(raw: bytes) -> set[str]:
     return {h.lower() for h in _header(_decode(raw[:4096]))}
 
@@ -215,6 +225,7 @@ def parse_exoj(raw: bytes, path: Path | str = "<exoj>", frame: str = "peak") -> 
     if "decay_function" in names:
         d = np.asarray(decay, dtype=np.float64).reshape(-1, 2)
         cols["decay_offset"], cols["decay_amplitude"] = d[:, 0], d[:, 1]
+    units = {n: _exoj_unit(t) for n, t in zip(names, titles) if n in cols and _exoj_unit(t)}
     x, y, fr = cols.pop("x"), cols.pop("y"), cols[frame_key]
     bad = ~(np.isfinite(x) & np.isfinite(y) & np.isfinite(fr))
     if bad.any():
@@ -222,7 +233,7 @@ def parse_exoj(raw: bytes, path: Path | str = "<exoj>", frame: str = "peak") -> 
         raise ExodfError(f"{p}, line {linenos[k]}: an event without a finite position or frame (x {x[k]:g}, "
                          f"y {y[k]:g}, frame {fr[k] + 1:g}; ExoJ writes NaN or Infinity where a fit failed); "
                          f"fix or delete that line ({int(bad.sum())} such line(s))")
-    return EventTable(x, y, fr.copy(), cols)
+    return EventTable(x, y, fr.copy(), cols, units)
 
 
 # ---------------------------------------------------------------------------------------------------

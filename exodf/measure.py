@@ -133,7 +133,8 @@ def min_fit_frames(config: MeasureConfig) -> int:
 
 
 def measure_events(movie: np.ndarray, events: EventTable, config: MeasureConfig = MeasureConfig()) -> EventTable:
-    """The events with columns ``f0``, ``f``, ``fold`` (F/F0), ``decay_tau``, ``half_life`` (s or frames).
+    """The events with columns ``f0``, ``f``, ``fold`` (F/F0), ``decay_tau``, ``half_life`` (s or frames, as
+    their ``units`` say).
 
     Columns of ``events`` with those names (e.g. the simulator's drawn ``fold``) are kept as ``<name>_given``.
 
@@ -171,8 +172,12 @@ def measure_events(movie: np.ndarray, events: EventTable, config: MeasureConfig 
         fold = np.where(f0 > 0, f / f0, np.nan)
     new = ("peak_frame", "f0", "f", "fold", "decay_tau", "half_life")
     cols = {(f"{k}_given" if k in new else k): v for k, v in events.columns.items()}
-    cols.update({"peak_frame": peak.astype(np.float64), "f0": f0, "f": f, "fold": fold, "decay_tau": tau, "half_life": tau * math.log(2)})
-    return EventTable(events.x, events.y, events.frame, cols)
+    cols.update({"peak_frame": peak.astype(np.float64), "f0": f0, "f": f, "fold": fold, "decay_tau": tau,
+                 "half_life": tau * math.log(2)})
+    units = {(f"{k}_given" if k in new else k): u for k, u in events.units.items()}
+    time_unit = "s" if config.frame_interval_s is not None else "frames"
+    units.update(decay_tau=time_unit, half_life=time_unit)
+    return EventTable(events.x, events.y, events.frame, cols, units)
 
 
 @dataclass(frozen=True)

@@ -350,7 +350,8 @@ def _add_events(rng: np.random.Generator, p: SimParams, inside: np.ndarray, scen
     order = np.lexsort((a[:, 0], a[:, 2]))
     a = a[order]
     names = ("fold", "tau", "sigma", "diffusion", "onset", "amplitude", "inside")
-    return EventTable(a[:, 0], a[:, 1], a[:, 2], {nm: a[:, 3 + i] for i, nm in enumerate(names)})
+    return EventTable(a[:, 0], a[:, 1], a[:, 2], {nm: a[:, 3 + i] for i, nm in enumerate(names)},
+                      {"tau": "s", "sigma": "px", "diffusion": "um^2/s"})
 
 
 def _full(g: np.ndarray, sl: tuple[slice, slice], h: int, w: int) -> np.ndarray:

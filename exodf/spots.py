@@ -143,10 +143,11 @@ def spot_table(labels: np.ndarray) -> EventTable:
     idx = np.unique(labels)
     idx = idx[idx > 0]
     if idx.size == 0:
-        return EventTable.empty(("area",))
+        z = np.zeros(0)
+        return EventTable(z, z, z, {"area": z}, {"area": "px"})
     lab = labels.astype(np.int64, copy=False)
     ones = np.ones(labels.shape, dtype=np.float32)
     area = np.asarray(ndi.sum(ones, lab, idx), dtype=np.float64)
     centroids = np.asarray(ndi.center_of_mass(ones, lab, idx), dtype=np.float64).reshape(-1, 3)
-    table = EventTable(centroids[:, 2], centroids[:, 1], centroids[:, 0], {"area": area})
+    table = EventTable(centroids[:, 2], centroids[:, 1], centroids[:, 0], {"area": area}, {"area": "px"})
     return table.sorted()

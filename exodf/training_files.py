@@ -88,7 +88,7 @@ def prepare_movie(movie: np.ndarray, events: EventTable, spots: np.ndarray | Non
     """A movie ready for :func:`exodf.train.train_network`: normalised frames, the target (events painted
     ``target_offset`` frames after their table frame; ``spots``: a (T, Y, X) label map of bright spots, class
     1, e.g. from :func:`exodf.spots.spot_labels`, or None), the patch centres."""
-    painted = EventTable(events.x, events.y, events.frame + target_offset, events.columns)
+    painted = EventTable(events.x, events.y, events.frame + target_offset, events.columns, events.units)
     target = make_target(movie.shape, painted, spots, match_distance)
     # normalised as patches are read: a float32 copy of every movie would hold 4 B/voxel through training
     return TrainingMovie(NormalizedMovie(movie), target, training_objects(target, painted), name)

@@ -63,6 +63,24 @@ def test_read_imagej_tab_with_extra_column_and_crlf(tmp_path: Path) -> None:
     np.testing.assert_allclose(t.columns["mean"], [101.7, 99])
 
 
+def test_units_are_written_into_headings_and_read_back(tmp_path: Path) -> None:
+    t = EventTable([1.0, 2.0], [3.0, 4.0], [0.0, 5.0], {"half_life": [1.5, 2.0], "f0": [10, 20]},
+                   {"Half_life": "s"})
+    assert t.units == {"half_life": "s"}
+    p = write_events(t, tmp_path / "m.csv")
+    assert p.read_text().splitlines()[0] == " ,X,Y,Slice,F0,Half_life (s)"
+    back = read_events(p)
+    assert back == t and back.units == {"half_life": "s"}
+    assert back.select([1]).units == {"half_life": "s"}
+    assert EventTable.concat([back, EventTable([0.0], [0.0], [0.0])]).units == {"half_life": "s"}
+    # a unit beside the same name without it (or with another unit): the headings stay apart, as written
+    t = read_events(_write(tmp_path, "two.csv", "X,Y,Slice,Tau,Tau (s),Mean [gray],Area [px]\n1,2,3,4,5,6,7\n"))
+    assert t.columns["tau"][0] == 4 and t.columns["tau (s)"][0] == 5 and t.columns["mean"][0] == 6
+    assert t.units == {"mean": "gray", "area": "px"}
+    with pytest.raises(ValueError, match=r"units \['tau'\] name no column"):
+        EventTable([1.0], [2.0], [3.0], {}, {"tau": "s"})
+
+
 def test_read_without_row_numbers_and_calibrated(tmp_path: Path) -> None:
     t = read_events(_write(tmp_path, "r.csv", "X,Y,Slice\n1.6,3.2,5\n"), pixel_size=0.16)
     np.testing.assert_allclose([t.x[0], t.y[0], t.frame[0]], [10, 20, 4])

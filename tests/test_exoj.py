@@ -60,6 +60,8 @@ def test_parse_exoj_values() -> None:
     np.testing.assert_array_equal(t.columns["gaussian_r2"], [0.88, 0.71, 0.99])
     np.testing.assert_array_equal(t.columns["size_fwhm"], [0.3012, 0.25, 0.5])
     assert "property" not in t.columns
+    # units as exodf writes them into headings: ExoJ's "sec", "pixels", "FWHM µm"
+    assert t.units == {"tau": "s", "max_displacement": "px", "size_fwhm": "\u00b5m"}
     begin = parse_exoj(raw, "list.csv", frame="begin")
     np.testing.assert_array_equal(begin.frame, [11, 0, 179])
 

@@ -25,6 +25,7 @@ def test_default_movie_shape_levels_and_truth(default_sim) -> None:
     assert 180 < inside < 260 and 105 < outside < 125
     t = s.truth
     assert set(t.columns) == {"fold", "tau", "sigma", "diffusion", "onset", "amplitude", "inside"}
+    assert t.units == {"tau": "s", "sigma": "px", "diffusion": "um^2/s"}
     assert np.all(np.diff(t.frame) >= 0)
     assert np.all((t.columns["fold"] >= 1.2) & (t.columns["fold"] <= 2.2))
     assert np.all((t.columns["tau"] >= 0.4) & (t.columns["tau"] <= 2.0))

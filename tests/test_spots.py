@@ -35,6 +35,7 @@ def test_spot_recall_precision_on_simulated_spots(seed: int) -> None:
     labels = spot_labels(movie)
     assert labels.shape == movie.shape and labels.dtype == np.int32
     found = spot_table(labels)
+    assert found.units == {"area": "px"}
     m = match_events(found, truth, max_distance=2.0, dt_min=0, dt_max=0, one_to_one=True)
     # measured: precision 1.000 / 1.000, recall 0.957 / 0.929 (seeds 0 / 1)
     assert m.precision is not None and m.precision >= 0.97
@@ -52,6 +53,7 @@ def test_no_spots_in_pure_noise_beyond_pfa() -> None:
     z = spot_response(noise)
     assert float((z > SpotConfig().threshold).mean()) < 0.01
     assert len(spot_table(spot_labels(noise))) == 0
+    assert spot_table(spot_labels(noise)).units == {"area": "px"}  # (the unit even when empty)
 
 
 def test_labels_unique_over_movie_and_min_area() -> None:

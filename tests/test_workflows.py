@@ -141,6 +141,10 @@ def test_measure_command(sim: Path, tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     summary = json.loads(res.output)
     m = read_events(tmp_path / "m.csv")
+    # every time in the file says its unit: the measured decay in s (--frame-interval), the drawn Tau too
+    header = (tmp_path / "m.csv").read_text().splitlines()[0].split(",")
+    assert {"Decay_tau (s)", "Half_life (s)", "Tau (s)", "Fold_given", "Peak_slice"} <= set(header), header
+    assert m.units["half_life"] == "s" and "half_life" in m.columns
     ok = np.isfinite(m.columns["fold"])
     assert summary["n_events"] == len(m) and ok.sum() >= 5
     # dense events in a small cell overlap now and then: the median, not every event, is within 5 %
