@@ -76,9 +76,20 @@ def load_network(path: str | os.PathLike[str]) -> "keras.Model":
     """
     keras = _keras()
     p = Path(path)
+    if p.is_dir():
+        inside = [f for f in sorted(p.glob("*.weights.h5")) + sorted(p.glob("*/*.weights.h5"))]
+        raise ExodfError(f"{p}: a folder, not a weights file; give one of the weights files in it ("
+                         + (", ".join(str(f) for f in inside[:4]) if inside else "it holds none")
+                         + "; exodf train writes model.weights.h5, the last, and best.weights.h5)")
     if not p.is_file():
         raise ExodfError(f"{p}: weights file not found; give --weights PATH to an .h5/.keras file, or omit it "
                          "to use the published model")
+    with open(p, "rb") as fh:
+        head = fh.read(8)
+    if head != b"\x89HDF\r\n\x1a\n" and head[:4] != b"PK\x03\x04":
+        kind = " (a TIFF image?)" if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+") else ""
+        raise ExodfError(f"{p}: not a Keras weights file{kind} (neither HDF5, .h5, nor a .keras archive); give "
+                         "the published net_weights_FINAL.h5 or weights written by exodf train (*.weights.h5)")
     net = build_unet()
     if p.name.endswith(".weights.h5"):
         try:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,8 +28,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .atomic import write_text_atomic
-from .checkpoint import (load_checkpoint, plot_history, refuse_checkpoint, save_checkpoint, save_weights,
-                         write_history)
+from .checkpoint import (CHECKPOINT, load_checkpoint, plot_history, refuse_checkpoint, require_checkpoint,
+                         save_checkpoint, save_weights, write_history)
 from .errors import ExodfError
 from .sampling import TrainingMovie, sample_batch
 
@@ -36,7 +37,7 @@ LOG = logging.getLogger(__name__)  # the CLI shows warnings on stderr
 BEST = "best.weights.h5"
 
 __all__ = ["Stage", "TrainConfig", "ORIGINAL_CURRICULUM", "TrainResult", "tversky_loss", "train_network",
-           "voxel_scores"]
+           "voxel_scores", "check_resumable"]
 
 Progress = Callable[[str, int, int], None]
 EpochCallback = Callable[[dict[str, Any]], None]
@@ -124,6 +125,25 @@ class TrainConfig:
         return asdict(self)
 
 
+def check_resumable(out: str | os.PathLike[str], config: TrainConfig) -> None:
+    """An ExodfError unless ``out`` holds a checkpoint made with ``config``'s settings (checked before the
+    movies are read: preparing them takes minutes)."""
+    d = require_checkpoint(out)
+    try:
+        state = json.loads((d / "state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # a damaged checkpoint: load_checkpoint says what is wrong
+    _same_settings(state.get("config"), config, Path(out))
+
+
+def _same_settings(was: Any, config: TrainConfig, out: Path) -> None:
+    now = json.loads(json.dumps(config.as_dict()))
+    if was != now:
+        raise ExodfError(f"{out}: the checkpoint was made with other training settings ({_differences(was or {}, now)}); "
+                         "resume with the checkpoint's settings, or train on from its weights in a new folder "
+                         f"(--init {out / CHECKPOINT / 'model.weights.h5'} -o NEW_FOLDER)")
+
+
 def _differences(before: dict[str, Any], now: dict[str, Any]) -> str:
     """What differs between two TrainConfig.as_dict(), as 'steps 10 (now 20)' (stage values comma-separated)."""
     out = []
@@ -172,13 +192,14 @@ def tversky_loss(alpha: float = 0.5, beta: float = 0.5) -> Callable[[Any, Any], 
 
 
 def voxel_scores(truth: np.ndarray, pred: np.ndarray, label: int) -> tuple[float | None, float | None, float | None]:
-    """Voxel precision, recall and F1 of class ``label`` (None where undefined)."""
+    """Voxel precision, recall and F1 of class ``label`` (None where undefined: recall and F1 when the truth
+    has no voxel of that class, e.g. the spot class of --no-spots)."""
     t, p = truth == label, pred == label
     tp = int((t & p).sum())
     fp, fn = int((~t & p).sum()), int((t & ~p).sum())
     prec = tp / (tp + fp) if tp + fp else None
     rec = tp / (tp + fn) if tp + fn else None
-    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else None
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fn else None
     return prec, rec, f1
 
 
@@ -275,10 +296,7 @@ def train_network(net: Any, train_movies: Sequence[TrainingMovie], val_movies: S
     rng = np.random.default_rng(config.seed)
     if resume:
         state = load_checkpoint(out, net)
-        if state.get("config") != json.loads(json.dumps(cfg)):
-            raise ExodfError(f"{out}: the checkpoint was made with other training settings "
-                             f"({_differences(state.get('config') or {}, json.loads(json.dumps(cfg)))}); resume "
-                             "with the checkpoint's settings or start a new folder")
+        _same_settings(state.get("config"), config, out)
         rng.bit_generator.state = state["rng"]
     else:
         refuse_checkpoint(out)

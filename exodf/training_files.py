@@ -61,7 +61,17 @@ def read_spots(path: str | os.PathLike[str], shape: tuple[int, int, int]) -> np.
         r = SPOT_POINT_RADIUS
         yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
         disk = yy * yy + xx * xx <= r * r
-        for t, y, x in np.floor(table.coords() + 0.5).astype(np.int64):
+        points = np.floor(table.coords() + 0.5).astype(np.int64)
+        lo, hi = np.array([0, -r, -r]), np.array([shape[0], shape[1] + r, shape[2] + r])  # a disk partly inside
+        outside = int(np.sum(~((points >= lo) & (points < hi)).all(axis=1)))
+        if outside and outside == len(table):
+            raise ExodfError(f"{p}: none of its {len(table)} spots lies inside the movie (shape {tuple(shape)}, "
+                             "frames x rows x columns); give the spot table of this movie (X, Y in pixels, Slice "
+                             "1-based)")
+        if outside:
+            LOG.warning(f"{p}: {outside} of its {len(table)} spots lie outside the movie (shape {tuple(shape)}) "
+                        "and are not used: is it the spot table of this movie?")
+        for t, y, x in points:
             if not (0 <= t < shape[0]):
                 continue
             y0, x0 = max(0, y - r), max(0, x - r)
@@ -192,23 +202,24 @@ def _initial_network(init: str, seed: int = 0) -> Any:
         return build_unet()
     if init == "published":
         return load_network(published_weights())
-    if not Path(init).is_file():
+    if not Path(init).exists():
         raise ExodfError(f"--init {init}: no such weights file; give published, scratch or the path of a "
                          ".h5/.keras weights file")
     return load_network(init)
 
 
-def _check_out(req: TrainRequest, meta: dict[str, Any]) -> dict[str, Any]:
+def _check_out(req: TrainRequest, meta: dict[str, Any], config: TrainConfig) -> dict[str, Any]:
     """The output folder fits the request: no checkpoint unless resuming; resuming, one made with the same
-    inputs and target options. Returns the checkpoint's recorded config.json ({} if none)."""
-    from .checkpoint import refuse_checkpoint, require_checkpoint
+    training settings, inputs and target options. Returns the checkpoint's recorded config.json ({} if none)."""
+    from .checkpoint import refuse_checkpoint
+    from .train import check_resumable
 
     if req.out.exists() and not req.out.is_dir():
         raise ExodfError(f"-o {req.out}: is a file; give a folder for the training's outputs")
     if not req.resume:
         refuse_checkpoint(req.out)
         return {}
-    require_checkpoint(req.out)
+    check_resumable(req.out, config)
     try:
         before = json.loads((req.out / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -239,6 +250,19 @@ def _past_the_end(events: EventTable, shape: tuple[int, ...], offset: int) -> in
     return int((inside & (c[:, 0] + offset >= shape[0])).sum())
 
 
+def _check_pairs(movies: Sequence[Path], files: Sequence[Path], option: str) -> None:
+    """An ExodfError when a table is named after another movie of the list than its own (swapped tables
+    train on the wrong labels without a word)."""
+    from .workflows import _key
+
+    keys = [_key(Path(m)) for m in movies]
+    for i, f in enumerate(files):
+        k = _key(Path(f))
+        if k != keys[i] and keys.count(k) == 1:
+            raise ExodfError(f"{option}: {f} is given for {movies[i]} but named after {movies[keys.index(k)]}; "
+                             f"give {option} once per movie, in the movies' order")
+
+
 def train_files(req: TrainRequest, progress: Progress | None = None,
                 on_epoch: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
     """Read the annotated movies, build targets (with built-in or given bright spots) and train."""
@@ -250,6 +274,9 @@ def train_files(req: TrainRequest, progress: Progress | None = None,
     if req.spots and len(req.spots) != len(req.movies):
         raise ExodfError(f"--spots: give one spot map or table per movie ({len(req.movies)} movies, "
                          f"{len(req.spots)} spot files), in the same order")
+    _check_pairs(req.movies, req.events, "--events")
+    if req.spots:
+        _check_pairs(req.movies, req.spots, "--spots")
     try:
         config = TrainConfig(stages=req.stages, learning_rate=req.learning_rate, val_batches=req.val_batches,
                              seed=req.seed)
@@ -269,7 +296,7 @@ def train_files(req: TrainRequest, progress: Progress | None = None,
         raise ExodfError(f"{named}: no event in the training movies' tables, so the network would learn that "
                          "exocytosis never happens; give the tables with the events (an empty table is fine for "
                          "some movies: they are examples without exocytosis)")
-    before = _check_out(req, meta)  # cheap checks first: the folder, the initial weights, then each movie's size
+    before = _check_out(req, meta, config)  # cheap checks first: the folder, the initial weights, then each movie's size
     if "init" in before:
         meta["init"] = before["init"]  # resumed: the weights it started from, not the checkpoint's
     net = _initial_network(req.init, req.seed)
@@ -299,9 +326,14 @@ def train_files(req: TrainRequest, progress: Progress | None = None,
             raise ExodfError(f"{ep}: none of its {len(events)} events can be used inside {mp} (shape "
                              f"{movie.shape}){why}; check that the table belongs to the movie (X, Y in pixels, "
                              "or --pixel-size; Slice 1-based)")
-        if inside < len(events):
-            LOG.warning(f"{ep}: {len(events) - inside} of its {len(events)} events lie outside {mp} "
-                        f"(shape {movie.shape}){why} and are not used")
+        outside = len(events) - inside - late
+        if outside > 0:
+            LOG.warning(f"{ep}: {outside} of its {len(events)} events lie outside {mp} (shape {movie.shape}) and "
+                        "are not used")
+        if late:
+            LOG.warning(f"{ep}: {late} of its {len(events)} events are in the last {req.target_offset} frame(s) of "
+                        f"{mp}, where their target (painted --target-offset {req.target_offset} frame(s) later) "
+                        "would lie past the movie's end: they are not used")
         if len(m.objects.events) == 0 and len(m.objects.spots) == 0:
             raise ExodfError(f"{mp}: neither an event nor a bright spot to learn from; give its events, or "
                              "--spots, or leave it out")

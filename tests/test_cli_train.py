@@ -79,6 +79,10 @@ def test_train_then_detect_with_the_weights(sim_files: list[tuple[Path, Path]], 
 
     rdf = yaml.safe_load((tmp_path / "pkg" / "rdf.yaml").read_text())
     assert rdf["name"] == "ExoDeepFinder (retrained with exodf)"  # not described as the published weights
+    import datetime  # ... nor dated as they are: the trained weights' own time (UTC)
+
+    made = datetime.datetime.fromtimestamp((out / "model.weights.h5").stat().st_mtime, datetime.timezone.utc)
+    assert rdf["timestamp"] == made.strftime("%Y-%m-%dT%H:%M:%S")
     doc = tmp_path / "pkg" / rdf["documentation"]["source"]
     assert doc.name == "README.retrained.md" and "These are not the published weights" in doc.read_text()
     keras_entry = next(v for k, v in rdf["weights"].items() if k.startswith("keras"))
@@ -90,7 +94,8 @@ def test_train_then_detect_with_the_weights(sim_files: list[tuple[Path, Path]], 
         np.testing.assert_array_equal(a, b)  # the package carries the trained weights, not the published ones
 
 
-def test_train_with_user_spots_table(sim_files: list[tuple[Path, Path]], tmp_path: Path) -> None:
+def test_train_with_user_spots_table(sim_files: list[tuple[Path, Path]], tmp_path: Path,
+                                    caplog: pytest.LogCaptureFixture) -> None:
     from exodf.training_files import read_spots
 
     (m0, e0), _ = sim_files
@@ -101,6 +106,13 @@ def test_train_with_user_spots_table(sim_files: list[tuple[Path, Path]], tmp_pat
     with pytest.raises(Exception, match="spot map has shape"):
         write_tiff(tmp_path / "bad.tif", np.zeros((24, 32, 33), dtype=np.uint8))
         read_spots(tmp_path / "bad.tif", (24, 32, 32))
+    # another movie's spot table: points outside this movie are said, none inside is an error (it was silent)
+    write_events(EventTable([5.0, 40.0, 6.0], [5.0, 5.0, 6.0], [3.0, 3.0, 30.0]), spots)
+    assert int(read_spots(spots, (24, 32, 32)).sum()) == 13
+    assert "spots.csv: 2 of its 3 spots lie outside the movie (shape (24, 32, 32)) and are not used" in caplog.text
+    write_events(EventTable([40.0], [5.0], [3.0]), spots)
+    with pytest.raises(ExodfError, match="spots.csv: none of its 1 spots lies inside the movie"):
+        read_spots(spots, (24, 32, 32))
 
 
 def test_one_line_error_for_missing_tables(sim_files: list[tuple[Path, Path]], tmp_path: Path) -> None:
@@ -122,6 +134,12 @@ def test_training_inputs_are_checked_before_training(sim_files: list[tuple[Path,
     res = CliRunner().invoke(app, ["train", str(m0), str(m1), "-e", str(far), "-e", str(e1), "-o",
                                    str(tmp_path / "a"), *small])
     assert res.exit_code != 0 and "none of its 2 events can be used inside" in str(res.exception)
+    assert not (tmp_path / "a").exists()
+    # the tables swapped: each is named after the other movie (it trained on the wrong labels silently)
+    res = CliRunner().invoke(app, ["train", str(m0), str(m1), "-e", str(e1), "-e", str(e0), "-o",
+                                   str(tmp_path / "a"), *small])
+    assert res.exit_code != 0 and f"--events: {e1} is given for {m0} but named after {m1}; give --events once " \
+        "per movie, in the movies' order" in str(res.exception), res.exception
     assert not (tmp_path / "a").exists()
     res = CliRunner().invoke(app, ["train", str(m0), str(m1), "-e", str(e0), "-e", str(e1), "-o",
                                    str(tmp_path / "b"), *small[2:], "--init", str(tmp_path / "nope.h5")])
@@ -151,9 +169,14 @@ def test_training_inputs_are_checked_before_training(sim_files: list[tuple[Path,
                                        *small, "--epochs", "2", "--resume", *other])
         assert res.exit_code != 0 and f"was trained with {says}" in str(res.exception), res.exception
     # other settings: the error names what differs (it printed the checkpoint's whole configuration)
-    res = CliRunner().invoke(app, ["train", str(m0), str(m1), "-e", str(e0), "-e", str(e1), "-o", str(out),
-                                   *small, "--epochs", "2", "--resume", "--steps", "3"])
+    # ... before the movies are read and their spots detected (minutes), and how to train on instead
+    from unittest import mock
+
+    with mock.patch("exodf.training_files.read_movie", side_effect=AssertionError("movie read")):
+        res = CliRunner().invoke(app, ["train", str(m0), str(m1), "-e", str(e0), "-e", str(e1), "-o", str(out),
+                                       *small, "--epochs", "2", "--resume", "--steps", "3"])
     assert res.exit_code != 0 and "other training settings (steps 1 (now 3))" in str(res.exception), res.exception
+    assert f"--init {out / 'checkpoint' / 'model.weights.h5'} -o NEW_FOLDER" in str(res.exception)
     res = CliRunner().invoke(app, ["train", str(m0), str(m1), "-e", str(e0), "-e", str(e1), "-o", str(out),
                                    *small, "--epochs", "2", "--resume"])
     assert res.exit_code == 0, (res.output, res.exception)
@@ -178,7 +201,8 @@ def test_targets_are_painted_one_frame_after_the_table_frame_by_default() -> Non
 
 
 def test_events_in_the_last_frame_are_said_to_be_painted_past_the_end(sim_files: list[tuple[Path, Path]],
-                                                                       tmp_path: Path) -> None:
+                                                                       tmp_path: Path,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
     """With --target-offset 1 an event annotated in the last frame has no frame to be painted in."""
     (m0, _), _ = sim_files
     last = tmp_path / "last.csv"
@@ -188,6 +212,16 @@ def test_events_in_the_last_frame_are_said_to_be_painted_past_the_end(sim_files:
                                    "--steps", "1", "-q"])
     assert res.exit_code != 0
     assert "2 of them in the last 1 frame(s)" in str(res.exception) and "past the end" in str(res.exception)
+    # one event used, one in the last frame, one outside: each said as what it is (the last-frame one was
+    # said to "lie outside" the movie)
+    write_events(EventTable([10.0, 20.0, 50.0], [12.0, 14.0, 12.0], [10.0, 23.0, 10.0]), last)
+    res = CliRunner().invoke(app, ["train", str(m0), "-e", str(last), "-o", str(tmp_path / "b"), "--init",
+                                   "scratch", "--patch-sizes", "8", "--batch-sizes", "2", "--epochs", "1",
+                                   "--steps", "1", "--no-spots", "-q"])
+    assert res.exit_code == 0, (res.output, res.exception)
+    assert f"last.csv: 1 of its 3 events lie outside {m0} (shape (24, 32, 32)) and are not used" in caplog.text
+    assert f"last.csv: 1 of its 3 events are in the last 1 frame(s) of {m0}, where their target (painted " \
+        "--target-offset 1 frame(s) later) would lie past the movie's end: they are not used" in caplog.text
 
 
 def test_train_picks_a_channel_and_refuses_a_negative_seed(sim_files: list[tuple[Path, Path]],
@@ -243,3 +277,26 @@ def test_stopping_and_offset_options_are_checked(sim_files: list[tuple[Path, Pat
             TrainRequest((m0,), (e0,), tmp_path / "o", **kw)
     res = CliRunner().invoke(app, ["train", str(m0), "-e", str(e0), "-o", str(tmp_path / "o"), "--until-step", "0"])
     assert res.exit_code == 2 and not (tmp_path / "o").exists()
+
+
+def test_an_interrupted_first_epoch_leaves_no_folder_behind(sim_files: list[tuple[Path, Path]],
+                                                            tmp_path: Path) -> None:
+    """Interrupted before its first checkpoint, a run leaves no folder holding just config.json (a folder
+    that was there before stays)."""
+    from unittest import mock
+
+    (m0, e0), _ = sim_files
+
+    def interrupted(net, train, val, config, out, **kw):  # type: ignore[no-untyped-def]
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text("{}\n")
+        raise KeyboardInterrupt
+
+    args = ["--init", "scratch", "--patch-sizes", "8", "--batch-sizes", "2", "--no-spots", "-q"]
+    with mock.patch("exodf.training_files.train_network", interrupted):
+        res = CliRunner().invoke(app, ["train", str(m0), "-e", str(e0), "-o", str(tmp_path / "new"), *args])
+        assert res.exit_code == 130 and "no checkpoint was written yet" in res.output
+        assert not (tmp_path / "new").exists()
+        (tmp_path / "mine").mkdir()
+        res = CliRunner().invoke(app, ["train", str(m0), "-e", str(e0), "-o", str(tmp_path / "mine"), *args])
+        assert res.exit_code == 130 and (tmp_path / "mine").is_dir()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import tarfile
 from pathlib import Path
 
@@ -83,3 +84,18 @@ def test_keras_weights_round_trip_and_bad_files(tmp_path: Path) -> None:
         load_network(bad)
     with pytest.raises(ExodfError, match="weights file not found"):
         load_network(tmp_path / "none.h5")
+    # a text file, a movie: said in one line (Keras said 'File not found' or wrote a page on SavedModels)
+    (tmp_path / "bad.keras").write_text("not weights")
+    (tmp_path / "movie.tif").write_bytes(b"II*\x00" + bytes(100))
+    for name, kind in (("bad.keras", ""), ("movie.tif", " (a TIFF image?)")):
+        with pytest.raises(ExodfError, match=f"{name}: not a Keras weights file{re.escape(kind)} \\(neither HDF5"):
+            load_network(tmp_path / name)
+    # exodf train's output folder: the weights files in it are named
+    run = tmp_path / "run"
+    (run / "checkpoint").mkdir(parents=True)
+    net.save_weights(run / "model.weights.h5")
+    net.save_weights(run / "checkpoint" / "model.weights.h5")
+    with pytest.raises(ExodfError, match=f"run: a folder, not a weights file; give one of the weights files in it "
+                                         f"\\({re.escape(str(run / 'model.weights.h5'))}, "
+                                         f"{re.escape(str(run / 'checkpoint' / 'model.weights.h5'))}; exodf train"):
+        load_network(run)

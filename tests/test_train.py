@@ -81,6 +81,9 @@ def test_tversky_loss_values() -> None:
     expected = 3 - 2 / (2 + 1 / 3 + 2) - 2 * (2 / 11)
     assert loss(y, uniform) == pytest.approx(expected, abs=1e-5)
     assert voxel_scores(np.array([2, 2, 0, 1]), np.array([2, 0, 2, 1]), 2) == (0.5, 0.5, 0.5)
+    # no voxel of the class in the truth (--no-spots): recall and F1 undefined, not 0
+    assert voxel_scores(np.array([2, 0, 0]), np.array([2, 1, 0]), 1) == (0.0, None, None)
+    assert voxel_scores(np.array([2, 1, 0]), np.array([2, 0, 0]), 1) == (None, 0.0, 0.0)  # all missed: 0
 
 
 def _config(**kw: object) -> TrainConfig:

@@ -84,7 +84,8 @@ def register(app: typer.Typer) -> None:
                                                    dir_okay=False)],
         out: Annotated[Path, typer.Option("-o", "--out", help="Output folder: model.weights.h5 (last "
                                           "epoch), best.weights.h5 (lowest validation loss of the last stage), "
-                                          "checkpoint/, history.csv, training_curves.png, config.json.")],
+                                          "stageN_patchP.weights.h5 (end of each stage), checkpoint/, "
+                                          "history.csv, training_curves.png, config.json.")],
         spots: Annotated[Optional[list[Path]], typer.Option("--spots", help="Your bright spots per movie (label "
                                                             "TIFF or point table); default: exodf spots.",
                                                             exists=True, dir_okay=False)] = None,
@@ -147,6 +148,7 @@ def register(app: typer.Typer) -> None:
                        f"val F1 exocytosis {_fmt(row.get('val_f1_exocytosis'))}  "
                        f"spot {_fmt(row.get('val_f1_spot'))}  ({row['seconds']:.0f} s)")
 
+        existed = req.out.exists()
         try:
             with _bar(not quiet) as prog:
                 res = train_files(req, _callback(prog), on_epoch)
@@ -154,6 +156,10 @@ def register(app: typer.Typer) -> None:
             from ..checkpoint import has_checkpoint
 
             kept = has_checkpoint(req.out)
+            if not kept and not existed and req.out.is_dir() and {f.name for f in req.out.iterdir()} <= {
+                    "config.json"}:  # a folder this run made, with nothing to resume from: not left behind
+                (req.out / "config.json").unlink(missing_ok=True)
+                req.out.rmdir()
             typer.echo("exodf: training interrupted; " + (
                 f"{req.out} keeps its last checkpoint: continue with the same command and --resume" if kept
                 else "no checkpoint was written yet"), err=True)
