@@ -139,8 +139,9 @@ def check_resumable(out: str | os.PathLike[str], config: TrainConfig) -> None:
 def _same_settings(was: Any, config: TrainConfig, out: Path) -> None:
     now = json.loads(json.dumps(config.as_dict()))
     if was != now:
-        raise ExodfError(f"{out}: the checkpoint was made with other training settings ({_differences(was or {}, now)}); "
-                         "resume with the checkpoint's settings, or train on from its weights in a new folder "
+        raise ExodfError(f"{out}: the checkpoint was made with other training settings "
+                         f"({_differences(was or {}, now)}); resume with the checkpoint's settings, or train on "
+                         "from its weights in a new folder "
                          f"(--init {out / CHECKPOINT / 'model.weights.h5'} -o NEW_FOLDER)")
 
 

@@ -296,7 +296,7 @@ def train_files(req: TrainRequest, progress: Progress | None = None,
         raise ExodfError(f"{named}: no event in the training movies' tables, so the network would learn that "
                          "exocytosis never happens; give the tables with the events (an empty table is fine for "
                          "some movies: they are examples without exocytosis)")
-    before = _check_out(req, meta, config)  # cheap checks first: the folder, the initial weights, then each movie's size
+    before = _check_out(req, meta, config)  # cheap checks first: the folder, the initial weights, each movie's size
     if "init" in before:
         meta["init"] = before["init"]  # resumed: the weights it started from, not the checkpoint's
     net = _initial_network(req.init, req.seed)
