@@ -26,6 +26,7 @@ threshold = 0.5;     // exocytosis probability threshold (one channel, or useArg
 minSize = 1;         // drop events of fewer voxels
 minScore = 0;        // drop events whose mean exocytosis probability is lower
 bandwidth = 5;       // mean-shift bandwidth (voxels), as exodf's ClusterConfig.bandwidth
+maxShare = 0.05;     // stop when more of the voxels than this are exocytosis: not a model's output (hours)
 // ---------------------------------------------------------------------------------------------------------
 
 var parent = newArray(0);   // union-find forest over the exocytosis voxels (global: used by the helpers)
@@ -51,20 +52,35 @@ if (input != "" && !File.exists(input))
 if (input != "") {
     setBatchMode(true);
     open(input);
+    if (nImages == 0)
+        exit("exodf_events: could not open " + input + "; save the probabilities as a TIFF from ImageJ (File > "
+             + "Save As > Tiff...)");
 }
 if (nImages == 0)
     exit("exodf_events: open the probability image first (or pass input=PATH)");
 source = getImageID();
+sourceTitle = getTitle();
 getDimensions(width, height, channels, slices, frames);
 nT = slices * frames;
-if (slices > 1 && frames > 1)
-    exit("exodf_events: the image has both z-slices and frames; time must be on one of them");
+if (slices > 1 && frames > 1) {
+    hint = "";
+    if (channels == 1 && (slices == 3 || frames == 3))
+        hint = " (are the 3 the classes? make them channels: Image > Hyperstacks > Re-order Hyperstacks)";
+    exit("exodf_events: the image has both z-slices and frames; time must be on one of them" + hint);
+}
+if (bitDepth() != 32)
+    exit("exodf_events: " + getTitle() + " is a " + bitDepth() + "-bit image, not the model's 32-bit probabilities: "
+         + "give the model's own output (a raw movie must go through the model first; a conversion to 8 or 16 "
+         + "bits changes the values)");
 if (channels != 1 && channels != 3)
     exit("exodf_events: " + getTitle() + " has " + channels + " channels; give the model's 3 class probabilities "
          + "(background, bright spot, exocytosis) or the exocytosis probability alone");
 if (channels == 3 && (exoChannel < 1 || exoChannel > 3))
     exit("exodf_events: exoChannel must be 1, 2 or 3, got " + exoChannel);
-Stack.getStatistics(voxels, meanValue, minValue, maxValue);
+if (nSlices > 1)
+    Stack.getStatistics(voxels, meanValue, minValue, maxValue);
+else
+    getStatistics(voxels, meanValue, minValue, maxValue);   // (Stack.getStatistics never returns on one image)
 if (minValue < 0 || maxValue > 1.0001)
     exit("exodf_events: " + getTitle() + " holds values from " + minValue + " to " + maxValue + ", not probabilities "
          + "(0-1): run the model on the movie first and give its output");
@@ -117,6 +133,14 @@ for (z = 0; z < nT; z++) {
     selectImage(exo);
     setSlice(z + 1);
     first = n;
+    if (n + xs.length > maxShare * width * height * nT) {
+        hint = "";
+        if (channels == 1 && nT % 3 == 0)
+            hint = "; a plain stack of 3 x " + nT / 3 + " images holds the 3 classes interleaved: make them "
+                   + "channels (Image > Hyperstacks > Stack to Hyperstack, 3 channels)";
+        exit("exodf_events: more than " + d2s(100 * maxShare, 0) + " % of the voxels of " + sourceTitle + " are "
+             + "exocytosis (the model's output holds well under 1 %): is it the model's output?" + hint);
+    }
     for (i = 0; i < xs.length; i++) {
         vx[n] = xs[i]; vy[n] = ys[i]; vz[n] = z; vp[n] = getPixel(xs[i], ys[i]); parent[n] = n;
         n++;

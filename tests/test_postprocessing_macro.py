@@ -201,7 +201,10 @@ def test_macro_writes_a_header_for_no_event_and_nothing_on_failure(tmp_path: Pat
 
     write_tiff(folder / "movie.tif", np.random.default_rng(0).integers(100, 1000, (6, 24, 24)).astype(np.uint16))
     log = run_ij(f"input=[{folder / 'movie.tif'}] output=[{stale}]")
-    assert "movie.tif holds values from" in log and "not probabilities" in log, log
+    assert "movie.tif is a 16-bit image, not the model's 32-bit probabilities" in log, log
+    write_tiff(folder / "movie32.tif", np.random.default_rng(0).uniform(100, 1000, (6, 24, 24)).astype(np.float32))
+    log = run_ij(f"input=[{folder / 'movie32.tif'}] output=[{stale}]")
+    assert "movie32.tif holds values from" in log and "not probabilities" in log, log
     write_probabilities(folder / "two.tif", probs[..., 1:])
     log = run_ij(f"input=[{folder / 'two.tif'}] output=[{stale}]")
     assert "two.tif has 2 channels" in log, log
@@ -223,3 +226,33 @@ def test_macro_matches_exodf_events_on_a_simulated_movie(tmp_path: Path, publish
     matched = match(det.events, got, 1.5, 1.0)
     assert matched >= 0.95 * n, f"{matched} of {n} exodf events found by the macro"
     assert abs(len(got) - n) <= 0.05 * n
+
+
+def test_macro_says_what_is_wrong_with_images_that_are_no_model_output(tmp_path: Path) -> None:
+    """One frame (it hung: Stack.getStatistics on a single image), the classes interleaved in a plain stack
+    (it ran for hours on a million 'exocytosis' voxels), classes on z with time on t, an unreadable file."""
+    import tifffile
+
+    from exodf.io import write_tiff
+
+    probs = _blob_probabilities((12, 32, 32), [(5, 15, 15, 1.5)])  # (T, Y, X, 3)
+    one = tmp_path / "one_frame.tif"
+    write_tiff(one, probs[5, ..., 2], axes="YX")
+    log = run_ij(f"input=[{one}] output=[{tmp_path / 'one.csv'}]", timeout=120)
+    assert "done, 1 events in 1 frames" in log, log
+    flat = tmp_path / "interleaved.tif"  # 36 images: t0 background, t0 spot, t0 exocytosis, t1 ...
+    write_tiff(flat, np.ascontiguousarray(probs.reshape(12, 32, 32, 3).transpose(0, 3, 1, 2).reshape(36, 32, 32)),
+               axes="ZYX")
+    log = run_ij(f"input=[{flat}] output=[{tmp_path / 'flat.csv'}]", timeout=120)
+    assert "more than 5 % of the voxels of interleaved.tif are exocytosis" in log, log
+    assert "a plain stack of 3 x 12 images holds the 3 classes interleaved" in log, log
+    assert not (tmp_path / "flat.csv").exists()
+    on_z = tmp_path / "classes_on_z.tif"  # T=12 frames, Z=3 slices (the classes), no channels
+    tifffile.imwrite(on_z, np.ascontiguousarray(probs.transpose(0, 3, 1, 2)), imagej=True,
+                     metadata={"axes": "TZYX"})
+    log = run_ij(f"input=[{on_z}] output=[{tmp_path / 'z.csv'}]", timeout=120)
+    assert "both z-slices and frames" in log and "are the 3 the classes? make them channels" in log, log
+    bad = tmp_path / "channels_last.tif"
+    tifffile.imwrite(bad, probs, photometric="rgb")  # (T, Y, X, 3) float RGB: a TIFF ImageJ cannot open
+    log = run_ij(f"input=[{bad}] output=[{tmp_path / 'bad.csv'}]", timeout=120)
+    assert "could not open" in log and "channels_last.tif" in log, log
