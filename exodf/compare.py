@@ -266,9 +266,8 @@ def exclude_truth(truth: EventTable, n_frames: int, exclude_edges: int) -> Event
     return exclude_events(truth, n_frames, exclude_edges)
 
 
-_EXPORT_HINT = ("ExoJ writes positions in the movie's pixels: is it the export of this movie (or edited in "
-                "µm)?")
 _WORKBOOKS = (".xlsx", ".xlsm", ".ods", ".numbers")
+_WORKBOOK = "a workbook: save it as CSV (ExoJ's own export is a .csv)"
 
 
 def _exocytosis_lists(folder: Path) -> tuple[list[Path], dict[Path, str]]:
@@ -281,11 +280,13 @@ def _exocytosis_lists(folder: Path) -> tuple[list[Path], dict[Path, str]]:
         if not f.is_file():
             continue
         if f.suffix.lower() in _WORKBOOKS:
-            passed[f] = "a workbook: save it as CSV (ExoJ's own export is a .csv)"
+            passed[f] = _WORKBOOK
         elif f.suffix.lower() in (".csv", ".txt", ".tsv", ".xls"):
             with open(f, "rb") as fh:
                 raw = fh.read(4096)
-            if is_exocytosis_list(raw):
+            if raw.startswith(b"\xd0\xcf\x11\xe0"):  # Excel's binary .xls
+                passed[f] = _WORKBOOK
+            elif is_exocytosis_list(raw):
                 out.append(f)
             elif not raw.strip():
                 passed[f] = "empty"
@@ -400,7 +401,7 @@ def compare_files(movies: Sequence[Path], gts: Sequence[Path], methods: Sequence
     from .atomic import atomic_path, check_output
     from .evaluate import units_warnings
     from .events import read_events
-    from .exoj import parse_exoj
+    from .exoj import EXPORT_UNITS_HINT, parse_exoj
     from .io import read_movie
 
     movies, gts, out = [Path(m) for m in movies], [Path(g) for g in gts], Path(out)
@@ -443,7 +444,7 @@ def compare_files(movies: Sequence[Path], gts: Sequence[Path], methods: Sequence
         detectors[spec.name] = [parse_exoj(f.read_bytes(), f) for f in found]
         exports[spec.name] = [str(f) for f in found]
         doubts += [w for f, t, shape in zip(found, detectors[spec.name], shapes)
-                   for w in units_warnings(t, str(f), shape, xy_hint=_EXPORT_HINT)]
+                   for w in units_warnings(t, str(f), shape, xy_hint=EXPORT_UNITS_HINT)]
     for w in doubts:
         if warn is not None:
             warn(w)

@@ -118,9 +118,10 @@ class EventTable:
             return cls.empty()
         keys = sorted({k for t in tables for k in t.columns})
         units: dict[str, str] = {}
-        for t in tables:
-            for k, u in t.units.items():
-                units.setdefault(k, u)
+        for k in keys:  # a column's unit where the tables agree on it (half_life in frames and in s: none)
+            given = {t.units.get(k) for t in tables if k in t.columns}
+            if len(given) == 1 and None not in given:
+                units[k] = given.pop()
         return cls(
             np.concatenate([t.x for t in tables]),
             np.concatenate([t.y for t in tables]),
@@ -394,8 +395,12 @@ def _read_delimited(text: str, p: Path, pixel_size: float | None, exocytosis_lab
         for name, written in SLICE_COLUMNS.items():
             if written in cols and name not in cols:
                 cols[name] = cols.pop(written) - 1.0
-    if "cluster_size" in cols:
+                if written in units:
+                    units[name] = units.pop(written)
+    if "cluster_size" in cols and "size" not in cols:
         cols["size"] = cols.pop("cluster_size")
+        if "cluster_size" in units:
+            units["size"] = units.pop("cluster_size")
     return EventTable(x, y, z, cols, units)
 
 

@@ -34,7 +34,7 @@ from .errors import ExodfError
 from .events import EventTable
 
 __all__ = ["looks_like_exoj", "is_exocytosis_list", "parse_exoj", "header_line", "EXOJ_FRAME_COLUMNS",
-           "find_exoj_plugin", "wait_for_export", "run_exoj"]
+           "EXPORT_UNITS_HINT", "find_exoj_plugin", "wait_for_export", "run_exoj"]
 
 # header title (lower case, unit in parentheses removed) -> column name in the EventTable
 _CANONICAL = {
@@ -58,6 +58,9 @@ _CANONICAL = {
 }
 #: columns that hold 1-based frame numbers in the file (0-based in the table)
 EXOJ_FRAME_COLUMNS = ("begin_frame", "end_frame", "peak_frame")
+#: what fits when an export's positions do not fit its movie (no pixel-size option changes an export's unit)
+EXPORT_UNITS_HINT = ("ExoJ writes positions in the movie's pixels: is it the export of this movie (or edited in "
+                     "µm)?")
 _TEXT = ("property", "decay function")
 _UNIT = re.compile(r"\s*\((?!mad\))[^)]*\)\s*$")  # "Tau (sec)" -> "tau"; keeps "dF/Sigma (MAD)"
 _DECAY = re.compile(r"^\s*y\s*=\s*(?P<a>[^*]+?)\s*\+\s*(?P<b>[^*]+?)\s*\*\s*exp\(", re.IGNORECASE)

@@ -77,7 +77,7 @@ def load_network(path: str | os.PathLike[str]) -> "keras.Model":
     keras = _keras()
     p = Path(path)
     if p.is_dir():
-        inside = [f for f in sorted(p.glob("*.weights.h5")) + sorted(p.glob("*/*.weights.h5"))]
+        inside = [f for pattern in ("*.h5", "*.keras", "*/*.weights.h5") for f in sorted(p.glob(pattern))]
         raise ExodfError(f"{p}: a folder, not a weights file; give one of the weights files in it ("
                          + (", ".join(str(f) for f in inside[:4]) if inside else "it holds none")
                          + "; exodf train writes model.weights.h5, the last, and best.weights.h5)")

@@ -28,7 +28,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .atomic import write_text_atomic
-from .checkpoint import (CHECKPOINT, load_checkpoint, plot_history, refuse_checkpoint, require_checkpoint,
+from .checkpoint import (load_checkpoint, plot_history, refuse_checkpoint, require_checkpoint,
                          save_checkpoint, save_weights, write_history)
 from .errors import ExodfError
 from .sampling import TrainingMovie, sample_batch
@@ -142,7 +142,7 @@ def _same_settings(was: Any, config: TrainConfig, out: Path) -> None:
         raise ExodfError(f"{out}: the checkpoint was made with other training settings "
                          f"({_differences(was or {}, now)}); resume with the checkpoint's settings, or train on "
                          "from its weights in a new folder "
-                         f"(--init {out / CHECKPOINT / 'model.weights.h5'} -o NEW_FOLDER)")
+                         f"(--init {require_checkpoint(out) / 'model.weights.h5'} -o NEW_FOLDER)")
 
 
 def _differences(before: dict[str, Any], now: dict[str, Any]) -> str:

@@ -204,8 +204,8 @@ def evaluate_files(pred: Path, gt: Path, req: EvaluateRequest = EvaluateRequest(
         if req.n_frames is not None and shape is None:  # (with the movie, units_warnings below says more)
             for path, t in ((pp, pred_t), (gp, gt_t)):
                 _past_the_end(path, t, req.n_frames)
-        warnings = [*units_warnings(pred_t, str(pp), shape, req.calibrated),
-                    *units_warnings(gt_t, str(gp), shape, req.calibrated)]
+        warnings = [*units_warnings(pred_t, str(pp), shape, req.calibrated, _units_hint(pp)),
+                    *units_warnings(gt_t, str(gp), shape, req.calibrated, _units_hint(gp))]
         mismatch = units_mismatch(pred_t, gt_t, str(pp), str(gp))
         if mismatch:
             warnings.append(mismatch)
@@ -240,6 +240,15 @@ def evaluate_files(pred: Path, gt: Path, req: EvaluateRequest = EvaluateRequest(
         r = pearson_r(rates_pred, rates_gt)
         out["rate_pearson_r"] = None if np.isnan(r) else r
     return out
+
+
+def _units_hint(path: Path) -> Optional[str]:
+    """The advice for a table whose positions do not fit its movie, when no option changes its unit (ExoJ's
+    exports are read in pixels whatever --pixel-size says)."""
+    from .exoj import EXPORT_UNITS_HINT, looks_like_exoj
+
+    with open(path, "rb") as fh:
+        return EXPORT_UNITS_HINT if looks_like_exoj(fh.read(4096)) else None
 
 
 def _outside_mask(table: EventTable, name: str, mask: np.ndarray, path: Optional[Path],

@@ -51,8 +51,9 @@ if (input != "" && !File.exists(input))
     exit("exodf_events: input " + input + " not found (give input=[PATH], brackets around a path with spaces)");
 if (input != "") {
     setBatchMode(true);
+    imagesBefore = nImages;  // (not "before": a function below)
     open(input);
-    if (nImages == 0)
+    if (nImages == imagesBefore)
         exit("exodf_events: could not open " + input + "; save the probabilities as a TIFF from ImageJ (File > "
              + "Save As > Tiff...)");
 }
@@ -65,7 +66,7 @@ nT = slices * frames;
 if (slices > 1 && frames > 1) {
     hint = "";
     if (channels == 1 && (slices == 3 || frames == 3))
-        hint = " (are the 3 the classes? make them channels: Image > Hyperstacks > Re-order Hyperstacks)";
+        hint = " (are the 3 the classes? make them channels: Image > Hyperstacks > Re-order Hyperstack)";
     exit("exodf_events: the image has both z-slices and frames; time must be on one of them" + hint);
 }
 if (bitDepth() != 32)

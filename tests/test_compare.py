@@ -125,11 +125,13 @@ def test_find_export_by_movie_name_or_by_folder_name(tmp_path) -> None:
     (exports / "cell2.tif_secretions.xlsx").write_bytes(b"PK\x03\x04")
     (exports / "cell2_tracking.csv").write_bytes((exports / "cell1_tracking.csv").read_bytes())
     (exports / "cell2_notes.txt").write_text("Mean,Area\n1,2\n")
+    (exports / "cell2_old.xls").write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(100))  # Excel 97
     with pytest.raises(ExodfError) as e:
         find_export(exports, tmp_path / "cell2.tif", 3)
-    assert ("found none among 6 ExoJ list(s) there; passed over cell2.csv: empty; cell2.tif_secretions.xlsx: a "
-            "workbook: save it as CSV (ExoJ's own export is a .csv); cell2_notes.txt: header 'Mean,Area' is not "
-            "ExoJ's; cell2_tracking.csv: ExoJ's tracking list (no Peak Frame): export the exocytosis list"
+    workbook = "a workbook: save it as CSV (ExoJ's own export is a .csv)"
+    assert (f"found none among 6 ExoJ list(s) there; passed over cell2.csv: empty; cell2.tif_secretions.xlsx: "
+            f"{workbook}; cell2_notes.txt: header 'Mean,Area' is not ExoJ's; cell2_old.xls: {workbook}; "
+            "cell2_tracking.csv: ExoJ's tracking list (no Peak Frame): export the exocytosis list"
             in str(e.value)), str(e.value)
 
 

@@ -73,6 +73,15 @@ def test_units_are_written_into_headings_and_read_back(tmp_path: Path) -> None:
     assert back == t and back.units == {"half_life": "s"}
     assert back.select([1]).units == {"half_life": "s"}
     assert EventTable.concat([back, EventTable([0.0], [0.0], [0.0])]).units == {"half_life": "s"}
+    frames = EventTable([0.0], [0.0], [0.0], {"half_life": [3.0]}, {"half_life": "frames"})
+    assert EventTable.concat([back, frames]).units == {}  # s and frames in one column: no unit to give
+    # columns renamed on reading (1-based Onset_slice -> onset, Cluster_size -> size) keep their unit
+    t = EventTable([1.0], [2.0], [3.0], {"onset": [2.5]}, {"onset": "frames"})
+    back = read_events(write_events(t, tmp_path / "o.csv"))
+    assert back.columns["onset"][0] == 2.5 and back.units == {"onset": "frames"}
+    t = read_events(_write(tmp_path, "c.csv", "X,Y,Slice,Cluster_size (voxels),Peak_slice (frames)\n1,2,3,4,5\n"))
+    assert t.columns["size"][0] == 4 and t.columns["peak_frame"][0] == 4
+    assert t.units == {"size": "voxels", "peak_frame": "frames"}
     # a unit beside the same name without it (or with another unit): the headings stay apart, as written
     t = read_events(_write(tmp_path, "two.csv", "X,Y,Slice,Tau,Tau (s),Mean [gray],Area [px]\n1,2,3,4,5,6,7\n"))
     assert t.columns["tau"][0] == 4 and t.columns["tau (s)"][0] == 5 and t.columns["mean"][0] == 6

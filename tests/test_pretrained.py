@@ -95,7 +95,9 @@ def test_keras_weights_round_trip_and_bad_files(tmp_path: Path) -> None:
     (run / "checkpoint").mkdir(parents=True)
     net.save_weights(run / "model.weights.h5")
     net.save_weights(run / "checkpoint" / "model.weights.h5")
+    (run / "net_weights_FINAL.h5").write_bytes(b"")  # the published file's name: listed too
     with pytest.raises(ExodfError, match=f"run: a folder, not a weights file; give one of the weights files in it "
                                          f"\\({re.escape(str(run / 'model.weights.h5'))}, "
+                                         f"{re.escape(str(run / 'net_weights_FINAL.h5'))}, "
                                          f"{re.escape(str(run / 'checkpoint' / 'model.weights.h5'))}; exodf train"):
         load_network(run)

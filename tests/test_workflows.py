@@ -460,6 +460,16 @@ def test_exoj_default_export_names_pair_with_their_tables_and_masks(tmp_path: Pa
     assert res.exit_code == 0, res.output
     row, = json.loads(res.stdout)["movies"]
     assert (row["movie"], row["tp"], row["fp"], row["fn"]) == ("cellA", 3, 0, 0)
+    # an export that does not fit its movie: advice that fits ExoJ (no --pixel-size changes an export's unit)
+    from exodf.exoj import EXPORT_UNITS_HINT
+
+    write_tiff(tmp_path / "movies" / "cellA.tif", np.zeros((200, 64, 64), np.uint16))
+    res = runner.invoke(app, ["evaluate", str(tmp_path / "exoj"), str(tmp_path / "gt"), "--movie",
+                              str(tmp_path / "movies"), "--json"])
+    assert res.exit_code == 0, res.output
+    said = json.loads(res.stdout)["movies"][0]["warnings"]
+    assert any("cellA.tif_secretions.csv.csv lie outside" in w and w.endswith(EXPORT_UNITS_HINT) for w in said), said
+    assert any("gt/cellA.csv lie outside" in w and "--pixel-size" in w for w in said), said
     # rates: ExoJ's exports before and after, each cell's mask named after its movie
     (tmp_path / "after").mkdir()
     (tmp_path / "after" / "cellA.tif_secretions.csv.csv").write_bytes(exoj_bytes(rows=exoj_rows()[:1]))
