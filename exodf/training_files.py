@@ -12,7 +12,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from .errors import ExodfError, option_error
-from .evaluate import units_warnings
+from .evaluate import crowds_top_left, units_warnings
 from .events import TABLE_SUFFIXES, EventTable, read_events, write_events
 from .io import read_movie, write_tiff
 from .normalize import NormalizedMovie
@@ -308,6 +308,10 @@ def train_files(req: TrainRequest, progress: Progress | None = None,
             raise ExodfError(f"{mp}: shape {movie.shape} is smaller than the largest patch ({biggest}) along an "
                              "axis; give smaller --patch-sizes or larger movies")
         events = tables[i]
+        if req.pixel_size is None and crowds_top_left(events, tuple(movie.shape)):  # hours of training on it
+            raise ExodfError(f"{ep}: all {len(events)} events lie in the top-left quarter of {mp} (shape "
+                             f"{movie.shape}), as X/Y in µm read as pixels would: give the pixel size "
+                             "(--pixel-size, µm per pixel), or --pixel-size 1 if the table is in pixels")
         for w in units_warnings(events, str(ep), tuple(movie.shape), calibrated=req.pixel_size is not None):
             LOG.warning(w)
         if req.spots:

@@ -135,6 +135,15 @@ def test_training_inputs_are_checked_before_training(sim_files: list[tuple[Path,
                                    str(tmp_path / "a"), *small])
     assert res.exit_code != 0 and "none of its 2 events can be used inside" in str(res.exception)
     assert not (tmp_path / "a").exists()
+    # a table in µm read as pixels: refused before hours of training on it (it was a warning)
+    t = read_events(e0)
+    um = tmp_path / "um.csv"
+    write_events(EventTable(t.x * 0.16, t.y * 0.16, t.frame), um)
+    assert len(t) >= 5
+    res = CliRunner().invoke(app, ["train", str(m0), "-e", str(um), "-o", str(tmp_path / "a"), *small])
+    assert res.exit_code != 0 and f"lie in the top-left quarter of {m0}" in str(res.exception) and \
+        "--pixel-size 1 if the table is in pixels" in str(res.exception), res.exception
+    assert not (tmp_path / "a").exists()
     # the tables swapped: each is named after the other movie (it trained on the wrong labels silently)
     res = CliRunner().invoke(app, ["train", str(m0), str(m1), "-e", str(e1), "-e", str(e0), "-o",
                                    str(tmp_path / "a"), *small])
