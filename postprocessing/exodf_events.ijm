@@ -140,7 +140,8 @@ for (z = 0; z < nT; z++) {
             hint = "; a plain stack of 3 x " + nT / 3 + " images holds the 3 classes interleaved: make them "
                    + "channels (Image > Hyperstacks > Stack to Hyperstack, 3 channels)";
         exit("exodf_events: more than " + d2s(100 * maxShare, 0) + " % of the voxels of " + sourceTitle + " are "
-             + "exocytosis (the model's output holds well under 1 %): is it the model's output?" + hint);
+             + "exocytosis (the model's output holds well under 1 %): is it the model's output? (for a small crop "
+             + "around events, raise maxShare at the top of this macro)" + hint);
     }
     for (i = 0; i < xs.length; i++) {
         vx[n] = xs[i]; vy[n] = ys[i]; vz[n] = z; vp[n] = getPixel(xs[i], ys[i]); parent[n] = n;
