@@ -215,6 +215,10 @@ def parse_delimited(text: str, source: str, pixel_size: float | None = None) -> 
     return _read_delimited(text, Path(source), pixel_size, None)  # type: ignore[arg-type]
 
 
+#: a TIFF's first four bytes (little/big-endian, classic/BigTIFF): an image given where a table or weights go
+TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
 def _decode(raw: bytes, p: Path) -> str:
     for bom, enc in ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16")):
         if raw.startswith(bom):
@@ -224,7 +228,7 @@ def _decode(raw: bytes, p: Path) -> str:
                 raise ExodfError(f"{p}: starts like {enc} text but is not ({enc} decoding fails); is it an "
                                  "event table? Save the table again as CSV from ImageJ") from None
     if b"\x00" in raw[:4096]:  # no text table holds NUL bytes (and UTF-16 without a BOM is not written)
-        kind = " (a TIFF image?)" if raw[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+") else ""
+        kind = " (a TIFF image?)" if raw[:4] in TIFF_SIGNATURES else ""
         raise ExodfError(f"{p}: a binary file{kind}, not an event table; give the .csv/.txt/.xml table here")
     try:
         return raw.decode("utf-8")

@@ -74,6 +74,8 @@ def load_network(path: str | os.PathLike[str]) -> "keras.Model":
     Accepts the published Keras 2 full-model HDF5 (``net_weights_FINAL.h5``), a Keras weights file
     (``*.weights.h5``, as written by ``exodf train``) or a full ``.keras`` model.
     """
+    from .events import TIFF_SIGNATURES
+
     keras = _keras()
     p = Path(path)
     if p.is_dir():
@@ -87,7 +89,7 @@ def load_network(path: str | os.PathLike[str]) -> "keras.Model":
     with open(p, "rb") as fh:
         head = fh.read(8)
     if head != b"\x89HDF\r\n\x1a\n" and head[:4] != b"PK\x03\x04":
-        kind = " (a TIFF image?)" if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+") else ""
+        kind = " (a TIFF image?)" if head[:4] in TIFF_SIGNATURES else ""
         raise ExodfError(f"{p}: not a Keras weights file{kind} (neither HDF5, .h5, nor a .keras archive); give "
                          "the published net_weights_FINAL.h5 or weights written by exodf train (*.weights.h5)")
     net = build_unet()
