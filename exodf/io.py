@@ -18,9 +18,10 @@ import numpy as np
 
 from .atomic import atomic_path
 from .errors import ExodfError
+from .events import TABLE_SUFFIXES
 
 __all__ = ["read_movie", "check_movie", "read_mask", "write_tiff", "write_probabilities", "movie_paths", "MOVIE_SUFFIXES",
-           "movie_stem", "table_stem"]
+           "movie_stem", "table_stem", "file_stem", "cell_name", "pairing_key"]
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 MOVIE_SUFFIXES = TIFF_SUFFIXES + (".h5", ".hdf5", ".ome.tif", ".ome.tiff")
@@ -45,6 +46,29 @@ def table_stem(path: str | os.PathLike[str]) -> str:
         if base.lower().endswith(suf):
             return base[: -len(suf)]
     return base
+
+
+_ROLE = re.compile(r"(_|-|\.)(events|pred|predictions?|detections?|gt|ground_?truth|truth|mask|cell_mask)$",
+                   re.IGNORECASE)
+
+
+def file_stem(path: str | os.PathLike[str]) -> str:
+    """A table's or movie's name without its suffix (ExoJ's ``cell1.tif_secretions.csv.csv``: ``cell1``)."""
+    p = Path(path)
+    if p.name.lower().endswith(MOVIE_SUFFIXES):
+        return movie_stem(p)
+    return table_stem(p) if p.suffix.lower() in TABLE_SUFFIXES else p.name
+
+
+def cell_name(path: str | os.PathLike[str]) -> str:
+    """The name of the movie or cell that a file stands for, as written (``Cell1_events.csv`` -> ``Cell1``,
+    ``cell1_mask.tif`` -> ``cell1``): its :func:`file_stem` without a role suffix (_events, _gt, _mask...)."""
+    return _ROLE.sub("", file_stem(path))
+
+
+def pairing_key(path: str | os.PathLike[str]) -> str:
+    """:func:`cell_name` in lower case: files are paired with their movie whatever the case of their names."""
+    return cell_name(path).lower()
 
 
 def read_movie(path: str | os.PathLike[str], channel: int | None = None, plane: int | None = None,

@@ -14,7 +14,7 @@ import numpy as np
 from .errors import ExodfError, option_error
 from .evaluate import crowds_top_left, units_warnings
 from .events import TABLE_SUFFIXES, EventTable, read_events, write_events
-from .io import read_movie, write_tiff
+from .io import pairing_key, read_movie, write_tiff
 from .normalize import NormalizedMovie
 from .sampling import TrainingMovie
 from .spots import SpotConfig, spot_labels, spot_table
@@ -253,11 +253,9 @@ def _past_the_end(events: EventTable, shape: tuple[int, ...], offset: int) -> in
 def _check_pairs(movies: Sequence[Path], files: Sequence[Path], option: str) -> None:
     """An ExodfError when a table is named after another movie of the list than its own (swapped tables
     train on the wrong labels without a word)."""
-    from .workflows import _key
-
-    keys = [_key(Path(m)) for m in movies]
+    keys = [pairing_key(Path(m)) for m in movies]
     for i, f in enumerate(files):
-        k = _key(Path(f))
+        k = pairing_key(Path(f))
         if k != keys[i] and keys.count(k) == 1:
             raise ExodfError(f"{option}: {f} is given for {movies[i]} but named after {movies[keys.index(k)]}; "
                              f"give {option} once per movie, in the movies' order")

@@ -22,7 +22,7 @@ from .evaluate import (Matching, Rule, _nearest_frame, beyond_mask, cohens_d, ed
                        mean_sd,
                        pearson_r, score_events, summarize, units_mismatch, units_warnings)
 from .events import TABLE_SUFFIXES, EventTable, read_events, write_events
-from .io import MOVIE_SUFFIXES, movie_paths, movie_stem, read_mask, read_movie, table_stem, write_tiff
+from .io import MOVIE_SUFFIXES, cell_name, file_stem, movie_paths, pairing_key, read_mask, read_movie, write_tiff
 from .jobs import METHODS, method_detector
 from .measure import MeasureConfig, measure_events, summarize_cell
 from .simulate import SIMULATOR_REVISION, SimParams, simulate
@@ -31,8 +31,6 @@ __all__ = ["SimFiles", "simulate_files", "pair_tables", "EvaluateRequest", "eval
            "measure_file", "demo", "benchmark", "METHODS"]
 
 Progress = Callable[[str, int, int], None]
-_ROLE = re.compile(r"(_|-|\.)(events|pred|predictions?|detections?|gt|ground_?truth|truth|mask|cell_mask)$",
-                   re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -64,23 +62,6 @@ def simulate_files(out: str | os.PathLike[str], params: SimParams, seed: int = 0
     return dataclasses.replace(files, n_events=len(sim.truth))
 
 
-def _stem(p: Path) -> str:
-    """A table's or movie's name without its suffix (ExoJ's ``cell1.tif_secretions.csv.csv``: ``cell1``)."""
-    if p.name.lower().endswith(MOVIE_SUFFIXES):
-        return movie_stem(p)
-    return table_stem(p) if p.suffix.lower() in TABLE_SUFFIXES else p.name
-
-
-def _name(p: Path) -> str:
-    """The name of the movie or cell that ``p`` stands for, as written (``Cell1_events.csv`` -> ``Cell1``)."""
-    return _ROLE.sub("", _stem(p))
-
-
-def _key(p: Path) -> str:
-    """:func:`_name` in lower case: files are paired whatever the case of their names."""
-    return _name(p).lower()
-
-
 _MASK_NAME = re.compile(r"(^|[_\-. ])(cell_?)?mask$", re.IGNORECASE)  # cell_mask.tif, cell1_mask.tif
 
 
@@ -88,22 +69,22 @@ def _files(p: Path, suffixes: Sequence[str], what: str) -> dict[str, Path]:
     if p.is_dir():
         found: dict[str, Path] = {}
         if what == "movie":  # as exodf detect finds them: a per-frame folder is one movie; masks passed over
-            files = [f for f in movie_paths([p]) if not _MASK_NAME.search(_stem(f))]
+            files = [f for f in movie_paths([p]) if not _MASK_NAME.search(file_stem(f))]
         else:
             files = [f for f in sorted(p.iterdir()) if f.is_file() and f.suffix.lower() in suffixes]
-        if what == "mask" and any(_MASK_NAME.search(_stem(f)) for f in files):
-            files = [f for f in files if _MASK_NAME.search(_stem(f))]  # a movie beside its mask is no mask
+        if what == "mask" and any(_MASK_NAME.search(file_stem(f)) for f in files):
+            files = [f for f in files if _MASK_NAME.search(file_stem(f))]  # a movie beside its mask is no mask
         for f in files:
-            if _key(f) in found:
-                raise ExodfError(f"{p}: {found[_key(f)].name} and {f.name} both stand for {_key(f)!r}; keep one "
+            if pairing_key(f) in found:
+                raise ExodfError(f"{p}: {found[pairing_key(f)].name} and {f.name} both stand for {pairing_key(f)!r}; keep one "
                                  "(names are paired without _events/_gt and the suffix)")
-            found[_key(f)] = f
+            found[pairing_key(f)] = f
         if not found:
             raise ExodfError(f"{p}: the folder holds no {what} ({', '.join(suffixes)})")
         return found
     if not p.is_file():
         raise ExodfError(f"{p}: not found; give a {what} file or a folder of them")
-    return {_key(p): p}
+    return {pairing_key(p): p}
 
 
 def pair_tables(pred: Path, gt: Path, example: str = "each prediction and ground truth alike (e.g. cell1_events.csv "
@@ -112,12 +93,12 @@ def pair_tables(pred: Path, gt: Path, example: str = "each prediction and ground
     case of letters ignored; the name is the prediction's); ``example`` completes the error's "name ..." for
     unpaired files."""
     if pred.is_file() and gt.is_file():
-        return [(_name(pred), pred, gt)]
+        return [(cell_name(pred), pred, gt)]
     ps, gs = _files(pred, TABLE_SUFFIXES, "event table"), _files(gt, TABLE_SUFFIXES, "event table")
     missing = [f.name for k, f in sorted({**ps, **gs}.items()) if (k in ps) != (k in gs)]  # names as written
     if missing:
         raise ExodfError(f"{pred} / {gt}: no partner for {', '.join(missing[:10])}; name {example}")
-    return [(_name(ps[k]), ps[k], gs[k]) for k in sorted(ps)]
+    return [(cell_name(ps[k]), ps[k], gs[k]) for k in sorted(ps)]
 
 
 @dataclass(frozen=True)
@@ -190,7 +171,7 @@ def evaluate_files(pred: Path, gt: Path, req: EvaluateRequest = EvaluateRequest(
     px = req.pixel_size_um if req.calibrated else None
     rows, matchings, rates_pred, rates_gt = [], [], [], []
     for name, pp, gp in pairs:
-        mpath = _partner(movies, [name, _key(gp)], req.movies, single, "movie")
+        mpath = _partner(movies, [name, pairing_key(gp)], req.movies, single, "movie")
         shape = _movie_shape(mpath) if mpath is not None else None
         n_frames = req.n_frames or (shape[0] if shape else None)
         if req.exclude_edges and n_frames is None:
@@ -198,7 +179,7 @@ def evaluate_files(pred: Path, gt: Path, req: EvaluateRequest = EvaluateRequest(
         if n_frames is not None and n_frames - 2 * req.exclude_edges <= 0:
             raise ExodfError(f"{mpath}: its {n_frames} frames leave none after --exclude-edges {req.exclude_edges} "
                              "at each end")
-        kpath = _partner(masks, [name, _key(gp)], req.masks, single, "mask")
+        kpath = _partner(masks, [name, pairing_key(gp)], req.masks, single, "mask")
         mask = read_mask(kpath, shape[1:] if shape else None) if kpath is not None else None
         pred_t, gt_t = read_events(pp, px), read_events(gp, px)
         if req.n_frames is not None and shape is None:  # (with the movie, units_warnings below says more)

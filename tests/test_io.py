@@ -10,7 +10,7 @@ import pytest
 import tifffile
 
 from exodf.errors import ExodfError
-from exodf.io import movie_paths, read_mask, read_movie, write_probabilities
+from exodf.io import cell_name, movie_paths, pairing_key, read_mask, read_movie, write_probabilities
 
 RNG = np.random.default_rng(0)
 MOVIE = RNG.integers(100, 4000, size=(6, 12, 16), dtype=np.uint16)
@@ -464,3 +464,14 @@ def test_time_labelled_as_channels_and_a_colour_image_are_named(tmp_path: Path) 
     tifffile.imwrite(tmp_path / "shot.tif", np.zeros((12, 16, 3), np.uint8), photometric="rgb")
     with pytest.raises(ExodfError, match=r"shot.tif: this is a single colour image \(shape \(12, 16, 3\)\), not a"):
         read_movie(tmp_path / "shot.tif")
+
+
+@pytest.mark.parametrize("name, cell", [
+    ("cell1.tif", "cell1"), ("Cell1.ome.tiff", "Cell1"), ("cell1_events.csv", "cell1"), ("Cell1-GT.csv", "Cell1"),
+    ("cell1.tif_secretions.csv.csv", "cell1"), ("cell1_mask.tif", "cell1"), ("cell1_cell_mask.tif", "cell1"),
+    ("cell1.h5", "cell1"), ("cell10_predictions.txt", "cell10"), ("frames", "frames"),
+])
+def test_files_are_paired_by_the_cell_they_stand_for(name: str, cell: str) -> None:
+    """evaluate, rates and train pair movies, tables and masks by these names, whatever their case."""
+    assert cell_name(Path("some") / name) == cell
+    assert pairing_key(name) == cell.lower()
