@@ -245,7 +245,8 @@ def _read_xml(raw: bytes, p: Path, exocytosis_label: int | None) -> EventTable:
     try:
         root = ET.fromstring(raw)
     except ET.ParseError as e:
-        raise ExodfError(f"{p}: not valid XML ({e}); expected the original's <objlist><object .../></objlist>") from None
+        raise ExodfError(f"{p}: not valid XML ({e}); expected the original's "
+                         "<objlist><object .../></objlist>") from None
     if root.tag != "objlist":
         raise ExodfError(f"{p}: root element is <{root.tag}>, expected <objlist> as written by ExoDeepFinder")
     rows, labels = [], []

@@ -12,9 +12,10 @@ Older versions write ``End frame``, ``Est. Radius (unit)`` and ``R Square for Es
 some of these; both are read. Frames are 1-based ImageJ slices in the file and 0-based in the returned
 :class:`~exodf.events.EventTable`. The event's frame is ExoJ's ``Peak Frame`` (the fusion burst) and its
 position ``Position (x)``/``Position (y)`` (pixels; ExoJ writes the position where its track of the vesicle
-starts, a few frames before the peak, usually within a few pixels of the fusion site). Every numeric column is kept as an extra column with a
-fixed lower-case name (see ``_CANONICAL``); the text column ``Decay Function`` (``y=a+b*exp(-x/tau)``) is
-kept as its numbers ``decay_offset`` and ``decay_amplitude``; ``Property`` (a text label) is dropped.
+starts, a few frames before the peak, usually within a few pixels of the fusion site). Every numeric column
+is kept as an extra column with a fixed lower-case name (see ``_CANONICAL``); the text column
+``Decay Function`` (``y=a+b*exp(-x/tau)``) is kept as its numbers ``decay_offset`` and ``decay_amplitude``;
+``Property`` (a text label) is dropped.
 """
 
 from __future__ import annotations

@@ -20,7 +20,8 @@ from .atomic import atomic_path
 from .errors import ExodfError
 from .events import TABLE_SUFFIXES
 
-__all__ = ["read_movie", "check_movie", "read_mask", "write_tiff", "write_probabilities", "movie_paths", "MOVIE_SUFFIXES",
+__all__ = ["read_movie", "check_movie", "read_mask", "write_tiff", "write_probabilities", "movie_paths",
+           "MOVIE_SUFFIXES",
            "movie_stem", "table_stem", "file_stem", "cell_name", "pairing_key"]
 
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -123,8 +124,9 @@ def check_movie(movie: np.ndarray, label: str | os.PathLike[str] = "movie", fini
     if movie.ndim != 3 or movie.shape[0] < 2 or movie.shape[1] < 1 or movie.shape[2] < 1:
         raise ExodfError(f"{label}: shape {movie.shape}; exodf needs a movie of at least 2 frames, (T, Y, X)")
     if movie.dtype.kind not in "uif":
-        raise ExodfError(f"{label}: pixels of type {movie.dtype} ({'yes/no' if movie.dtype.kind == 'b' else 'not real numbers'}"
-                         "); exodf needs intensities: give the microscope's movie (integers or floats)")
+        what = "yes/no" if movie.dtype.kind == "b" else "not real numbers"
+        raise ExodfError(f"{label}: pixels of type {movie.dtype} ({what}); exodf needs intensities: "
+                         "give the microscope's movie (integers or floats)")
     if not finite or movie.dtype.kind != "f":
         return movie
     pages = MappedPages(movie)

@@ -76,7 +76,8 @@ def _files(p: Path, suffixes: Sequence[str], what: str) -> dict[str, Path]:
             files = [f for f in files if _MASK_NAME.search(file_stem(f))]  # a movie beside its mask is no mask
         for f in files:
             if pairing_key(f) in found:
-                raise ExodfError(f"{p}: {found[pairing_key(f)].name} and {f.name} both stand for {pairing_key(f)!r}; keep one "
+                raise ExodfError(f"{p}: {found[pairing_key(f)].name} and {f.name} both stand for "
+                                 f"{pairing_key(f)!r}; keep one "
                                  "(names are paired without _events/_gt and the suffix)")
             found[pairing_key(f)] = f
         if not found:

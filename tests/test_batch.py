@@ -11,15 +11,19 @@ import pytest
 import tifffile
 
 from exodf.events import read_events
+from puffs import puff_movie
 
 
 @pytest.mark.weights
 def test_batch_with_one_corrupt_movie(tmp_path: Path, weights_path: Path) -> None:
-    rng = np.random.default_rng(0)
+    """The corrupt movie is reported, the others get the tables a plain run gives them; --skip-existing then
+    detects only the movie whose table is missing."""
+    from exodf.jobs import detect_file
+
     movies = tmp_path / "movies"
     movies.mkdir()
-    for name in ("a.tif", "b.tif"):
-        tifffile.imwrite(movies / name, rng.poisson(300, (20, 32, 32)).astype(np.uint16))
+    tifffile.imwrite(movies / "a.tif", puff_movie(0, frames=24, size=48))
+    tifffile.imwrite(movies / "b.tif", puff_movie(1, frames=26, size=56))
     (movies / "c_corrupt.tif").write_bytes(b"II*\x00" + b"\x00" * 64)
     out = tmp_path / "out"
     r = subprocess.run([sys.executable, "-m", "exodf", "detect", "--batch", str(movies), "-o", str(out),
@@ -31,8 +35,20 @@ def test_batch_with_one_corrupt_movie(tmp_path: Path, weights_path: Path) -> Non
     for noise in ("oneDNN custom operations", "absl::InitializeLog", "Worker process still alive"):
         assert noise not in r.stderr, r.stderr
     assert sorted(p.name for p in out.iterdir()) == ["a_events.csv", "b_events.csv"]
-    for name in ("a_events.csv", "b_events.csv"):
-        read_events(out / name)  # complete, readable tables
+    for name in ("a", "b"):  # each movie's own events, as a plain detect finds them
+        detect_file(movies / f"{name}.tif", tmp_path / f"{name}_plain.csv")
+        plain, batch = read_events(tmp_path / f"{name}_plain.csv"), read_events(out / f"{name}_events.csv")
+        assert len(batch) == len(plain) >= 2
+        np.testing.assert_allclose(np.c_[batch.x, batch.y, batch.frame], np.c_[plain.x, plain.y, plain.frame])
+    stamp = (out / "a_events.csv").stat().st_mtime_ns
+    (out / "b_events.csv").unlink()
+    (movies / "c_corrupt.tif").unlink()
+    r = subprocess.run([sys.executable, "-m", "exodf", "detect", "--batch", str(movies), "-o", str(out),
+                        "--workers", "1", "--skip-existing"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"skipped {movies / 'a.tif'}" in r.stderr and "b.tif" in r.stdout
+    assert (out / "a_events.csv").stat().st_mtime_ns == stamp
+    assert len(read_events(out / "b_events.csv")) == len(plain)
 
 
 @pytest.mark.weights

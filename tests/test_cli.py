@@ -150,7 +150,8 @@ def test_killed_detection_exits_130_and_leaves_no_file(tmp_path: Path, weights_p
     from exodf.io import write_tiff
 
     rng = np.random.default_rng(0)
-    write_tiff(tmp_path / "movie.tif", rng.poisson(100, (600, 160, 160)).astype(np.uint16))  # far longer than the 1 s wait
+    write_tiff(tmp_path / "movie.tif", rng.poisson(100, (600, 160, 160)).astype(np.uint16))
+    # (far longer than the 1 s wait)
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "exodf", "detect", str(tmp_path / "movie.tif"), "-o",
                              str(out / "events.csv"), "--probabilities", str(out / "p.tif"), "--weights",

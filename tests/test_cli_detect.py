@@ -14,24 +14,9 @@ import tifffile
 
 from exodf.errors import ExodfError
 from exodf.events import read_events
+from puffs import puff_movie
 
 pytestmark = pytest.mark.weights
-
-
-def _puff_movie(seed: int = 0, frames: int = 30, size: int = 64) -> np.ndarray:
-    """Noisy background with docked bright spots and three puffs that flash and decay."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size, :size]
-    base = 300 + 40 * np.sin(yy / 9.0) * np.cos(xx / 13.0)
-    movie = np.repeat(base[None], frames, axis=0).astype(np.float64)
-    for (y, x) in ((12, 50), (50, 14)):  # static bright spots
-        movie += 400 * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * 1.3 ** 2))[None]
-    for (t, y, x) in ((8, 20, 20), (15, 40, 44), (22, 30, 12)):
-        for dt in range(0, frames - t):
-            s2 = 1.2 ** 2 + 0.6 * dt
-            movie[t + dt] += 1500 * np.exp(-dt / 2.0) * 1.2 ** 2 / s2 * np.exp(
-                -((yy - y) ** 2 + (xx - x) ** 2) / (2 * s2))
-    return rng.poisson(movie).astype(np.uint16)
 
 
 def _exodf(*args: str | os.PathLike[str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -43,8 +28,8 @@ def _exodf(*args: str | os.PathLike[str], cwd: Path) -> subprocess.CompletedProc
 def movies(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("movies") / "my movies"  # a space in the path
     d.mkdir()
-    tifffile.imwrite(d / "cell 1.tif", _puff_movie(0), imagej=True, metadata={"axes": "TYX"})
-    tifffile.imwrite(d / "cell2.tif", _puff_movie(1, size=60))  # 60 px: not a multiple of 4
+    tifffile.imwrite(d / "cell 1.tif", puff_movie(0), imagej=True, metadata={"axes": "TYX"})
+    tifffile.imwrite(d / "cell2.tif", puff_movie(1, size=60))  # 60 px: not a multiple of 4
     return d
 
 
@@ -72,6 +57,48 @@ def test_detect_folder_into_folder(movies: Path, weights_path: Path, tmp_path: P
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["cell 1_events.xml", "cell2_events.xml"]
     assert len(r.stdout.strip().splitlines()) == 2
+    for name in ("cell 1", "cell2"):  # the XML holds the movie's own events, as the CSV does
+        r = _exodf("detect", movies / f"{name}.tif", "-o", tmp_path / f"{name}.csv", "-q", cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        xml, csv = read_events(tmp_path / "out" / f"{name}_events.xml"), read_events(tmp_path / f"{name}.csv")
+        assert len(xml) == len(csv) >= 2
+        np.testing.assert_allclose(np.c_[xml.x, xml.y], np.c_[csv.x, csv.y], atol=1e-3)
+        np.testing.assert_array_equal(np.floor(xml.frame + 0.5), csv.frame)  # XML keeps the mean-shift frame
+
+
+def test_filters_and_calibration_keep_exactly_the_events_they_describe(movies: Path, weights_path: Path,
+                                                                       tmp_path: Path) -> None:
+    """--mask, --exclude-edges, --min-size and --min-score drop the events of the plain table they describe and
+    no other; --pixel-size multiplies X and Y."""
+    plain_csv = tmp_path / "plain.csv"
+    r = _exodf("detect", movies / "cell 1.tif", "-o", plain_csv, "-q", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    plain = read_events(plain_csv)
+    assert len(plain) >= 3  # puffs at x 20, 44, 12 (frames 8, 15, 22 of 30)
+    mask = np.zeros((64, 64), np.uint8)
+    mask[:, :32] = 255  # the left half: the puff at x 44 lies outside
+    tifffile.imwrite(tmp_path / "mask.tif", mask)
+    edges = 7  # Slice 1..7 and 24..30 excluded
+    out = tmp_path / "filtered.csv"
+    r = _exodf("detect", movies / "cell 1.tif", "-o", out, "-q", "--mask", tmp_path / "mask.tif",
+               "--exclude-edges", edges, "--pixel-size", 0.16, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    keep = (np.round(plain.x) < 32) & (plain.slice > edges) & (plain.slice <= 30 - edges)
+    assert 0 < keep.sum() < len(plain)
+    got = read_events(out)
+    assert len(got) == keep.sum()
+    np.testing.assert_allclose(np.c_[got.x, got.y], 0.16 * np.c_[plain.x, plain.y][keep], atol=1e-3)
+    np.testing.assert_array_equal(got.slice, plain.slice[keep])
+    # --min-size: events of fewer voxels go, the others stay (and --min-score below every score changes nothing)
+    sizes = plain.columns["size"]
+    big = tmp_path / "big.csv"
+    r = _exodf("detect", movies / "cell 1.tif", "-o", big, "-q", "--min-size", int(sizes.max()), "--min-score", 0.5,
+               cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    got = read_events(big)
+    assert plain.columns["score"].min() > 0.5
+    np.testing.assert_array_equal(got.slice, plain.slice[sizes == sizes.max()])
+    np.testing.assert_array_equal(got.columns["size"], sizes[sizes == sizes.max()])
 
 
 def test_skip_existing_finishes_an_interrupted_folder(movies: Path, weights_path: Path, tmp_path: Path) -> None:
@@ -107,7 +134,8 @@ def test_bad_movie_one_line_error_and_no_output(tmp_path: Path) -> None:
     r = _exodf("detect", bad, "-o", tmp_path / "ev.csv", cwd=tmp_path)
     assert r.returncode == 1
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and str(bad) in lines[0] and "re-save it" in lines[0] and "Traceback" not in r.stderr, r.stderr
+    assert len(lines) == 1 and str(bad) in lines[0] and "re-save it" in lines[0], r.stderr
+    assert "Traceback" not in r.stderr, r.stderr
     assert not (tmp_path / "ev.csv").exists()
 
 
@@ -239,13 +267,13 @@ def test_small_original_patches_are_said_to_cost_more(movies: Path, tmp_path: Pa
 
 
 def test_dark_frames_are_warned_and_edges_must_leave_frames(weights_path: Path, tmp_path: Path) -> None:
-    movie = _puff_movie(2)
+    movie = puff_movie(2)
     movie[:3] = np.random.default_rng(0).poisson(100, movie[:3].shape)  # shutter still closed
     tifffile.imwrite(tmp_path / "m.tif", movie)
     r = _exodf("detect", tmp_path / "m.tif", "-o", tmp_path / "e.csv", "-q", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "3 frame(s) far darker than the others (Slice 1, 2, 3)" in r.stderr and "uniform" not in r.stderr
-    flash = _puff_movie(2)
+    flash = puff_movie(2)
     flash[20] = 65535  # a saturated frame becomes 0 when normalised, as a dark one does: said as well
     tifffile.imwrite(tmp_path / "flash.tif", flash)
     r = _exodf("detect", tmp_path / "flash.tif", "-o", tmp_path / "g.csv", "-q", cwd=tmp_path)

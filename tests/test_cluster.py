@@ -25,8 +25,17 @@ def test_two_events_and_scores() -> None:
     np.testing.assert_allclose(ev.coords(), [[5, 10, 12], [20, 30, 40]], atol=1e-9)
     np.testing.assert_array_equal(ev.columns["size"], [33, 33])
     np.testing.assert_allclose(ev.columns["score"], [0.8, 0.8], rtol=1e-6)
+    assert len(labels_to_events(lab, prob, ClusterConfig(min_size=33, min_score=0.8))) == 2  # the bounds keep
     assert len(labels_to_events(lab, prob, ClusterConfig(min_size=34))) == 0
     assert len(labels_to_events(lab, prob, ClusterConfig(min_score=0.9))) == 0
+    # a smaller, weaker third event: each filter drops it alone
+    _blob(lab, 12, 30, 10, r=1)
+    prob[lab == 2] = 0.8
+    prob[10:15, 28:33, 8:13][lab[10:15, 28:33, 8:13] == 2] = 0.6
+    ev = labels_to_events(lab, prob)
+    np.testing.assert_array_equal(ev.columns["size"], [33, 7, 33])
+    for config in (ClusterConfig(min_size=8), ClusterConfig(min_score=0.7)):
+        np.testing.assert_allclose(labels_to_events(lab, prob, config).coords(), [[5, 10, 12], [20, 30, 40]])
 
 
 def test_grouping_equals_global_meanshift() -> None:
@@ -86,8 +95,10 @@ def test_points_in_any_order_equal_the_label_volume() -> None:
 
 def test_empty_and_filters() -> None:
     assert len(labels_to_events(np.zeros((4, 8, 8), np.int8))) == 0
-    t = EventTable([1, 5, 5], [1, 5, 5], [0, 30, 90])
+    t = EventTable([1, 5, 5, 1], [1, 5, 5, 6], [0, 30, 90, 50])
     mask = np.zeros((8, 8), bool)
     mask[4:, 4:] = True
     kept = exclude_events(t, 100, exclude_edges=25, mask=mask)
     np.testing.assert_array_equal(kept.frame, [30])
+    np.testing.assert_array_equal(exclude_events(t, mask=mask).frame, [30, 90])  # the mask alone: x 1 is outside
+    np.testing.assert_array_equal(exclude_events(t, 100, exclude_edges=25).frame, [30, 50])  # the edges alone

@@ -186,7 +186,8 @@ def test_compare_names_movies_apart_and_records_the_export(tmp_path) -> None:
 
     movie, gt = puff_movie(seed=1)
     rows = [[str(i), "Secretion", str(int(f)), "8", str(int(f) + 1), str(x), str(y), "0.0", "2.0", "0.9", "5.0",
-             "y=1.0+2.0*exp(-x/2.0)", "10.0", "20.0", "0.8", "0.3"] for i, (x, y, f) in enumerate(zip(gt.x, gt.y, gt.frame))]
+             "y=1.0+2.0*exp(-x/2.0)", "10.0", "20.0", "0.8", "0.3"]
+            for i, (x, y, f) in enumerate(zip(gt.x, gt.y, gt.frame))]
     movies = []
     (tmp_path / "exoj").mkdir()
     for name in ("tr1", "tr2"):

@@ -156,7 +156,8 @@ def test_empty_table_round_trip(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("text,needle", [
-    ("", "empty"), ("A,B,C\n1,2,3\n", "lacks the columns X, Y and Slice"), ("X,Y\n1,2\n", "lacks the column Slice \\(or Frame\\);"),
+    ("", "empty"), ("A,B,C\n1,2,3\n", "lacks the columns X, Y and Slice"),
+    ("X,Y\n1,2\n", "lacks the column Slice \\(or Frame\\);"),
     ("X;Slice\n1;2\n", "header 'X;Slice' lacks the column Y;"), (" ,X,Y,Slice\n1,abc,2,3\n", "line 2")])
 def test_bad_tables(tmp_path: Path, text: str, needle: str) -> None:
     p = _write(tmp_path, "bad.csv", text)

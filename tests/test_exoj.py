@@ -182,7 +182,8 @@ def test_the_tracking_list_is_not_taken_for_the_exocytosis_list() -> None:
     """ExoJ's tracking list (every candidate before its exocytosis tests) has a Begin Frame but no Peak Frame."""
     from exodf.exoj import is_exocytosis_list
 
-    tracking = exoj_bytes(["Ref", "Begin Frame", "Duration", "Position (x)", "Position (y)"], [["1", "3", "4", "5", "6"]])
+    tracking = exoj_bytes(["Ref", "Begin Frame", "Duration", "Position (x)", "Position (y)"],
+                          [["1", "3", "4", "5", "6"]])
     assert looks_like_exoj(tracking) and not is_exocytosis_list(tracking) and is_exocytosis_list(exoj_bytes())
     with pytest.raises(ExodfError, match="without 'Peak Frame' \\(its tracking list"):
         parse_exoj(tracking, "cell1_tracking.csv")

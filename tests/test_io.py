@@ -205,7 +205,8 @@ def test_non_finite_pixels_are_refused_naming_the_frame(tmp_path) -> None:
     movie = np.ones((40, 16, 16), np.float32)
     movie[35, 2:5, 2:5] = np.nan  # a drift correction's padding
     tifffile.imwrite(tmp_path / "nan.tif", movie, imagej=True, metadata={"axes": "TYX"})
-    with pytest.raises(ExodfError, match=r"nan\.tif: Slice 36 \(frame 35 counted from 0; maybe others too\) holds NaN or infinite"):
+    with pytest.raises(ExodfError, match=r"nan\.tif: Slice 36 \(frame 35 counted from 0; maybe others too\) "
+                       "holds NaN or infinite"):
         read_movie(tmp_path / "nan.tif")
     movie[35] = 1
     movie[3, 0, 0] = np.inf

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import io
 import re
 import tarfile
@@ -62,7 +64,49 @@ def test_environment_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_cached_published_weights_hash(weights_path: Path) -> None:
-    assert pre.sha256_file(weights_path) == pre.PUBLISHED.sha256
+    """The file used is the published one (the hash the paper's release has, written out here, not taken from
+    exodf), an HDF5 file."""
+    assert pre.sha256_file(weights_path) == "2c811b08a11a661a8129e561452acc567cab583bcf7e3aa8a4cb446c5412d4cc"
+    assert weights_path.read_bytes()[:8] == b"\x89HDF\r\n\x1a\n"
+
+
+def test_a_good_download_is_cached_and_a_damaged_cache_fetched_again(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    payload = b"pretend these are the weights"
+    monkeypatch.delenv(pre.ENV_WEIGHTS, raising=False)
+    monkeypatch.setenv("EXODF_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(pre, "PUBLISHED", dataclasses.replace(pre.PUBLISHED,
+                                                               sha256=hashlib.sha256(payload).hexdigest()))
+    downloads: list[Path] = []
+
+    def download(pkg: str, ver: str, dest: Path) -> Path:
+        downloads.append(dest)
+        return _fake_sdist(dest, payload)
+
+    monkeypatch.setattr(pre, "_download_sdist", download)
+    p = pre.published_weights()
+    assert p == tmp_path / "cache" / "exodeepfinder-0.3.14" / "net_weights_FINAL.h5"
+    assert p.read_bytes() == payload and len(downloads) == 1
+    assert pre.published_weights() == p and len(downloads) == 1  # the cache, not the network
+    p.write_bytes(b"damaged")  # a truncated or altered cache file is fetched again
+    assert pre.published_weights().read_bytes() == payload and len(downloads) == 2
+    assert sorted(q.name for q in p.parent.iterdir()) == [p.name]  # no temporary file left beside it
+    assert not downloads[0].exists()  # the archive went with its temporary folder
+
+
+def test_an_archive_unlike_the_index_s_hash_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    archive = tmp_path / "served.tar.gz"
+    archive.write_bytes(b"an archive")
+    dest = tmp_path / "download"
+    dest.mkdir()
+    monkeypatch.setattr(pre, "_sdist_url", lambda pkg, ver: (archive.as_uri(), "0" * 64))
+    with pytest.raises(ExodfError, match="does not match the index's sha256"):
+        pre._download_sdist("exodeepfinder", "0.3.14", dest)
+    assert not any(dest.iterdir())
+    digest = hashlib.sha256(b"an archive").hexdigest()
+    monkeypatch.setattr(pre, "_sdist_url", lambda pkg, ver: (archive.as_uri(), digest))
+    got = pre._download_sdist("exodeepfinder", "0.3.14", dest)
+    assert got == dest / "exodeepfinder-0.3.14.tar.gz" and got.read_bytes() == b"an archive"
 
 
 def test_published_network_has_903027_parameters(published_net) -> None:  # type: ignore[no-untyped-def]

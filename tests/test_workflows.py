@@ -368,7 +368,8 @@ def test_write_events_refuses_a_suffix_it_cannot_write(tmp_path: Path) -> None:
 
 def test_report_precision_by_fold_counts_dim_false_positives() -> None:
     """An FP dimmer than every true event (F/F0 0.9) counts in the first bin's precision (it was dropped)."""
-    gt = EventTable(np.array([10.0, 30.0]), np.array([10.0, 30.0]), np.array([5.0, 8.0]), {"fold": np.array([1.2, 2.0])})
+    gt = EventTable(np.array([10.0, 30.0]), np.array([10.0, 30.0]), np.array([5.0, 8.0]),
+                    {"fold": np.array([1.2, 2.0])})
     pred = EventTable(np.array([10.0, 50.0]), np.array([10.0, 50.0]), np.array([5.0, 9.0]),
                       {"fold": np.array([1.25, 0.9])})
     fig = report_figure(pred, 20, matching=match_events(pred, gt))
