@@ -44,15 +44,16 @@ def test_original_tiling_reproduces_the_original_labels(original_mode, reference
     for cls in (1, 2):
         a, b = ref == cls, ours == cls
         both = np.count_nonzero(a & b)
-        assert both / np.count_nonzero(a) >= 0.99, f"class {cls}: original's voxels found by exodf"
-        assert both / np.count_nonzero(b) >= 0.99, f"class {cls}: exodf's voxels present in the original"
+        # README: 100.0 % agree both ways (a few voxels may flip on another CPU's arithmetic)
+        assert both / np.count_nonzero(a) >= 0.999, f"class {cls}: original's voxels found by exodf"
+        assert both / np.count_nonzero(b) >= 0.999, f"class {cls}: exodf's voxels present in the original"
 
 
 def test_original_tiling_reproduces_the_original_events(original_mode, reference_dir: Path) -> None:
     ref = read_events(reference_dir / "original_events.xml")
     m = match_events(original_mode.events, ref, max_distance=1.5, dt_min=-1, dt_max=1, one_to_one=True)
-    assert len(ref) == 67
-    assert m.f1 is not None and m.f1 >= 0.99, m.as_dict()
+    assert len(original_mode.events) == len(ref) == 67
+    assert m.f1 == 1.0, m.as_dict()  # README: identical events
 
 
 def test_default_mode_at_least_as_accurate_as_the_original(default_mode, reference_dir: Path) -> None:
@@ -132,7 +133,11 @@ def test_segment_and_cluster_are_consistent(default_mode) -> None:
     lean = collect_segmentation(seg.shape, [((slice(None),) * 3, _onehot(seg))], keep_labels=False)
     assert lean.labels is None and lean.shape == seg.shape
     np.testing.assert_array_equal(lean.points, seg.points)
-    assert (default_mode.events.columns["score"] > 0.3).all()
+    # README: Score nearly always above 0.999 (the network is sure), Size about 60-80 voxels for a typical event
+    # (measured on this movie: median score 1.0, 5th percentile 0.997; median size 68)
+    score, size = default_mode.events.columns["score"], default_mode.events.columns["size"]
+    assert np.median(score) > 0.999 and np.mean(score > 0.99) >= 0.8 and (score > 0.3).all(), score
+    assert 50 <= np.median(size) <= 90, size
     assert default_mode.events.columns["size"].sum() <= np.count_nonzero(seg.labels == 2)
 
 

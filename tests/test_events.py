@@ -134,8 +134,13 @@ def test_round_trip(tmp_path: Path, name: str, fmt: str, row_numbers: bool) -> N
     t = EventTable([1.25, 100.5], [2.5, 7.125], [0, 41], {"size": [12, 40], "score": [0.5, 0.875]})
     back = read_events(write_events(t, tmp_path / name, fmt=fmt, row_numbers=row_numbers))
     np.testing.assert_allclose(back.coords(), t.coords(), atol=1e-3)
+    # ImageJ tables keep every column; the original's XML its cluster size; its CSV coordinates only
+    kept = {"imagej": ["score", "size"], "xml": ["size"], "original-csv": []}[fmt]
+    assert sorted(back.columns) == kept
     if fmt != "original-csv":
         np.testing.assert_array_equal(back.columns["size"], [12, 40])
+    if fmt == "imagej":
+        np.testing.assert_allclose(back.columns["score"], [0.5, 0.875])
 
 
 def test_imagej_text_exactly() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from exodf.measure import MeasureConfig, measure_events
 from exodf.simulate import PRESETS, SimParams, preset, simulate, window_mean
 
 SMALL = dict(n_frames=60, height=96, width=96)
@@ -96,6 +97,17 @@ def test_presets_and_overrides() -> None:
     for name in PRESETS:
         s = simulate(preset(name, n_frames=12, height=48, width=48), seed=0)
         assert s.movie.shape == (12, 48, 48)
+    # each preset simulates what it says: its F/F0 range in the truth and in the movie's pixels, its rate
+    sims = {name: simulate(preset(name, n_frames=120, height=64, width=64), seed=0) for name in PRESETS}
+    measured = {}
+    for name, s in sims.items():
+        lo, hi = s.params.fold
+        assert (lo <= s.truth.columns["fold"]).all() and (s.truth.columns["fold"] <= hi).all(), name
+        measured[name] = np.nanmedian(measure_events(s.movie, s.truth, MeasureConfig(peak_search=0)).columns["fold"])
+    assert measured["control-low"] < measured["control"] < measured["control-high"] < measured["cd63"], measured
+    assert abs(measured["control-low"] - 1.3) < 0.15 and abs(measured["control-high"] - 2.4) < 0.3, measured
+    assert len(sims["histamine"].truth) > 1.5 * len(sims["control"].truth)
+    assert sims["cd63"].truth.columns["tau"].max() <= 0.9 < sims["control"].truth.columns["tau"].max()
     with pytest.raises(ValueError, match="unknown preset"):
         preset("nope")
     with pytest.raises(ValueError, match="unknown simulator parameter"):
