@@ -112,11 +112,12 @@ def reference_events(movie: np.ndarray, weights: Optional[Path] = None,
     """Events from the network run as plain Keras calls on receptive-field-halo tiles (= a whole-volume pass)."""
     from .detect import DetectConfig, collect_segmentation, events_from_segmentation
     from .jobs import load_detector
-    from .normalize import normalize_frames
+    from .normalize import normalize_frames, static_outliers
     from .predict import iter_tiled_blocks, keras_block_fn
 
     net = load_detector(weights)
-    blocks = iter_tiled_blocks(normalize_frames(movie), keras_block_fn(net), core=REFERENCE_CORE, progress=progress)
+    normalized = normalize_frames(movie, outliers=static_outliers(movie))  # as exodf detect normalises
+    blocks = iter_tiled_blocks(normalized, keras_block_fn(net), core=REFERENCE_CORE, progress=progress)
     return events_from_segmentation(collect_segmentation(movie.shape, blocks), DetectConfig())
 
 

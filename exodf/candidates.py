@@ -33,7 +33,7 @@ from scipy import ndimage as ndi
 
 from .io import MappedPages
 from .model import SPATIAL_MULTIPLE
-from .normalize import apply_range, frame_range
+from .normalize import apply_range, frame_range, static_outliers
 from .tiling import RECEPTIVE_HALO, split_axis
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -123,19 +123,21 @@ class Box:
 
 
 def brightening_scores(movie: np.ndarray, config: CandidateConfig = CandidateConfig(),
-                       progress: Progress | None = None) -> Iterator[tuple[int, np.float32, np.float32, np.ndarray]]:
+                       progress: Progress | None = None, outliers: np.ndarray | None = None
+                       ) -> Iterator[tuple[int, np.float32, np.float32, np.ndarray]]:
     """Yield (frame, p1, p99, robust z-score of its brightening (Y, X) float32) for each frame of ``movie``.
 
     Brightening: the normalised frame smoothed with a Gaussian of ``sigma`` px, minus the pixel-wise
     maximum of the ``history`` previous smoothed frames (0 for the first frame). Frames are computed
-    :data:`BLOCK` at a time on every core (NumPy and SciPy release the GIL), yielded in order.
+    :data:`BLOCK` at a time on every core (NumPy and SciPy release the GIL), yielded in order. ``outliers``:
+    normalised as :func:`exodf.normalize.normalize_frame` does with them.
     """
     n = movie.shape[0]
 
     def smooth(t: int) -> tuple[np.float32, np.float32, np.ndarray]:
         raw = np.asarray(movie[t], dtype=np.float32)
-        lo, hi = frame_range(raw)
-        return lo, hi, ndi.gaussian_filter(apply_range(raw, lo, hi), config.sigma)
+        lo, hi = frame_range(raw, outliers=outliers)
+        return lo, hi, ndi.gaussian_filter(apply_range(raw, lo, hi, outliers), config.sigma)
 
     def zscore(current: np.ndarray, previous: list[np.ndarray]) -> np.ndarray:
         if not previous:
@@ -165,7 +167,8 @@ def brightening_scores(movie: np.ndarray, config: CandidateConfig = CandidateCon
 
 
 def candidate_boxes(movie: np.ndarray, config: CandidateConfig = CandidateConfig(),
-                    progress: Progress | None = None) -> tuple[list[Box], np.ndarray, np.ndarray]:
+                    progress: Progress | None = None, outliers: np.ndarray | None = None
+                    ) -> tuple[list[Box], np.ndarray, np.ndarray]:
     """The boxes of a raw (T, Y, X) movie where the network must run; also each frame's (p1, p99).
 
     Boxes are the connected parts of the 4 × 4-px cells (on the pooling grid of the movie padded to
@@ -179,7 +182,7 @@ def candidate_boxes(movie: np.ndarray, config: CandidateConfig = CandidateConfig
     lo = np.empty(t_n, dtype=np.float32)
     hi = np.empty(t_n, dtype=np.float32)
     pages = MappedPages(movie)  # a memory-mapped movie's pages, handed back once read
-    for t, p_lo, p_hi, z in brightening_scores(movie, config, progress):
+    for t, p_lo, p_hi, z in brightening_scores(movie, config, progress, outliers):
         lo[t], hi[t] = p_lo, p_hi
         pages.release_before(t)
         labels, n = ndi.label(z > config.threshold)
@@ -198,7 +201,8 @@ def candidate_boxes(movie: np.ndarray, config: CandidateConfig = CandidateConfig
 
 def iter_candidate_blocks(movie: np.ndarray, net: "keras.Model", config: CandidateConfig = CandidateConfig(),
                           tile: tuple[int, int, int] = (2, 448, 448), progress: Progress | None = None,
-                          dtype: str = "float32") -> Iterator[tuple[SLC, np.ndarray, np.ndarray]]:
+                          dtype: str = "float32", clip_outliers: bool = True
+                          ) -> Iterator[tuple[SLC, np.ndarray, np.ndarray]]:
     """Yield (region, probabilities (t, y, x, 3) float32, keep (t, y, x) bool) for the candidate boxes of
     a raw (T, Y, X) movie.
 
@@ -206,7 +210,8 @@ def iter_candidate_blocks(movie: np.ndarray, net: "keras.Model", config: Candida
     marked are background. Each box runs frame-streamed
     (:class:`exodf.stream.StreamingNetwork`) on its input (the box and its halo), in y/x pieces no larger
     than ``tile``'s core, so memory is bounded whatever the boxes become. ``dtype``: what the network
-    computes in (see :class:`exodf.stream.StreamingNetwork`).
+    computes in (see :class:`exodf.stream.StreamingNetwork`); ``clip_outliers``: see
+    :class:`exodf.predict.InferenceConfig`.
     """
     from .predict import NormalizedFrames, _TileView
     from .stream import StreamingNetwork
@@ -215,15 +220,17 @@ def iter_candidate_blocks(movie: np.ndarray, net: "keras.Model", config: Candida
         raise ValueError(f"iter_candidate_blocks: expected a (T, Y, X) movie, got shape {movie.shape}")
     t_n, h, w = movie.shape
     # progress: the brightening pass counts one unit per frame, the network one per frame of box kept
-    boxes, lo, hi = candidate_boxes(movie, config, (lambda d, n: progress(d, 2 * n)) if progress else None)
-    frames = NormalizedFrames(movie, lo, hi)  # the ranges of the brightening pass: each box reads its crop
+    outliers = static_outliers(movie) if clip_outliers else None
+    boxes, lo, hi = candidate_boxes(movie, config, (lambda d, n: progress(d, 2 * n)) if progress else None,
+                                    outliers)
+    frames = NormalizedFrames(movie, lo, hi, outliers)  # the brightening pass's ranges: each box reads its crop
     _, hp, wp = frames.shape
     pieces = [(box, piece) for box in boxes for piece in _pieces(box, t_n, h, w, hp, wp, config.halo, tile)]
     if work_fraction(boxes, movie.shape, net, config, tile) > FALLBACK:
         # brightenings everywhere: the boxes would cost about as much as the exact whole-volume pass
         from .predict import InferenceConfig, iter_probability_blocks
 
-        context = InferenceConfig(tile=tile, dtype=dtype)  # type: ignore[arg-type]
+        context = InferenceConfig(tile=tile, dtype=dtype, clip_outliers=clip_outliers)  # type: ignore[arg-type]
         yield from iter_probability_blocks(movie, net, context,
                                            (lambda d, n: progress(n + d, 2 * n)) if progress else None)
         return

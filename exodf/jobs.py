@@ -17,7 +17,7 @@ from .detect import DetectConfig, Detection, detect_events
 from .errors import ExodfError, option_error
 from .events import EVENT_FORMATS, write_events
 from .io import MappedPages, create_probability_map, read_mask, read_movie
-from .normalize import dark_frames, uniform_frames
+from .normalize import dark_frames, static_outliers, uniform_frames
 from .predict import DEFAULT_TILE, TILINGS, InferenceConfig
 from .stream import DTYPES
 
@@ -45,6 +45,7 @@ class DetectRequest:
     channel: Optional[int] = None
     plane: Optional[int] = None
     dtype: str = "float32"
+    keep_outliers: bool = False
 
     def config(self) -> DetectConfig:
         if self.tiling not in TILINGS:
@@ -80,6 +81,7 @@ class DetectRequest:
         try:
             return DetectConfig(
                 inference=InferenceConfig(tiling=self.tiling, dtype=self.dtype,  # type: ignore[arg-type]
+                                          clip_outliers=not self.keep_outliers,
                                           tile=tuple(self.tile or DEFAULT_TILE),  # type: ignore[arg-type]
                                           patch=InferenceConfig.patch if self.patch_size is None else self.patch_size),
                 cluster=ClusterConfig(min_size=self.min_size, min_score=self.min_score),
@@ -142,6 +144,41 @@ def _progress_callback(prog: Any, label: str) -> Any:
     return cb
 
 
+def _slices(frames: np.ndarray, most: int = 8) -> str:
+    """0-based frames as 1-based Slice runs: ``[0, 1, 2, 9]`` -> ``"1-3, 10"`` (the first ``most`` runs)."""
+    runs: list[list[int]] = []
+    for t in (int(v) + 1 for v in frames):
+        if runs and t == runs[-1][1] + 1:
+            runs[-1][1] = t
+        else:
+            runs.append([t, t])
+    text = ", ".join(f"{a}" if a == b else f"{a}, {b}" if b == a + 1 else f"{a}-{b}" for a, b in runs[:most])
+    return text + (", ..." if len(runs) > most else "")
+
+
+def _warn_outliers(movie_path: str | os.PathLike[str], movie: np.ndarray, inference: InferenceConfig,
+                   package: bool) -> None:
+    """Say where pixels stay far brighter than the cell (:func:`exodf.normalize.static_outliers`), and whether
+    they are clipped or, fed as they are, may blind the network around them."""
+    outliers = static_outliers(movie)
+    if outliers is None:
+        return
+    ys, xs = np.nonzero(outliers)
+    where = "; ".join(f"x {x}, y {y}" for y, x in list(zip(ys, xs))[:3])
+    if ys.size > 3:
+        where = f"e.g. {where}; all within x {xs.min()}-{xs.max()}, y {ys.min()}-{ys.max()}"
+    what = (f"{movie_path}: {ys.size} pixel(s) stay far brighter than the cell all through the movie (hot or "
+            f"saturated camera pixels, debris: {where})")
+    if inference.tiling == "original" or package or not inference.clip_outliers:
+        how = ("--tiling original" if inference.tiling == "original" else "a bioimage.io --model" if package
+               else "--keep-outliers")
+        LOG.warning(f"{what}; with {how} they enter the network as they are and can blind it within 34 px of "
+                    "them (events there missed): run without it to have them clipped")
+    else:
+        LOG.warning(f"{what}: clipped to each frame's 99th percentile so that they do not blind the network "
+                    "around them (events on those pixels cannot be found; --keep-outliers feeds them as they are)")
+
+
 def detect_file(movie_path: str | os.PathLike[str], out_path: str | os.PathLike[str],
                 request: DetectRequest = DetectRequest(), probabilities: Optional[Path] = None,
                 progress: Any = None) -> tuple[int, int]:
@@ -159,10 +196,13 @@ def detect_file(movie_path: str | os.PathLike[str], out_path: str | os.PathLike[
     MappedPages(movie).release_before(movie.shape[0] - 1)  # the scans' pages: not kept resident (long movies)
     for odd, what in ((dark, "far darker than the others"), (flat, "uniform (no contrast: saturated or constant)")):
         if odd.size:
-            LOG.warning(f"{movie_path}: {odd.size} frame(s) {what} (Slice "
-                        f"{', '.join(str(int(t) + 1) for t in odd[:8])}{', ...' if odd.size > 8 else ''}): the "
-                        "frame after such a frame can show false events (every spot seems to appear) and events "
-                        "on it are lost; cut these frames off the movie, or exclude them from analyses")
+            after = np.setdiff1d(np.unique((odd[:, None] + np.arange(1, 4)).ravel()), odd)
+            after = after[after < movie.shape[0]]  # exodf marks an event a frame or two after its onset
+            LOG.warning(f"{movie_path}: {odd.size} frame(s) {what} (Slice {_slices(odd)}): events on them are "
+                        "lost, and the frames just after can show false events (every spot seems to appear"
+                        + (f"; Slice {_slices(after)}" if after.size else "") + "); cut these frames off the "
+                        "movie, or exclude them from analyses")
+    _warn_outliers(movie_path, movie, config.inference, request.model is not None)
     mask = read_mask(request.mask, movie.shape[1:]) if request.mask is not None else None
     label = Path(movie_path).name
     cb = _progress_callback(progress, label)

@@ -16,7 +16,7 @@ from .candidates import CandidateConfig
 from .errors import ExodfError
 from .io import MappedPages, check_movie
 from .model import N_CLASSES, SPATIAL_MULTIPLE
-from .normalize import apply_range, frame_range, normalize_frames
+from .normalize import apply_range, frame_range, normalize_frames, static_outliers
 from .stream import DTYPES
 from .tiling import ORIGINAL_OVERLAP, ORIGINAL_PAD, RECEPTIVE_HALO, Tile, context_tiles, original_tiles
 
@@ -60,6 +60,12 @@ class InferenceConfig:
         with bfloat16 arithmetic (AVX512_BF16, AMX) and found the same events on the simulated benchmark
         movies (README, Performance), but it rounds every activation to 8 significant bits, so single voxels'
         labels can change; ``"float16"`` is meant for GPUs (on a CPU it is several times slower).
+    clip_outliers
+        Context and candidate tiling: pixels that stay far brighter than the cell all through the movie (hot
+        or saturated camera pixels, debris: :func:`exodf.normalize.static_outliers`) are left out of each
+        frame's p1-p99 range and clipped to its p99 before the network, which they would otherwise blind
+        within ±34 px. Movies without such pixels are normalised exactly as the original; ``False`` feeds
+        them as they are, as the original does (original tiling always does).
     """
 
     tiling: Literal["context", "original", "candidates"] = "context"
@@ -68,6 +74,7 @@ class InferenceConfig:
     halo: tuple[int, int, int] = field(default=RECEPTIVE_HALO)
     candidates: CandidateConfig = field(default_factory=CandidateConfig)
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    clip_outliers: bool = True
 
     def __post_init__(self) -> None:
         if self.tiling not in TILINGS:
@@ -94,13 +101,17 @@ class NormalizedFrames:
     too small to mirror). Each frame's (p1, p99) is computed once, when the frame is first read, or given
     (``lo``, ``hi``: :func:`exodf.normalize.frame_range` of each frame): the y/x tiles of large frames then
     read and normalise only their crop. ``frames[ts, ys, xs]`` equals the crop of the padded
-    :func:`exodf.normalize.normalize_frames` of the movie, bit for bit.
+    :func:`exodf.normalize.normalize_frames` of the movie (with the same ``outliers``), bit for bit.
     """
 
-    def __init__(self, movie: np.ndarray, lo: np.ndarray | None = None, hi: np.ndarray | None = None) -> None:
+    def __init__(self, movie: np.ndarray, lo: np.ndarray | None = None, hi: np.ndarray | None = None,
+                 outliers: np.ndarray | None = None) -> None:
         if movie.ndim != 3:
             raise ValueError(f"expected a (T, Y, X) movie, got shape {movie.shape}")
+        if outliers is not None and outliers.shape != movie.shape[1:]:
+            raise ValueError(f"NormalizedFrames: outliers of shape {outliers.shape} for frames {movie.shape[1:]}")
         self.movie = movie
+        self.outliers = outliers
         self._pages = MappedPages(movie)
         t, h, w = movie.shape
         self.pad = ((-h) % SPATIAL_MULTIPLE, (-w) % SPATIAL_MULTIPLE)
@@ -132,13 +143,15 @@ class NormalizedFrames:
         block = np.asarray(self.movie[ts, y0: int(yi.max()) + 1, x0: int(xi.max()) + 1], dtype=np.float32)
         for k, t in enumerate(ti):
             if np.isnan(self.lo[t]):  # first read of this frame: its range, from the block if it is whole
-                self.lo[t], self.hi[t] = frame_range(block[k] if whole else self.movie[t])
+                self.lo[t], self.hi[t] = frame_range(block[k] if whole else self.movie[t],
+                                                     outliers=self.outliers)
         self._pages.release_before(int(ti.min()))
         if len(yi) != block.shape[1] or (np.diff(yi) != 1).any():  # mirrored padding
             block = block[:, yi - y0]
         if len(xi) != block.shape[2] or (np.diff(xi) != 1).any():
             block = block[:, :, xi - x0]
-        return np.stack([apply_range(f, lo, hi) for f, lo, hi in zip(block, self.lo[ti], self.hi[ti])])
+        clip = None if self.outliers is None else self.outliers[np.ix_(yi, xi)]
+        return np.stack([apply_range(f, lo, hi, clip) for f, lo, hi in zip(block, self.lo[ti], self.hi[ti])])
 
 
 def iter_probability_blocks(movie: np.ndarray, net: "keras.Model", config: InferenceConfig = InferenceConfig(),
@@ -156,11 +169,12 @@ def iter_probability_blocks(movie: np.ndarray, net: "keras.Model", config: Infer
     from .stream import StreamingNetwork
 
     if config.tiling == "candidates":
-        yield from iter_candidate_blocks(movie, net, config.candidates, config.tile, progress, config.dtype)
+        yield from iter_candidate_blocks(movie, net, config.candidates, config.tile, progress, config.dtype,
+                                         config.clip_outliers)
         return
     if config.tiling != "context":
         raise ValueError("iter_probability_blocks works with context or candidate tiling only")
-    frames = NormalizedFrames(movie)
+    frames = NormalizedFrames(movie, outliers=static_outliers(movie) if config.clip_outliers else None)
     t, h, w = movie.shape
     _, hp, wp = frames.shape
     spatial = context_tiles((1, hp, wp), (1,) + tuple(config.tile[1:]), (0,) + tuple(config.halo[1:]),

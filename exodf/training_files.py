@@ -15,7 +15,7 @@ from .errors import ExodfError, option_error
 from .evaluate import crowds_top_left, units_warnings
 from .events import TABLE_SUFFIXES, EventTable, read_events, write_events
 from .io import pairing_key, read_movie, write_tiff
-from .normalize import NormalizedMovie
+from .normalize import NormalizedMovie, static_outliers
 from .sampling import TrainingMovie
 from .spots import SpotConfig, spot_labels, spot_table
 from .targets import nearest_voxels, make_target, training_objects
@@ -100,8 +100,10 @@ def prepare_movie(movie: np.ndarray, events: EventTable, spots: np.ndarray | Non
     1, e.g. from :func:`exodf.spots.spot_labels`, or None), the patch centres."""
     painted = EventTable(events.x, events.y, events.frame + target_offset, events.columns, events.units)
     target = make_target(movie.shape, painted, spots, match_distance)
-    # normalised as patches are read: a float32 copy of every movie would hold 4 B/voxel through training
-    return TrainingMovie(NormalizedMovie(movie), target, training_objects(target, painted), name)
+    # normalised as patches are read: a float32 copy of every movie would hold 4 B/voxel through training;
+    # hot or saturated pixels clipped as exodf detect clips them
+    return TrainingMovie(NormalizedMovie(movie, outliers=static_outliers(movie)), target,
+                         training_objects(target, painted), name)
 
 
 def parse_stages(patch_sizes: str = "8,16,32,48", batch_sizes: str | None = None, shifts: str | None = None,

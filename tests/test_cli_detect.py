@@ -101,6 +101,28 @@ def test_filters_and_calibration_keep_exactly_the_events_they_describe(movies: P
     np.testing.assert_array_equal(got.columns["size"], sizes[sizes == sizes.max()])
 
 
+def test_hot_pixels_are_clipped_and_said(tmp_path: Path, weights_path: Path) -> None:
+    """Six hot pixels made the original's normalisation blind the network (0 of 3 puffs); exodf clips them,
+    finds the puffs of the clean movie and says where they are; --keep-outliers feeds them as they are."""
+    hot = puff_movie(0)
+    for y, x in ((5, 5), (33, 30), (58, 40), (10, 30), (45, 58), (25, 50)):
+        hot[:, y, x] = 65535
+    tifffile.imwrite(tmp_path / "hot.tif", hot)
+    tifffile.imwrite(tmp_path / "clean.tif", puff_movie(0))
+    assert _exodf("detect", tmp_path / "clean.tif", "-q", cwd=tmp_path).returncode == 0
+    r = _exodf("detect", tmp_path / "hot.tif", "-q", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "hot.tif: 6 pixel(s) stay far brighter than the cell" in r.stderr and "x 30, y 10" in r.stderr, r.stderr
+    assert "clipped to each frame's 99th percentile" in r.stderr
+    got, clean = read_events(tmp_path / "hot_events.csv"), read_events(tmp_path / "clean_events.csv")
+    assert len(got) == len(clean) == 3
+    np.testing.assert_allclose(np.c_[got.x, got.y, got.frame], np.c_[clean.x, clean.y, clean.frame], atol=0.5)
+    r = _exodf("detect", tmp_path / "hot.tif", "-q", "--keep-outliers", "-o", tmp_path / "kept.csv", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "with --keep-outliers they enter the network as they are and can blind it" in r.stderr, r.stderr
+    assert len(read_events(tmp_path / "kept.csv")) < 3
+
+
 def test_skip_existing_finishes_an_interrupted_folder(movies: Path, weights_path: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     assert _exodf("detect", movies, "-o", out, "-q", cwd=tmp_path).returncode == 0
@@ -273,13 +295,16 @@ def test_dark_frames_are_warned_and_edges_must_leave_frames(weights_path: Path, 
     tifffile.imwrite(tmp_path / "m.tif", movie)
     r = _exodf("detect", tmp_path / "m.tif", "-o", tmp_path / "e.csv", "-q", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert "3 frame(s) far darker than the others (Slice 1, 2, 3)" in r.stderr and "uniform" not in r.stderr
+    assert "3 frame(s) far darker than the others (Slice 1-3): events on them are lost, and the frames just " \
+           "after can show false events (every spot seems to appear; Slice 4-6)" in r.stderr, r.stderr
+    assert "uniform" not in r.stderr
     flash = puff_movie(2)
     flash[20] = 65535  # a saturated frame becomes 0 when normalised, as a dark one does: said as well
     tifffile.imwrite(tmp_path / "flash.tif", flash)
     r = _exodf("detect", tmp_path / "flash.tif", "-o", tmp_path / "g.csv", "-q", cwd=tmp_path)
     assert r.returncode == 0 and "1 frame(s) uniform (no contrast: saturated or constant) (Slice 21)" in r.stderr, \
         r.stderr
+    assert "Slice 22-24)" in r.stderr
     r = _exodf("detect", tmp_path / "m.tif", "-o", tmp_path / "f.csv", "--exclude-edges", "15", cwd=tmp_path)
     assert r.returncode == 1 and "--exclude-edges 15 leaves none of its 30 frames" in r.stderr
     assert not (tmp_path / "f.csv").exists()

@@ -79,7 +79,7 @@ def test_memory_mapped_movie_does_not_stay_resident(tmp_path: Path, monkeypatch:
 
     calls = []
     real = exodf.predict.frame_range
-    monkeypatch.setattr(exodf.predict, "frame_range", lambda f: calls.append(1) or real(f))
+    monkeypatch.setattr(exodf.predict, "frame_range", lambda f, **k: calls.append(1) or real(f, **k))
     np.testing.assert_array_equal(frames[10:12, 4:8, 4:8], normalize_frames(movie[10:12])[:, 4:8, 4:8])
     tiles = NormalizedFrames(mapped)
     for t0 in range(0, 128, 2):  # two y/x tiles, one after the other
@@ -138,3 +138,49 @@ def test_uniform_frames_are_found() -> None:
     sparse[:, 33:39, 41:47] = 300
     sparse[1] = 700
     assert uniform_frames(sparse).tolist() == [1]
+
+
+def test_static_outliers_are_hot_or_saturated_pixels_only() -> None:
+    """Pixels far brighter than the cell in every frame (hot, saturated, debris); not the cell's spots and
+    puffs, not a saturated flash, not a bright half of the frame."""
+    from exodf.normalize import static_outliers
+    from exodf.simulate import preset, simulate
+
+    movie = simulate(preset("control", n_frames=40, height=64, width=64), seed=0).movie
+    assert static_outliers(movie) is None
+    hot = movie.copy()
+    hot[:, 5, 7] = 3000  # an sCMOS hot pixel (10x the background)
+    hot[:, 40, 20] = 65535
+    o = static_outliers(hot)
+    assert o is not None and sorted(zip(*np.nonzero(o))) == [(5, 7), (40, 20)]
+    sat = movie.copy()
+    sat[:, 10:24, 30:44] = 65535  # 4.8 % of the frame: the frame's p99 lies inside it
+    o = static_outliers(sat)
+    assert o is not None and o.sum() == 196 and o[10:24, 30:44].all()
+    flash = movie.copy()
+    flash[20:23, 28:33, 28:33] = 65535  # saturated for 3 frames: an event, not an outlier
+    assert static_outliers(flash) is None
+    large = movie.copy()
+    large[:, :20, :20] = 65535  # 10 % of the frame: no camera defect; fed as it is
+    assert static_outliers(large) is None
+
+
+def test_outliers_are_left_out_of_the_range_and_clipped() -> None:
+    from exodf.normalize import NormalizedMovie, static_outliers
+
+    rng = np.random.default_rng(1)
+    movie = rng.poisson(200, (6, 40, 48)).astype(np.uint16)
+    movie[:, 3, 4] = 60000
+    movie[:, 30:33, 10:13] = 65535
+    o = static_outliers(movie)
+    assert o is not None and o.sum() == 10
+    got = normalize_frames(movie, outliers=o)
+    for t in range(6):
+        lo, hi = np.percentile(movie[t][~o].astype(np.float32), [1, 99])
+        want = (np.where(o, np.minimum(movie[t], hi), movie[t]).astype(np.float32) - lo) / (hi - lo)
+        np.testing.assert_allclose(got[t], want, rtol=1e-6, atol=1e-6)
+    assert got[:, o].max() <= 1.0 + 1e-6
+    np.testing.assert_array_equal(normalize_frames(movie, outliers=None), normalize_frames(movie))  # as before
+    lazy = NormalizedMovie(movie, outliers=o)  # training reads patches so: the same numbers
+    for key in ((slice(None),), (slice(1, 4), slice(2, 35), slice(5, 20)), (2,)):
+        np.testing.assert_array_equal(lazy[key], got[key])

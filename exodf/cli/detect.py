@@ -102,6 +102,12 @@ def register(app: typer.Typer) -> None:
                                            "bfloat16 (about 1.8x faster on CPUs with bfloat16 arithmetic, e.g. "
                                            "AVX512_BF16 or AMX; same events on the benchmark movies) or float16 "
                                            "(GPUs). Context and candidates tiling.")] = "float32",
+        keep_outliers: Annotated[bool, typer.Option("--keep-outliers", help="Feed pixels that stay far brighter "
+                                                    "than the cell (hot or saturated pixels, debris) to the network "
+                                                    "as they are, as the original does. By default they are "
+                                                    "clipped to each frame's 99th percentile: as they are, they "
+                                                    "blind the network within 34 px (said when "
+                                                    "found).")] = False,
         tile: Annotated[Optional[str], typer.Option(help="Largest tile core T,Y,X for context and candidates tiling "
                                                     "of --weights (memory vs speed). Default: "
                                                     f"{','.join(map(str, DEFAULT_TILE))}.")] = None,
@@ -140,7 +146,7 @@ def register(app: typer.Typer) -> None:
         req = DetectRequest(fmt=fmt, weights=weights, model=model, tiling=tiling, patch_size=patch_size,
                             tile=core, min_size=min_size, min_score=min_score, mask=mask,
                             exclude_edges=exclude_edges, pixel_size=pixel_size, row_numbers=row_numbers,
-                            channel=channel, plane=plane, dtype=dtype)
+                            channel=channel, plane=plane, dtype=dtype, keep_outliers=keep_outliers)
         from ..io import movie_paths
 
         req.config()  # a bad option fails here, before any movie is read
