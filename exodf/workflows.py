@@ -89,13 +89,17 @@ def _files(p: Path, suffixes: Sequence[str], what: str) -> dict[str, Path]:
 
 
 def pair_tables(pred: Path, gt: Path, example: str = "each prediction and ground truth alike (e.g. cell1_events.csv "
-                "and cell1_gt.csv)") -> list[tuple[str, Path, Path]]:
+                "and cell1_gt.csv)", unpaired_gt: list[Path] | None = None) -> list[tuple[str, Path, Path]]:
     """(name, prediction, ground truth): two files, or two folders paired by name (``_events``/``_gt`` and the
     case of letters ignored; the name is the prediction's); ``example`` completes the error's "name ..." for
-    unpaired files."""
+    unpaired files. With ``unpaired_gt`` (a list), ground truths without a prediction are put there rather
+    than refused (one truth folder for several runs); a prediction without ground truth is always refused."""
     if pred.is_file() and gt.is_file():
         return [(cell_name(pred), pred, gt)]
     ps, gs = _files(pred, TABLE_SUFFIXES, "event table"), _files(gt, TABLE_SUFFIXES, "event table")
+    if unpaired_gt is not None and gt.is_dir() and any(k in gs for k in ps):
+        unpaired_gt += [f for k, f in sorted(gs.items()) if k not in ps]
+        gs = {k: f for k, f in gs.items() if k in ps}
     missing = [f.name for k, f in sorted({**ps, **gs}.items()) if (k in ps) != (k in gs)]  # names as written
     if missing:
         raise ExodfError(f"{pred} / {gt}: no partner for {', '.join(missing[:10])}; name {example}")
@@ -164,8 +168,10 @@ def _movie_shape(path: Path) -> tuple[int, int, int]:
 
 
 def evaluate_files(pred: Path, gt: Path, req: EvaluateRequest = EvaluateRequest()) -> dict[str, Any]:
-    """Score predictions against ground truth per movie and pooled; rates and their correlation."""
-    pairs = pair_tables(pred, gt)
+    """Score predictions against ground truth per movie and pooled; rates and their correlation. Ground truths
+    without a prediction (a truth folder that covers more movies) are listed under ``unscored_truth``."""
+    unscored: list[Path] = []
+    pairs = pair_tables(pred, gt, unpaired_gt=unscored)
     single = len(pairs) == 1
     movies = _files(req.movies, MOVIE_SUFFIXES, "movie") if req.movies else {}
     masks = _files(req.masks, (".tif", ".tiff"), "mask") if req.masks else {}
@@ -217,7 +223,7 @@ def evaluate_files(pred: Path, gt: Path, req: EvaluateRequest = EvaluateRequest(
     out: dict[str, Any] = {"rule": {"max_distance": req.rule.max_distance, "dt_min": req.rule.dt_min,
                                     "dt_max": req.rule.dt_max, "one_to_one": req.rule.one_to_one},
                            "exclude_edges": req.exclude_edges, "movies": rows,
-                           "pooled": summarize(matchings).as_dict()}
+                           "pooled": summarize(matchings).as_dict(), "unscored_truth": [str(f) for f in unscored]}
     if len(rates_pred) >= 2:
         r = pearson_r(rates_pred, rates_gt)
         out["rate_pearson_r"] = None if np.isnan(r) else r

@@ -498,3 +498,23 @@ def exoj_rows() -> list[list[str]]:
     from test_exoj import ROWS
 
     return [r[:] for r in ROWS]
+
+
+def test_a_truth_folder_for_more_movies_scores_the_predicted_ones(tmp_path: Path) -> None:
+    """One truth folder for several runs: truths without a prediction are named, not scored, not refused;
+    a prediction without truth still is."""
+    (tmp_path / "pred").mkdir()
+    (tmp_path / "gt").mkdir()
+    t = EventTable([10.0, 30.0], [12.0, 40.0], [3.0, 9.0])
+    write_events(t, tmp_path / "pred/cell1_events.csv")
+    for name in ("cell1_gt.csv", "cell2_gt.csv", "cell3_gt.csv"):
+        write_events(t, tmp_path / "gt" / name)
+    res = runner.invoke(app, ["evaluate", str(tmp_path / "pred"), str(tmp_path / "gt"), "--json"])
+    assert res.exit_code == 0, res.output
+    assert "note: 2 ground truth table(s) of" in res.output and "cell2_gt.csv, cell3_gt.csv" in res.output
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert [r["movie"] for r in out["movies"]] == ["cell1"] and out["pooled"]["tp"] == 2
+    assert [Path(f).name for f in out["unscored_truth"]] == ["cell2_gt.csv", "cell3_gt.csv"]
+    write_events(t, tmp_path / "pred/cell9_events.csv")  # no truth for it: refused
+    res = runner.invoke(app, ["evaluate", str(tmp_path / "pred"), str(tmp_path / "gt")])
+    assert res.exit_code == 1 and "no partner for cell9_events.csv" in str(res.exception), res.output

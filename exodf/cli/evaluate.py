@@ -65,6 +65,10 @@ def register(app: typer.Typer) -> None:
         except ValueError as e:  # "Rule.max_distance must be ..." -> "--max-distance must be ..."
             raise option_error(e) from None
         res = evaluate_files(pred, gt, req)
+        if res["unscored_truth"]:
+            names = [Path(f).name for f in res["unscored_truth"]]
+            typer.echo(f"note: {len(names)} ground truth table(s) of {gt} have no prediction in {pred} and are not "
+                       f"scored: {', '.join(names[:10])}{', ...' if len(names) > 10 else ''}", err=True)
         for r in res["movies"]:
             for w in r["warnings"]:
                 typer.echo(f"warning: {w}", err=True)
