@@ -313,11 +313,11 @@ selectImage(fg); close();
 selectImage(exo); close();
 if (output != "") {
     if (row > 0) saveAs("Results", output);
-    else {  // ImageJ saves nothing for an empty table: write the header line alone, as exodf does
-        sep = ",";
+    else {  // ImageJ saves nothing for an empty table: write the header line alone, as exodf does (and
+        sep = ",";  // as ImageJ heads a table with row numbers, its default)
         low = toLowerCase(output);
         if (!endsWith(low, ".csv")) sep = "\t";
-        File.saveString("X" + sep + "Y" + sep + "Slice" + sep + "Score" + sep + "Size\n", output);
+        File.saveString(" " + sep + "X" + sep + "Y" + sep + "Slice" + sep + "Score" + sep + "Size\n", output);
     }
     if (!File.exists(output))  // ImageJ only prints a failed save and goes on
         exit("exodf_events: could not write " + output + "; does its folder exist, and is it writable?");

@@ -311,3 +311,23 @@ def test_package_output_is_checked_before_building(tmp_path: Path, out: str, say
     r = CliRunner().invoke(app, ["package", "--root", str(root), "-o", str(tmp_path / out)])
     assert r.exit_code == 1 and says in str(r.exception), r.output
     assert not root.exists()  # nothing built, nothing rewritten
+
+
+def test_a_retrained_package_folder_says_so_in_each_readme(tmp_path: Path) -> None:
+    """The folder `exodf package --root DIR` writes for fine-tuned weights: its README.md (what people open)
+    carries the note as README.retrained.md (the rdf's documentation) does; the source tree's stays as is."""
+    source = tmp_path / "source"
+    (source / "model_package").mkdir(parents=True)
+    committed = (REPO / "model_package" / "README.md").read_text()
+    (source / export.DOC).write_text(committed)
+    root = tmp_path / "my-model"
+    (root / "model_package").mkdir(parents=True)
+    (root / export.DOC).write_text(committed)  # as _copy_sources leaves it
+    digest = "cd" * 32
+    assert export.retrained_docs(root, source, digest) == [root / export.RETRAINED_DOC]
+    for doc in (root / export.DOC, root / export.RETRAINED_DOC):
+        assert export.RETRAINED_NOTE_START in doc.read_text() and digest in doc.read_text()
+    assert (source / export.DOC).read_text() == committed
+    assert export.retrained_docs(source, source, digest) == [source / export.RETRAINED_DOC]  # built in place
+    assert (source / export.DOC).read_text() == committed
+    assert export.retrained_docs(source, source, None) == [] and not (source / export.RETRAINED_DOC).exists()

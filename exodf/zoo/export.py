@@ -302,10 +302,7 @@ def build_package(root: str | os.PathLike[str] = SOURCE_ROOT, weights: str | os.
 
     digest = _sha256(weights_path)
     retrained = None if digest == PUBLISHED.sha256 else digest
-    if retrained:  # a copy with the note: the source tree's README stays as committed
-        files.append(mark_retrained(root / DOC, root / RETRAINED_DOC, retrained))
-    else:
-        (root / RETRAINED_DOC).unlink(missing_ok=True)  # left by an earlier build with other weights
+    files += retrained_docs(root, source_root, retrained)
     stamp = TIMESTAMP if not retrained else _file_time(weights_path)  # a retrained package: its weights' time
     content = rdf_content(formats.library_versions(), retrained=retrained, timestamp=stamp)
     rdf = root / "rdf.yaml"
@@ -315,6 +312,20 @@ def build_package(root: str | os.PathLike[str] = SOURCE_ROOT, weights: str | os.
         say("writing the zip")
         result.zip_path = write_zip(root, content, Path(zip_path), retrained)
     return result
+
+
+def retrained_docs(root: Path, source_root: Path, retrained: Optional[str]) -> list[Path]:
+    """For retrained weights, ``README.retrained.md`` (the rdf's documentation: the README with a note on
+    top); in a package folder outside the source tree its ``README.md`` says the same (the folder is what
+    people open). The source tree's README stays as committed. None for the published weights."""
+    if not retrained:
+        (root / RETRAINED_DOC).unlink(missing_ok=True)  # left by an earlier build with other weights
+        return []
+    out = mark_retrained(root / DOC, root / RETRAINED_DOC, retrained)
+    if (root / DOC).resolve() != (source_root / DOC).resolve():
+        with atomic_path(root / DOC) as tmp:
+            shutil.copyfile(out, tmp)
+    return [out]
 
 
 def _file_time(path: Path) -> str:
