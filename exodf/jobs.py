@@ -156,6 +156,16 @@ def _slices(frames: np.ndarray, most: int = 8) -> str:
     return text + (", ..." if len(runs) > most else "")
 
 
+def outliers_text(label: str | os.PathLike[str], outliers: np.ndarray) -> str:
+    """``"cell1.tif: 6 pixel(s) stay far brighter ... (x 5, y 5; ...)"``: where a movie's static outliers are."""
+    ys, xs = np.nonzero(outliers)
+    where = "; ".join(f"x {x}, y {y}" for y, x in list(zip(ys, xs))[:3])
+    if ys.size > 3:
+        where = f"e.g. {where}; all within x {xs.min()}-{xs.max()}, y {ys.min()}-{ys.max()}"
+    return (f"{label}: {ys.size} pixel(s) stay far brighter than the cell all through the movie (hot or "
+            f"saturated camera pixels, debris: {where})")
+
+
 def _warn_outliers(movie_path: str | os.PathLike[str], movie: np.ndarray, inference: InferenceConfig,
                    package: bool) -> None:
     """Say where pixels stay far brighter than the cell (:func:`exodf.normalize.static_outliers`), and whether
@@ -163,12 +173,7 @@ def _warn_outliers(movie_path: str | os.PathLike[str], movie: np.ndarray, infere
     outliers = static_outliers(movie)
     if outliers is None:
         return
-    ys, xs = np.nonzero(outliers)
-    where = "; ".join(f"x {x}, y {y}" for y, x in list(zip(ys, xs))[:3])
-    if ys.size > 3:
-        where = f"e.g. {where}; all within x {xs.min()}-{xs.max()}, y {ys.min()}-{ys.max()}"
-    what = (f"{movie_path}: {ys.size} pixel(s) stay far brighter than the cell all through the movie (hot or "
-            f"saturated camera pixels, debris: {where})")
+    what = outliers_text(movie_path, outliers)
     if inference.tiling == "original" or package or not inference.clip_outliers:
         how = ("--tiling original" if inference.tiling == "original" else "a bioimage.io --model" if package
                else "--keep-outliers")

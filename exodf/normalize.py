@@ -155,29 +155,50 @@ def uniform_frames(movie: np.ndarray) -> np.ndarray:
 
 
 def static_outliers(movie: np.ndarray, factor: float = OUTLIER_FACTOR, n_sample: int = 16,
-                    most: float = 0.05) -> np.ndarray | None:
+                    most: float = 0.05, largest: int = 25) -> np.ndarray | None:
     """Pixels that stay far brighter than the cell all through the movie — hot or saturated camera pixels,
-    bright debris — as a (Y, X) bool mask, or None where there are none (most movies).
+    a bead, debris — as a (Y, X) bool mask, or None where there are none (most movies).
 
     Per-frame normalisation scales each frame by its p1-p99 range without clipping, so such a pixel enters
     the network at many times the brightest spot's value; that blinds it within its receptive field (±34
-    px): 20 hot pixels in a 128 x 128 movie made it miss 27 of 28 events. A pixel is an outlier when the
-    median of ``n_sample`` frames spread over the movie (transient events leave it) exceeds its p1 by
-    ``factor`` times its p1-p99 range; a plateau of pixels at its maximum (saturation, over 1 % of the
-    frame) is left out of that range first. More than ``most`` of the frame flagged is no outlier: None.
+    px): 20 hot pixels in a 128 x 128 movie made it miss 27 of 28 events.
+
+    In the median of ``n_sample`` frames spread over the movie (transient events leave it), a group of
+    touching pixels is an outlier when it lies ``factor`` times the median frame's p1-p99 range above its
+    p1 and either is saturated (most of it at the frame's maximum, a plateau of 4 pixels or more, which is
+    left out of that range first) or is small (at most ``largest`` pixels) with surroundings no brighter
+    than the p99: a cell, a bright cluster inside one, or a cell filling under 1 % of the frame (whose p99
+    is then the background's) is never one. More than ``most`` of the frame flagged is no outlier: None.
     """
     if movie.ndim != 3 or movie.shape[0] < 1:
         raise ValueError(f"static_outliers: expected a (T, Y, X) movie, got shape {movie.shape}")
+    from scipy import ndimage as ndi
+
     t = movie.shape[0]
     picks = np.unique(np.linspace(0, t - 1, min(t, n_sample)).round().astype(np.int64))
     med = np.median(np.stack([np.asarray(movie[int(i)], dtype=np.float32) for i in picks]), axis=0)
     if not np.isfinite(med).all():
         return None  # (NaN frames are refused elsewhere, by name)
     plateau = med == med.max()
-    rest = med[~plateau] if 4 <= plateau.sum() <= med.size // 2 else med.ravel()
-    lo, hi = np.percentile(rest, [1, 99])
+    if not 4 <= plateau.sum() <= med.size // 2:
+        plateau[:] = False
+    lo, hi = np.percentile(med[~plateau] if plateau.any() else med, [1, 99])
     if not _varies(np.float32(lo), np.float32(hi)):
         return None
-    out = med > lo + factor * (hi - lo)
+    bright = med > lo + factor * (hi - lo)
+    labels, _ = ndi.label(bright, structure=np.ones((3, 3)))
+    out = np.zeros(med.shape, dtype=bool)
+    ring = 3
+    for k, (sy, sx) in enumerate(ndi.find_objects(labels), start=1):
+        ys = slice(max(0, sy.start - ring), sy.stop + ring)
+        xs = slice(max(0, sx.start - ring), sx.stop + ring)
+        group = labels[ys, xs] == k
+        if plateau[ys, xs][group].mean() < 0.5:  # not saturated: small and alone, or part of the cell
+            if group.sum() > largest:
+                continue
+            around = ndi.binary_dilation(group, iterations=ring) & ~bright[ys, xs]
+            if around.any() and np.median(med[ys, xs][around]) > hi:
+                continue
+        out[ys, xs] |= group
     n = int(out.sum())
     return out if 0 < n <= most * med.size else None

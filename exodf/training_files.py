@@ -321,6 +321,12 @@ def train_files(req: TrainRequest, progress: Progress | None = None,
         else:
             spots = None
         m = prepare_movie(movie, events, spots, name=Path(mp).name, target_offset=req.target_offset)
+        outliers = getattr(m.frames, "outliers", None)
+        if outliers is not None:
+            from .jobs import outliers_text
+
+            LOG.warning(f"{outliers_text(mp, outliers)}: clipped to each frame's 99th percentile while training, "
+                        "as exodf detect clips them (a bioimage.io package made of these weights does not)")
         spots = None  # (the next movie's spot map is not made beside this one's)
         inside = len(m.objects.events)
         late = _past_the_end(events, movie.shape, req.target_offset)

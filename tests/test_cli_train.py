@@ -309,3 +309,25 @@ def test_an_interrupted_first_epoch_leaves_no_folder_behind(sim_files: list[tupl
         (tmp_path / "mine").mkdir()
         res = CliRunner().invoke(app, ["train", str(m0), "-e", str(e0), "-o", str(tmp_path / "mine"), *args])
         assert res.exit_code == 130 and (tmp_path / "mine").is_dir()
+
+
+def test_hot_pixels_are_clipped_in_training_as_in_detection(sim_files: list[tuple[Path, Path]], tmp_path: Path,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    from exodf.normalize import static_outliers
+
+    (m0, e0), _ = sim_files
+    movie = tifffile.imread(m0)
+    movie[:, 3, 28] = 65535  # a hot pixel
+    hot = tmp_path / "hot.tif"
+    write_tiff(hot, movie)
+    res = CliRunner().invoke(app, ["train", str(hot), "-e", str(e0), "-o", str(tmp_path / "run"), "--init",
+                                   "scratch", "--patch-sizes", "8", "--batch-sizes", "2", "--epochs", "1",
+                                   "--steps", "1", "--no-spots", "-q"])
+    assert res.exit_code == 0, (res.output, res.exception)
+    assert f"{hot}: 1 pixel(s) stay far brighter than the cell all through the movie (hot or saturated camera " \
+        "pixels, debris: x 28, y 3): clipped to each frame's 99th percentile while training" in caplog.text
+    from exodf.training_files import prepare_movie
+
+    m = prepare_movie(movie, read_events(e0))
+    o = static_outliers(movie)
+    assert o is not None and np.asarray(m.frames)[:, 3, 28].max() <= 1.0  # what the network is shown

@@ -510,7 +510,7 @@ def test_cli_macro_fails_when_the_events_macro_fails(tmp_path) -> None:
     r = CliRunner().invoke(app, ["fiji", "macro", str(macro), "--arg",
                                  f"input=[{tmp_path / 'probs.tif'}] output=[{tmp_path / 'a.csv'}]"])
     assert r.exit_code == 0 and "exodf_events: done, 0 events in 4 frames" in r.output, r.output
-    assert (tmp_path / "a.csv").read_text().splitlines() == ["X,Y,Slice,Score,Size"]
+    assert (tmp_path / "a.csv").read_text().splitlines() == [" ,X,Y,Slice,Score,Size"]
 
 
 @needs_imagej

@@ -165,6 +165,31 @@ def test_static_outliers_are_hot_or_saturated_pixels_only() -> None:
     assert static_outliers(large) is None
 
 
+def test_a_small_cell_in_a_large_frame_and_bright_clusters_are_no_outliers() -> None:
+    """A cell filling under 1 % of the frame lies far above the frame's p99 (the background's), as do bright
+    clusters in a cell: never clipped (it erased the small cell); hot pixels and a bead beside them are."""
+    from exodf.normalize import static_outliers
+
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[:512, :512]
+    movie = 100 + 5 * rng.standard_normal((16, 512, 512))
+    cell = (yy - 256) ** 2 + (xx - 256) ** 2 < 25 ** 2  # 0.75 % of the frame
+    movie[:, cell] += 300
+    for y, x in ((250, 250), (262, 258)):  # docked vesicles, far above the background's range
+        movie[:, y - 1: y + 2, x - 1: x + 2] += 400
+    assert static_outliers(movie.astype(np.uint16)) is None
+    movie[:, 40, 60] = 3000  # a hot pixel
+    movie[:, 400:403, 100:103] += 2000  # a bead on the background
+    o = static_outliers(movie.astype(np.uint16))
+    assert o is not None and sorted(zip(*np.nonzero(o))) == [(40, 60)] + [(y, x) for y in range(400, 403)
+                                                                          for x in range(100, 103)]
+    big = 100 + 5 * rng.standard_normal((16, 256, 256))
+    big[:, :, :100] += 300  # a cell over 40 % of the frame, with three bright 7 x 7 clusters
+    for y, x in ((50, 30), (120, 60), (200, 80)):
+        big[:, y: y + 7, x: x + 7] += 3000
+    assert static_outliers(big.astype(np.uint16)) is None
+
+
 def test_outliers_are_left_out_of_the_range_and_clipped() -> None:
     from exodf.normalize import NormalizedMovie, static_outliers
 
