@@ -176,7 +176,12 @@ def static_outliers(movie: np.ndarray, factor: float = OUTLIER_FACTOR, n_sample:
 
     t = movie.shape[0]
     picks = np.unique(np.linspace(0, t - 1, min(t, n_sample)).round().astype(np.int64))
-    med = np.median(np.stack([np.asarray(movie[int(i)], dtype=np.float32) for i in picks]), axis=0)
+    h, w = movie.shape[1:]
+    med = np.empty((h, w), dtype=np.float32)
+    rows = max(1, (32 << 20) // (4 * len(picks) * max(1, w)))  # 32 MB of float32 rows at a time (large frames)
+    for r0 in range(0, h, rows):
+        med[r0: r0 + rows] = np.median(np.stack([np.asarray(movie[int(i), r0: r0 + rows], dtype=np.float32)
+                                                 for i in picks]), axis=0)
     if not np.isfinite(med).all():
         return None  # (NaN frames are refused elsewhere, by name)
     plateau = med == med.max()
