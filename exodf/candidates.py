@@ -33,7 +33,7 @@ from scipy import ndimage as ndi
 
 from .io import MappedPages
 from .model import SPATIAL_MULTIPLE
-from .normalize import apply_range, frame_range, static_outliers
+from .normalize import apply_range, clipped_pixels, frame_range
 from .tiling import RECEPTIVE_HALO, split_axis
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -201,7 +201,7 @@ def candidate_boxes(movie: np.ndarray, config: CandidateConfig = CandidateConfig
 
 def iter_candidate_blocks(movie: np.ndarray, net: "keras.Model", config: CandidateConfig = CandidateConfig(),
                           tile: tuple[int, int, int] = (2, 448, 448), progress: Progress | None = None,
-                          dtype: str = "float32", clip_outliers: bool = True
+                          dtype: str = "float32", clip_outliers: bool = True, mask: np.ndarray | None = None
                           ) -> Iterator[tuple[SLC, np.ndarray, np.ndarray]]:
     """Yield (region, probabilities (t, y, x, 3) float32, keep (t, y, x) bool) for the candidate boxes of
     a raw (T, Y, X) movie.
@@ -211,7 +211,7 @@ def iter_candidate_blocks(movie: np.ndarray, net: "keras.Model", config: Candida
     (:class:`exodf.stream.StreamingNetwork`) on its input (the box and its halo), in y/x pieces no larger
     than ``tile``'s core, so memory is bounded whatever the boxes become. ``dtype``: what the network
     computes in (see :class:`exodf.stream.StreamingNetwork`); ``clip_outliers``: see
-    :class:`exodf.predict.InferenceConfig`.
+    :class:`exodf.predict.InferenceConfig`; ``mask``: see :func:`exodf.predict.iter_probability_blocks`.
     """
     from .predict import NormalizedFrames, _TileView
     from .stream import StreamingNetwork
@@ -220,7 +220,7 @@ def iter_candidate_blocks(movie: np.ndarray, net: "keras.Model", config: Candida
         raise ValueError(f"iter_candidate_blocks: expected a (T, Y, X) movie, got shape {movie.shape}")
     t_n, h, w = movie.shape
     # progress: the brightening pass counts one unit per frame, the network one per frame of box kept
-    outliers = static_outliers(movie) if clip_outliers else None
+    outliers = clipped_pixels(movie, mask) if clip_outliers else None
     boxes, lo, hi = candidate_boxes(movie, config, (lambda d, n: progress(d, 2 * n)) if progress else None,
                                     outliers)
     frames = NormalizedFrames(movie, lo, hi, outliers)  # the brightening pass's ranges: each box reads its crop
@@ -232,7 +232,7 @@ def iter_candidate_blocks(movie: np.ndarray, net: "keras.Model", config: Candida
 
         context = InferenceConfig(tile=tile, dtype=dtype, clip_outliers=clip_outliers)  # type: ignore[arg-type]
         yield from iter_probability_blocks(movie, net, context,
-                                           (lambda d, n: progress(n + d, 2 * n)) if progress else None)
+                                           (lambda d, n: progress(n + d, 2 * n)) if progress else None, mask)
         return
     # voxels fed at once: as many as the whole-movie stream feeds (tile[0] frames of at most a tile's core)
     budget = tile[0] * min(hp, tile[1]) * min(wp, tile[2])

@@ -141,11 +141,12 @@ class Detection:
 
 def segment_movie(movie: np.ndarray, net: "keras.Model", config: InferenceConfig = InferenceConfig(),
                   progress: Progress | None = None, probabilities_out: np.ndarray | None = None,
-                  keep_labels: bool = True) -> Segmentation:
+                  keep_labels: bool = True, mask: np.ndarray | None = None) -> Segmentation:
     """Normalise ``movie`` (T, Y, X), run the network, and return its :class:`Segmentation`.
 
     ``probabilities_out``, if given, receives all class probabilities as (T, C, Y, X) (e.g. a memory-mapped
-    ImageJ hyperstack).
+    ImageJ hyperstack). ``mask``: the cell's (Y, X) mask, if known: pixels outside it brighter than the
+    cell are clipped before the network (:func:`exodf.normalize.clipped_pixels`; not by original tiling).
     """
     if movie.ndim != 3:
         raise ValueError(f"segment_movie: expected a (T, Y, X) movie, got shape {movie.shape}")
@@ -160,7 +161,7 @@ def segment_movie(movie: np.ndarray, net: "keras.Model", config: InferenceConfig
     if config.tiling == "original":
         blocks = [(WHOLE, predict_probabilities(movie, net, config, tile_progress))]
         return collect_segmentation(movie.shape, blocks, probabilities_out, keep_labels)
-    return collect_segmentation(movie.shape, iter_probability_blocks(movie, net, config, tile_progress),
+    return collect_segmentation(movie.shape, iter_probability_blocks(movie, net, config, tile_progress, mask),
                                 probabilities_out, keep_labels)
 
 
@@ -179,8 +180,9 @@ def detect_events(movie: np.ndarray, net: "keras.Model", config: DetectConfig = 
 
     ``keep_labels=False`` drops the dense label volume from the result (see :class:`Segmentation`);
     ``probabilities_out``, if given, receives the class probabilities as (T, C, Y, X) (see
-    :func:`segment_movie`). Raises :class:`~exodf.errors.ExodfError` for a movie no event can be detected in
-    (:func:`exodf.io.check_movie`).
+    :func:`segment_movie`). ``mask``: the cell's (Y, X) bool mask: events outside it are dropped, and pixels
+    outside it brighter than the cell are clipped before the network (see :func:`segment_movie`). Raises
+    :class:`~exodf.errors.ExodfError` for a movie no event can be detected in (:func:`exodf.io.check_movie`).
     """
     check_movie(movie, "detect_events: the movie")
     if not hasattr(net, "layers"):  # a weights path given where the network goes
@@ -189,6 +191,6 @@ def detect_events(movie: np.ndarray, net: "keras.Model", config: DetectConfig = 
     if mask is not None and mask.shape != movie.shape[1:]:
         raise ValueError(f"detect_events: mask shape {mask.shape} differs from the frame shape {movie.shape[1:]}")
     t0 = time.perf_counter()
-    seg = segment_movie(movie, net, config.inference, progress, probabilities_out, keep_labels)
+    seg = segment_movie(movie, net, config.inference, progress, probabilities_out, keep_labels, mask)
     events = events_from_segmentation(seg, config, mask, progress)
     return Detection(events, seg, movie.shape[0], time.perf_counter() - t0, config.exclude_edges)

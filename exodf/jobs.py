@@ -17,7 +17,7 @@ from .detect import DetectConfig, Detection, detect_events
 from .errors import ExodfError, option_error
 from .events import EVENT_FORMATS, write_events
 from .io import MappedPages, create_probability_map, read_mask, read_movie
-from .normalize import dark_frames, static_outliers, uniform_frames
+from .normalize import bright_outside, dark_frames, static_outliers, uniform_frames
 from .predict import DEFAULT_TILE, TILINGS, InferenceConfig
 from .stream import DTYPES
 
@@ -167,21 +167,35 @@ def outliers_text(label: str | os.PathLike[str], outliers: np.ndarray) -> str:
 
 
 def _warn_outliers(movie_path: str | os.PathLike[str], movie: np.ndarray, inference: InferenceConfig,
-                   package: bool) -> None:
-    """Say where pixels stay far brighter than the cell (:func:`exodf.normalize.static_outliers`), and whether
-    they are clipped or, fed as they are, may blind the network around them."""
+                   package: bool, mask: Optional[np.ndarray] = None, mask_path: Optional[Path] = None) -> None:
+    """Say where pixels stay far brighter than the cell (:func:`exodf.normalize.static_outliers`) or, with a
+    mask, brighter than the cell outside it (:func:`exodf.normalize.bright_outside`), and whether they are
+    clipped or, fed as they are, may blind the network or squeeze the cell's contrast."""
     outliers = static_outliers(movie)
-    if outliers is None:
+    outside = bright_outside(movie, mask) if mask is not None else None
+    if outliers is None and outside is None:
         return
-    what = outliers_text(movie_path, outliers)
-    if inference.tiling == "original" or package or not inference.clip_outliers:
-        how = ("--tiling original" if inference.tiling == "original" else "a bioimage.io --model" if package
-               else "--keep-outliers")
-        LOG.warning(f"{what}; with {how} they enter the network as they are and can blind it within 34 px of "
-                    "them (events there missed): run without it to have them clipped")
-    else:
-        LOG.warning(f"{what}: clipped to each frame's 99th percentile so that they do not blind the network "
-                    "around them (events on those pixels cannot be found; --keep-outliers feeds them as they are)")
+    kept = inference.tiling == "original" or package or not inference.clip_outliers
+    how = ("--tiling original" if inference.tiling == "original" else "a bioimage.io --model" if package
+           else "--keep-outliers")
+    if outliers is not None:
+        what = outliers_text(movie_path, outliers)
+        if kept:
+            LOG.warning(f"{what}; with {how} they enter the network as they are and can blind it within 34 px of "
+                        "them (events there missed): run without it to have them clipped")
+        else:
+            LOG.warning(f"{what}: clipped to each frame's 99th percentile so that they do not blind the network "
+                        "around them (events on those pixels cannot be found; --keep-outliers feeds them as "
+                        "they are)")
+    if outside is not None:
+        what = (f"{movie_path}: {int(outside.sum())} pixel(s) outside the cell of --mask {mask_path} stay "
+                "brighter than the cell (a brighter neighbouring cell?)")
+        if kept:
+            LOG.warning(f"{what}; with {how} they set each frame's 99th percentile and squeeze the cell's "
+                        "contrast (its events can be missed): run without it to have them clipped")
+        else:
+            LOG.warning(f"{what}: clipped to each frame's 99th percentile of the rest, so that the cell keeps "
+                        "its contrast (--keep-outliers feeds them as they are)")
 
 
 def detect_file(movie_path: str | os.PathLike[str], out_path: str | os.PathLike[str],
@@ -207,8 +221,8 @@ def detect_file(movie_path: str | os.PathLike[str], out_path: str | os.PathLike[
                         "lost, and the frames just after can show false events (every spot seems to appear"
                         + (f"; Slice {_slices(after)}" if after.size else "") + "); cut these frames off the "
                         "movie, or exclude them from analyses")
-    _warn_outliers(movie_path, movie, config.inference, request.model is not None)
     mask = read_mask(request.mask, movie.shape[1:]) if request.mask is not None else None
+    _warn_outliers(movie_path, movie, config.inference, request.model is not None, mask, request.mask)
     label = Path(movie_path).name
     cb = _progress_callback(progress, label)
     with contextlib.ExitStack() as stack:

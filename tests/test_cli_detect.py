@@ -124,6 +124,21 @@ def test_hot_pixels_are_clipped_and_said(tmp_path: Path, weights_path: Path) -> 
     assert len(read_events(tmp_path / "kept.csv")) == 0  # (README: 0 of its 3 puffs)
 
 
+def test_a_brighter_neighbour_outside_the_mask_is_said(tmp_path: Path, weights_path: Path) -> None:
+    movie = puff_movie(0).astype(np.float64)
+    movie[:, :, 36:] *= 5  # a neighbouring cell five times brighter
+    tifffile.imwrite(tmp_path / "two cells.tif", movie.astype(np.uint16))
+    mask = np.zeros((64, 64), np.uint8)
+    mask[:, :32] = 255
+    tifffile.imwrite(tmp_path / "cell.tif", mask)
+    r = _exodf("detect", tmp_path / "two cells.tif", "--mask", tmp_path / "cell.tif", "-q", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert f"two cells.tif: {64 * 28} pixel(s) outside the cell of --mask {tmp_path / 'cell.tif'} stay brighter " \
+        "than the cell (a brighter neighbouring cell?): clipped to each frame's 99th percentile of the rest" \
+        in r.stderr, r.stderr
+    assert len(read_events(tmp_path / "two cells_events.csv")) == 2
+
+
 def test_skip_existing_finishes_an_interrupted_folder(movies: Path, weights_path: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     assert _exodf("detect", movies, "-o", out, "-q", cwd=tmp_path).returncode == 0

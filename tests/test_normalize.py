@@ -209,3 +209,24 @@ def test_outliers_are_left_out_of_the_range_and_clipped() -> None:
     lazy = NormalizedMovie(movie, outliers=o)  # training reads patches so: the same numbers
     for key in ((slice(None),), (slice(1, 4), slice(2, 35), slice(5, 20)), (2,)):
         np.testing.assert_array_equal(lazy[key], got[key])
+
+
+def test_with_a_cell_mask_a_brighter_neighbour_is_clipped() -> None:
+    from exodf.normalize import bright_outside, clipped_pixels
+
+    rng = np.random.default_rng(4)
+    movie = rng.poisson(200, (10, 40, 60)).astype(np.float64)
+    mask = np.zeros((40, 60), bool)
+    mask[:, :30] = True  # the cell: the left half
+    assert bright_outside(movie.astype(np.uint16), mask) is None  # the outside is no brighter: as before
+    assert clipped_pixels(movie.astype(np.uint16), mask) is None
+    movie[:, :, 40:] *= 5  # a neighbouring cell five times brighter
+    movie[:, 5, 10] = 60000  # and a hot pixel in the cell
+    movie = movie.astype(np.uint16)
+    out = bright_outside(movie, mask)
+    assert out is not None and out[:, 40:].all() and not out[:, :30].any()
+    both = clipped_pixels(movie, mask)
+    assert both is not None and both[5, 10] and both[:, 40:].all() and both.sum() == out.sum() + 1
+    assert clipped_pixels(movie) is not None and clipped_pixels(movie).sum() == 1  # without the mask: the hot pixel
+    with pytest.raises(ValueError, match="mask shape"):
+        bright_outside(movie, mask[:, :20])
