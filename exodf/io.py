@@ -296,7 +296,10 @@ def _pick(data: np.ndarray, axes: str, axis: str, index: int | None, p: Path, op
     n = data.shape[k]
     if axis == "S" and not any(a in _TIME_LIKE + "C" for a in axes):
         raise ExodfError(f"{p}: this is a single colour image (shape {data.shape}), not a movie; exodf needs a time "
-                         "series of frames (a TIFF stack or a folder of per-frame TIFFs)")
+                         "series of frames (a TIFF stack or a folder of per-frame TIFFs). If its "
+                         f"{data.shape[k]} planes are frames, the writer stored them as the colours of one image: save "
+                         "them again one page per frame (tifffile: imwrite(path, frames, "
+                         "photometric='minisblack'))")
     if axis == "C" and not any(a in _TIME_LIKE for a in axes):  # nothing left to be time: mislabelled axes
         raise ExodfError(f"{p}: the file has {n} channels and no time axis (axes {axes}, shape {data.shape}); if "
                          "these are the movie's time points, its axes are mislabelled: Fiji: Image > Hyperstacks > "

@@ -465,6 +465,11 @@ def test_time_labelled_as_channels_and_a_colour_image_are_named(tmp_path: Path) 
     tifffile.imwrite(tmp_path / "shot.tif", np.zeros((12, 16, 3), np.uint8), photometric="rgb")
     with pytest.raises(ExodfError, match=r"shot.tif: this is a single colour image \(shape \(12, 16, 3\)\), not a"):
         read_movie(tmp_path / "shot.tif")
+    # four frames written without metadata: tifffile stores them as one RGBA image; said how to save them
+    tifffile.imwrite(tmp_path / "four.tif", np.zeros((4, 16, 16), np.uint16), photometric="rgb",
+                     planarconfig="separate", extrasamples=["unspecified"])
+    with pytest.raises(ExodfError, match=r"If its 4 planes are frames, .* photometric='minisblack'"):
+        read_movie(tmp_path / "four.tif")
 
 
 @pytest.mark.parametrize("name, cell", [
