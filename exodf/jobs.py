@@ -163,7 +163,7 @@ def outliers_text(label: str | os.PathLike[str], outliers: np.ndarray) -> str:
     if ys.size > 3:
         where = f"e.g. {where}; all within x {xs.min()}-{xs.max()}, y {ys.min()}-{ys.max()}"
     return (f"{label}: {ys.size} pixel(s) stay far brighter than the cell all through the movie (hot or "
-            f"saturated camera pixels, debris: {where})")
+            f"saturated camera pixels, a bead, debris or a very bright static spot: {where})")
 
 
 def _warn_outliers(movie_path: str | os.PathLike[str], movie: np.ndarray, inference: InferenceConfig,
@@ -173,8 +173,9 @@ def _warn_outliers(movie_path: str | os.PathLike[str], movie: np.ndarray, infere
     clipped or, fed as they are, may blind the network or squeeze the cell's contrast."""
     outliers = static_outliers(movie)
     outside = bright_outside(movie, mask) if mask is not None else None
-    if outliers is None and outside is None:
-        return
+    found = [o for o in (outliers, outside) if o is not None]
+    if not found or np.logical_or.reduce(found).all():
+        return  # (none, or all of the frame: clipped_pixels clips nothing then)
     kept = inference.tiling == "original" or package or not inference.clip_outliers
     how = ("--tiling original" if inference.tiling == "original" else "a bioimage.io --model" if package
            else "--keep-outliers")

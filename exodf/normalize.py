@@ -155,11 +155,16 @@ def uniform_frames(movie: np.ndarray) -> np.ndarray:
     return np.asarray([t for t in maybe if not _varies(*frame_range(movie[t]))], dtype=np.int64)
 
 
+def _picks(t: int, n: int) -> np.ndarray:
+    """``n`` frame indices spread evenly over ``t`` frames (all of them when fewer)."""
+    return np.unique(np.linspace(0, t - 1, min(t, n)).round().astype(np.int64))
+
+
 def median_frame(movie: np.ndarray, n_sample: int = 16) -> np.ndarray:
     """The pixel-wise median of ``n_sample`` frames spread over a (T, Y, X) movie, float32: its static
     picture (an event lasts a few frames; it leaves the median). Read 32 MB of rows at a time."""
     t, h, w = movie.shape
-    picks = np.unique(np.linspace(0, t - 1, min(t, n_sample)).round().astype(np.int64))
+    picks = _picks(t, n_sample)
     med = np.empty((h, w), dtype=np.float32)
     rows = max(1, (32 << 20) // (4 * len(picks) * max(1, w)))
     for r0 in range(0, h, rows):
@@ -169,20 +174,22 @@ def median_frame(movie: np.ndarray, n_sample: int = 16) -> np.ndarray:
 
 
 def static_outliers(movie: np.ndarray, factor: float = OUTLIER_FACTOR, n_sample: int = 16,
-                    most: float = 0.05, largest: int = 25) -> np.ndarray | None:
+                    most: float = 0.05, largest: int = 150) -> np.ndarray | None:
     """Pixels that stay far brighter than the cell all through the movie — hot or saturated camera pixels,
     a bead, debris — as a (Y, X) bool mask, or None where there are none (most movies).
 
     Per-frame normalisation scales each frame by its p1-p99 range without clipping, so such a pixel enters
     the network at many times the brightest spot's value; that blinds it within its receptive field (±34
-    px): 20 hot pixels in a 128 x 128 movie made it miss 27 of 28 events.
+    px): 20 hot pixels in a 128 x 128 movie made it miss 27 of 28 events; at 2.7 times the range already
+    2 of 22.
 
     In the median of ``n_sample`` frames spread over the movie (transient events leave it), a group of
-    touching pixels is an outlier when it lies ``factor`` times the median frame's p1-p99 range above its
-    p1 and either is saturated (most of it at the frame's maximum, a plateau of 4 pixels or more, which is
-    left out of that range first) or is small (at most ``largest`` pixels) with surroundings no brighter
-    than the p99: a cell, a bright cluster inside one, or a cell filling under 1 % of the frame (whose p99
-    is then the background's) is never one. More than ``most`` of the frame flagged is no outlier: None.
+    touching pixels is an outlier when it lies more than ``factor`` times a frame's p1-p99 range above its
+    p1 (as the network would see it; the median of those frames' p1 and p99) and either is saturated (most
+    of it at the maximum, a plateau of 4 pixels or more, left out of the ranges first) or is no larger than
+    ``largest`` pixels (a bead, debris; a cell is larger) with surroundings 4-8 px away no brighter than the
+    p99 (so nothing inside a cell that fills under 1 % of the frame, whose p99 is then the background's).
+    More than ``most`` of the frame flagged is no outlier: None.
     """
     if movie.ndim != 3 or movie.shape[0] < 1:
         raise ValueError(f"static_outliers: expected a (T, Y, X) movie, got shape {movie.shape}")
@@ -194,22 +201,25 @@ def static_outliers(movie: np.ndarray, factor: float = OUTLIER_FACTOR, n_sample:
     plateau = med == med.max()
     if not 4 <= plateau.sum() <= med.size // 2:
         plateau[:] = False
-    lo, hi = np.percentile(med[~plateau] if plateau.any() else med, [1, 99])
+    ranges = np.array([np.percentile(np.asarray(movie[int(i)], dtype=np.float32)[~plateau], [1, 99])
+                       for i in _picks(movie.shape[0], n_sample)])
+    lo, hi = np.median(ranges, axis=0)
     if not _varies(np.float32(lo), np.float32(hi)):
         return None
     bright = med > lo + factor * (hi - lo)
     labels, _ = ndi.label(bright, structure=np.ones((3, 3)))
     out = np.zeros(med.shape, dtype=bool)
-    ring = 3
+    near, far = 3, 8
     for k, (sy, sx) in enumerate(ndi.find_objects(labels), start=1):
-        ys = slice(max(0, sy.start - ring), sy.stop + ring)
-        xs = slice(max(0, sx.start - ring), sx.stop + ring)
+        ys = slice(max(0, sy.start - far), sy.stop + far)
+        xs = slice(max(0, sx.start - far), sx.stop + far)
         group = labels[ys, xs] == k
-        if plateau[ys, xs][group].mean() < 0.5:  # not saturated: small and alone, or part of the cell
+        if plateau[ys, xs][group].mean() < 0.5:  # not saturated: small and alone, or part of a cell
             if group.sum() > largest:
                 continue
-            around = ndi.binary_dilation(group, iterations=ring) & ~bright[ys, xs]
-            if around.any() and np.median(med[ys, xs][around]) > hi:
+            ring = (ndi.binary_dilation(group, iterations=far) & ~ndi.binary_dilation(group, iterations=near)
+                    & ~bright[ys, xs])
+            if ring.any() and np.median(med[ys, xs][ring]) > hi:
                 continue
         out[ys, xs] |= group
     n = int(out.sum())

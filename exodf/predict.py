@@ -62,10 +62,12 @@ class InferenceConfig:
         labels can change; ``"float16"`` is meant for GPUs (on a CPU it is several times slower).
     clip_outliers
         Context and candidate tiling: pixels that stay far brighter than the cell all through the movie (hot
-        or saturated camera pixels, debris: :func:`exodf.normalize.static_outliers`) are left out of each
-        frame's p1-p99 range and clipped to its p99 before the network, which they would otherwise blind
-        within ±34 px. Movies without such pixels are normalised exactly as the original; ``False`` feeds
-        them as they are, as the original does (original tiling always does).
+        or saturated camera pixels, a bead, debris: :func:`exodf.normalize.static_outliers`) and, given a
+        cell mask, pixels outside it brighter than the cell (:func:`exodf.normalize.bright_outside`) are
+        left out of each frame's p1-p99 range and clipped to its p99 before the network, which they would
+        otherwise blind within ±34 px or whose contrast they would squeeze. Movies without such pixels are
+        normalised exactly as the original; ``False`` feeds them as they are, as the original does
+        (original tiling always does).
     """
 
     tiling: Literal["context", "original", "candidates"] = "context"

@@ -325,7 +325,8 @@ def test_hot_pixels_are_clipped_in_training_as_in_detection(sim_files: list[tupl
                                    "--steps", "1", "--no-spots", "-q"])
     assert res.exit_code == 0, (res.output, res.exception)
     assert f"{hot}: 1 pixel(s) stay far brighter than the cell all through the movie (hot or saturated camera " \
-        "pixels, debris: x 28, y 3): clipped to each frame's 99th percentile while training" in caplog.text
+        "pixels, a bead, debris or a very bright static spot: x 28, y 3): clipped to each frame's 99th " \
+        "percentile while training" in caplog.text
     from exodf.training_files import prepare_movie
 
     m = prepare_movie(movie, read_events(e0))

@@ -148,6 +148,10 @@ def test_static_outliers_are_hot_or_saturated_pixels_only() -> None:
 
     movie = simulate(preset("control", n_frames=40, height=64, width=64), seed=0).movie
     assert static_outliers(movie) is None
+    debris = movie.copy()
+    debris[:, 40:46, 10:15] = 6000  # 30 px of debris, not saturated
+    o = static_outliers(debris)
+    assert o is not None and o.sum() == 30
     hot = movie.copy()
     hot[:, 5, 7] = 3000  # an sCMOS hot pixel (10x the background)
     hot[:, 40, 20] = 65535
@@ -166,8 +170,10 @@ def test_static_outliers_are_hot_or_saturated_pixels_only() -> None:
 
 
 def test_a_small_cell_in_a_large_frame_and_bright_clusters_are_no_outliers() -> None:
-    """A cell filling under 1 % of the frame lies far above the frame's p99 (the background's), as do bright
-    clusters in a cell: never clipped (it erased the small cell); hot pixels and a bead beside them are."""
+    """A cell filling under 1 % of the frame lies far above the frame's p99 (the background's): never
+    clipped (it erased the small cell), nor its vesicles; hot pixels and a bead beside them are. In a cell,
+    clusters a few times its brightness or larger than a bead are kept; far brighter small ones are
+    clipped, as they would blind the network around them."""
     from exodf.normalize import static_outliers
 
     rng = np.random.default_rng(3)
@@ -184,10 +190,14 @@ def test_a_small_cell_in_a_large_frame_and_bright_clusters_are_no_outliers() -> 
     assert o is not None and sorted(zip(*np.nonzero(o))) == [(40, 60)] + [(y, x) for y in range(400, 403)
                                                                           for x in range(100, 103)]
     big = 100 + 5 * rng.standard_normal((16, 256, 256))
-    big[:, :, :100] += 300  # a cell over 40 % of the frame, with three bright 7 x 7 clusters
+    big[:, :, :100] += 300  # a cell over 40 % of the frame, with three 7 x 7 clusters 2.5x as bright
     for y, x in ((50, 30), (120, 60), (200, 80)):
-        big[:, y: y + 7, x: x + 7] += 3000
+        big[:, y: y + 7, x: x + 7] += 600
+    big[:, 150:164, 20:34] += 3000  # a large bright region (14 x 14 px): part of the cell, not a bead
     assert static_outliers(big.astype(np.uint16)) is None
+    big[:, 50: 57, 30: 37] += 3000  # a cluster 9x as bright as the cell: as a hot spot, clipped
+    o = static_outliers(big.astype(np.uint16))
+    assert o is not None and o.sum() == 49 and o[50:57, 30:37].all()
 
 
 def test_outliers_are_left_out_of_the_range_and_clipped() -> None:
