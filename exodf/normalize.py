@@ -174,7 +174,7 @@ def median_frame(movie: np.ndarray, n_sample: int = 16) -> np.ndarray:
 
 
 def static_outliers(movie: np.ndarray, factor: float = OUTLIER_FACTOR, n_sample: int = 16,
-                    most: float = 0.05, largest: int = 150) -> np.ndarray | None:
+                    most: float = 0.05, largest: int = 150, median: np.ndarray | None = None) -> np.ndarray | None:
     """Pixels that stay far brighter than the cell all through the movie — hot or saturated camera pixels,
     a bead, debris — as a (Y, X) bool mask, or None where there are none (most movies).
 
@@ -189,13 +189,14 @@ def static_outliers(movie: np.ndarray, factor: float = OUTLIER_FACTOR, n_sample:
     of it at the maximum, a plateau of 4 pixels or more, left out of the ranges first) or is no larger than
     ``largest`` pixels (a bead, debris; a cell is larger) with surroundings 4-8 px away no brighter than the
     p99 (so nothing inside a cell that fills under 1 % of the frame, whose p99 is then the background's).
-    More than ``most`` of the frame flagged is no outlier: None.
+    More than ``most`` of the frame flagged is no outlier: None. ``median``: the movie's
+    :func:`median_frame`, if already computed.
     """
     if movie.ndim != 3 or movie.shape[0] < 1:
         raise ValueError(f"static_outliers: expected a (T, Y, X) movie, got shape {movie.shape}")
     from scipy import ndimage as ndi
 
-    med = median_frame(movie, n_sample)
+    med = median_frame(movie, n_sample) if median is None else median
     if not np.isfinite(med).all():
         return None  # (NaN frames are refused elsewhere, by name)
     plateau = med == med.max()
@@ -226,21 +227,23 @@ def static_outliers(movie: np.ndarray, factor: float = OUTLIER_FACTOR, n_sample:
     return out if 0 < n <= most * med.size else None
 
 
-def bright_outside(movie: np.ndarray, mask: np.ndarray, n_sample: int = 16) -> np.ndarray | None:
+def bright_outside(movie: np.ndarray, mask: np.ndarray, n_sample: int = 16,
+                   median: np.ndarray | None = None) -> np.ndarray | None:
     """Pixels outside a cell ``mask`` (Y, X) that stay brighter than the cell's own p99 (a brighter
     neighbouring cell, a bright region beside the cell), as a (Y, X) bool mask, or None where there are none
     or too few to raise the p99 of the (median) frame above the cell's by a quarter of the cell's p1-p99 range.
 
     Each frame's p99 then lies in that region and the cell's events are squeezed into a small part of the
     range the network knows: in a simulated movie whose outside was made 5 x brighter, F1 in the cell fell
-    from 0.86 to 0.59; with these pixels clipped (:func:`clipped_pixels`) it was 0.83.
+    from 0.86 to 0.59; with these pixels clipped (:func:`clipped_pixels`) it was 0.83. ``median``: the
+    movie's :func:`median_frame`, if already computed.
     """
     m = np.asarray(mask, dtype=bool)
     if m.shape != movie.shape[1:]:
         raise ValueError(f"bright_outside: mask shape {m.shape} differs from the frame shape {movie.shape[1:]}")
     if not m.any() or m.all():
         return None
-    med = median_frame(movie, n_sample)
+    med = median_frame(movie, n_sample) if median is None else median
     lo, hi = np.percentile(med[m], [1, 99])
     if not np.percentile(med, 99) > hi + 0.25 * (hi - lo):  # the frame's range is the cell's: nothing to do
         return None
@@ -252,7 +255,9 @@ def clipped_pixels(movie: np.ndarray, mask: np.ndarray | None = None) -> np.ndar
     """The pixels exodf's default inference leaves out of each frame's p1/p99 and clips to its p99: the
     :func:`static_outliers`, and with a cell ``mask`` the pixels outside it brighter than the cell
     (:func:`bright_outside`); None where there are none (a movie then normalised exactly as the original)."""
-    parts = [static_outliers(movie)] + ([bright_outside(movie, mask)] if mask is not None else [])
+    med = median_frame(movie)  # (read once for both)
+    parts = [static_outliers(movie, median=med)] + ([bright_outside(movie, mask, median=med)]
+                                                    if mask is not None else [])
     found = [p for p in parts if p is not None]
     if not found:
         return None
