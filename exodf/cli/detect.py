@@ -92,8 +92,8 @@ def register(app: typer.Typer) -> None:
         tiling: Annotated[str, typer.Option(help="context (default: tile-independent, no edge artefacts), "
                                             "original (reproduces ExoDeepFinder 0.3.14 exactly) or candidates "
                                             "(network only around sudden brightenings, about 3x faster on "
-                                            "sparse movies: the default's probabilities there, background "
-                                            "elsewhere).")] = "context",
+                                            "long sparse movies, not on short ones (~100 frames): the "
+                                            "default's probabilities there, background elsewhere).")] = "context",
         patch_size: Annotated[Optional[int], typer.Option(help="Patch side for --tiling original (the original's "
                                                           "-ps, default 160). Patches advance by the side - 54, so "
                                                           "smaller ones cost more: 64 takes ~76x the work of "
