@@ -17,7 +17,7 @@ from .detect import DetectConfig, Detection, detect_events
 from .errors import ExodfError, option_error
 from .events import EVENT_FORMATS, write_events
 from .io import MappedPages, create_probability_map, read_mask, read_movie
-from .normalize import bright_outside, dark_frames, median_frame, static_outliers, uniform_frames
+from .normalize import clipped_parts, dark_frames, uniform_frames
 from .predict import DEFAULT_TILE, TILINGS, InferenceConfig
 from .stream import DTYPES
 
@@ -171,12 +171,9 @@ def _warn_outliers(movie_path: str | os.PathLike[str], movie: np.ndarray, infere
     """Say where pixels stay far brighter than the cell (:func:`exodf.normalize.static_outliers`) or, with a
     mask, brighter than the cell outside it (:func:`exodf.normalize.bright_outside`), and whether they are
     clipped or, fed as they are, may blind the network or squeeze the cell's contrast."""
-    med = median_frame(movie)  # (read once for both)
-    outliers = static_outliers(movie, median=med)
-    outside = bright_outside(movie, mask, median=med) if mask is not None else None
-    found = [o for o in (outliers, outside) if o is not None]
-    if not found or np.logical_or.reduce(found).all():
-        return  # (none, or all of the frame: clipped_pixels clips nothing then)
+    outliers, outside = clipped_parts(movie, mask)
+    if outliers is None and outside is None:
+        return
     kept = inference.tiling == "original" or package or not inference.clip_outliers
     how = ("--tiling original" if inference.tiling == "original" else "a bioimage.io --model" if package
            else "--keep-outliers")

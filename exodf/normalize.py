@@ -7,9 +7,9 @@ import numpy as np
 
 __all__ = ["normalize_frames", "normalize_frame", "frame_range", "apply_range", "EPSILON", "dark_frames",
            "uniform_frames", "NormalizedMovie", "static_outliers", "OUTLIER_FACTOR", "median_frame",
-           "bright_outside", "clipped_pixels"]
+           "bright_outside", "clipped_pixels", "clipped_parts"]
 
-#: a pixel of the movie's median frame this many times the p1-p99 range above p1 is a static outlier
+#: a pixel of the movie's median frame this many times a frame's p1-p99 range above p1 can be a static outlier
 OUTLIER_FACTOR = 5.0
 
 # a frame with p99 - p1 <= EPSILON becomes 0 (flat); for a movie whose values stay below 1 (floats scaled
@@ -251,15 +251,22 @@ def bright_outside(movie: np.ndarray, mask: np.ndarray, n_sample: int = 16,
     return out if out.any() else None
 
 
+def clipped_parts(movie: np.ndarray, mask: np.ndarray | None = None
+                  ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(:func:`static_outliers`, :func:`bright_outside` with a cell ``mask``) of a movie, its median frame
+    read once; (None, None) where together they would cover the whole frame (nothing is clipped then)."""
+    med = median_frame(movie)
+    static = static_outliers(movie, median=med)
+    outside = bright_outside(movie, mask, median=med) if mask is not None else None
+    found = [p for p in (static, outside) if p is not None]
+    if found and np.logical_or.reduce(found).all():
+        return None, None
+    return static, outside
+
+
 def clipped_pixels(movie: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray | None:
     """The pixels exodf's default inference leaves out of each frame's p1/p99 and clips to its p99: the
     :func:`static_outliers`, and with a cell ``mask`` the pixels outside it brighter than the cell
     (:func:`bright_outside`); None where there are none (a movie then normalised exactly as the original)."""
-    med = median_frame(movie)  # (read once for both)
-    parts = [static_outliers(movie, median=med)] + ([bright_outside(movie, mask, median=med)]
-                                                    if mask is not None else [])
-    found = [p for p in parts if p is not None]
-    if not found:
-        return None
-    out = np.logical_or.reduce(found)
-    return None if out.all() else out
+    found = [p for p in clipped_parts(movie, mask) if p is not None]
+    return np.logical_or.reduce(found) if found else None
