@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from clirun import exodf_in_process
 
 pytestmark = pytest.mark.weights
 
 
 def _bench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "exodf", "bench", "--work", str(tmp_path / "work"), *args],
-                          capture_output=True, text=True, timeout=900)
+    """``exodf bench --work tmp_path/work ARGS`` (in this process: bench times detect in a child of its own)."""
+    return exodf_in_process("bench", "--work", tmp_path / "work", *args, cwd=tmp_path.parent)
 
 
 def test_bench_json_figures_and_agreement(tmp_path: Path, weights_path: Path) -> None:
@@ -78,12 +79,12 @@ def test_bench_candidates_tiling(tmp_path: Path, weights_path: Path) -> None:
     from exodf.io import read_movie
     from exodf.model import load_network
 
-    res = _bench(tmp_path, "--frames", "200", "--size", "128", "--seed", "1", "--tiling", "candidates", "--json")
+    res = _bench(tmp_path, "--frames", "100", "--size", "128", "--seed", "1", "--tiling", "candidates", "--json")
     assert res.returncode == 0, res.stderr
     fig = json.loads(res.stdout.strip().splitlines()[-1])
     assert fig["tiling"] == "candidates" and fig["events"] >= 10
     assert fig["agreement_f1"] >= 0.95  # an approximation of the whole-volume pass, measured here
     # this movie runs the boxes, not the whole-volume fallback
-    movie = read_movie(tmp_path / "work" / "control_200x128x128_seed1.tif")
+    movie = read_movie(tmp_path / "work" / "control_100x128x128_seed1.tif")
     boxes, _, _ = candidate_boxes(movie)
     assert work_fraction(boxes, movie.shape, load_network(weights_path)) < FALLBACK

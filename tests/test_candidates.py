@@ -110,7 +110,8 @@ def test_candidates_find_the_events_of_the_whole_volume_pass(published_net) -> N
     movie = sim.movie
     boxes, _, _ = candidate_boxes(movie)
     assert work_fraction(boxes, movie.shape, published_net) < FALLBACK  # the boxes, not the fallback, are tested
-    full = detect_events(movie, published_net, DetectConfig())
+    whole = np.empty((movie.shape[0], 3) + movie.shape[1:], np.float32)
+    full = detect_events(movie, published_net, DetectConfig(), probabilities_out=whole)
     cand_cfg = DetectConfig(inference=InferenceConfig(tiling="candidates"))
     probs = np.empty((movie.shape[0], 3) + movie.shape[1:], np.float32)
     fast = detect_events(movie, published_net, cand_cfg, probabilities_out=probs)
@@ -130,7 +131,6 @@ def test_candidates_find_the_events_of_the_whole_volume_pass(published_net) -> N
     # inside the boxes (halo = the receptive field), probabilities and labels are the whole-volume pass's, to
     # float32 rounding (bit for bit where the CPU's convolution kernels do not depend on the block's shape;
     # on an AVX2-only EPYC 0.3 % of the values differed by up to 4e-7)
-    whole = np.moveaxis(predict_probabilities(movie, published_net, InferenceConfig()), -1, 1)
     np.testing.assert_allclose(probs.transpose(1, 0, 2, 3)[:, covered], whole.transpose(1, 0, 2, 3)[:, covered],
                                rtol=0, atol=1e-5)
     assert (fast.segmentation.labels[covered] == full.segmentation.labels[covered]).all()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,14 +12,14 @@ import tifffile
 
 from exodf.errors import ExodfError
 from exodf.events import read_events
+from clirun import exodf_in_process, exodf_process
 from puffs import puff_movie
 
 pytestmark = pytest.mark.weights
 
 
-def _exodf(*args: str | os.PathLike[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "exodf", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=900)
+# in this process (what a command computes and says); exodf_process where the program itself is tested
+_exodf = exodf_in_process
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +33,7 @@ def movies(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_detect_one_movie_with_probabilities(movies: Path, weights_path: Path, tmp_path: Path) -> None:
     out, probs = tmp_path / "ev.csv", tmp_path / "p.tif"
-    r = _exodf("detect", movies / "cell 1.tif", "-o", out, "--probabilities", probs, cwd=tmp_path)
+    r = exodf_process("detect", movies / "cell 1.tif", "-o", out, "--probabilities", probs, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     m = re.search(r"cell 1\.tif: (\d+) events \(([\d.]+) per frame\) in [\d.]+ s -> ", r.stdout)
     assert m, r.stdout
@@ -166,7 +164,7 @@ def test_skip_existing_finishes_an_interrupted_folder(movies: Path, weights_path
 def test_bad_movie_one_line_error_and_no_output(tmp_path: Path) -> None:
     bad = tmp_path / "broken.tif"
     bad.write_bytes(b"II*\x00garbage")
-    r = _exodf("detect", bad, "-o", tmp_path / "ev.csv", cwd=tmp_path)
+    r = exodf_process("detect", bad, "-o", tmp_path / "ev.csv", cwd=tmp_path)
     assert r.returncode == 1
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and str(bad) in lines[0] and "re-save it" in lines[0], r.stderr
