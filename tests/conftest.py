@@ -57,3 +57,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
         report.outcome = "failed"
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.longrepr = f"skipped in CI, where everything is installed: {reason}"
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Modules with ``slow`` tests (the network on whole movies, minutes each) run first, each module's tests
+    kept together (module fixtures are computed once): with ``-n 2 --dist loadfile`` (README's command) the two
+    longest modules then start at once instead of one of them ending the run alone."""
+    slow = {item.module.__name__ for item in items if item.get_closest_marker("slow") is not None
+            and getattr(item, "module", None) is not None}
+    items.sort(key=lambda item: getattr(getattr(item, "module", None), "__name__", "") not in slow)

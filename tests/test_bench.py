@@ -63,12 +63,13 @@ def test_a_damaged_cached_movie_is_simulated_again(tmp_path: Path) -> None:
 
 
 def test_bench_times_a_dtype(tmp_path: Path, weights_path: Path) -> None:
-    res = _bench(tmp_path, "--frames", "30", "--size", "48", "--dtype", "bfloat16", "--json")
+    # float16: emulated where the CPU lacks it, as bfloat16 is, but 3x cheaper on an AVX2-only EPYC
+    res = _bench(tmp_path, "--frames", "30", "--size", "48", "--dtype", "float16", "--json")
     assert res.returncode == 0, res.stderr
     fig = json.loads(res.stdout.strip().splitlines()[-1])
-    assert fig["dtype"] == "bfloat16" and fig["tiling"] == "context"
+    assert fig["dtype"] == "float16" and fig["tiling"] == "context"
     assert fig["agreement_f1"] is not None and fig["agreement_f1"] >= 0.99  # against the float32 reference
-    assert (tmp_path / "work" / "control_30x48x48_seed0_events_context_bfloat16.csv").is_file()
+    assert (tmp_path / "work" / "control_30x48x48_seed0_events_context_float16.csv").is_file()
     bad = _bench(tmp_path / "b", "--dtype", "int8", "--no-reference")
     assert bad.returncode != 0 and "--dtype 'int8'" in bad.stderr and "Traceback" not in bad.stderr
     assert not (tmp_path / "b").exists()

@@ -1,6 +1,6 @@
 """The detection spine against the referees in ../shared/reference (published weights).
 
-- ``--tiling original`` reproduces the original program: its labels voxel for voxel, its events.
+(``--tiling original`` reproducing the original program: test_detect_original.py.)
 - The default (whole-volume, frame-streamed) inference scores at least as well as the original against
   the ground truth, and its probabilities do not depend on the tile size.
 """
@@ -28,32 +28,8 @@ def movie(reference_dir: Path) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def original_mode(movie: np.ndarray, published_net):  # type: ignore[no-untyped-def]
-    return detect_events(movie, published_net, DetectConfig(inference=InferenceConfig(tiling="original")))
-
-
-@pytest.fixture(scope="module")
 def default_mode(movie: np.ndarray, published_net):  # type: ignore[no-untyped-def]
     return detect_events(movie, published_net)
-
-
-def test_original_tiling_reproduces_the_original_labels(original_mode, reference_dir: Path) -> None:
-    ref = np.load(reference_dir / "original_labels.npz")["labels"]
-    ours = original_mode.segmentation.labels
-    assert ours.shape == ref.shape
-    for cls in (1, 2):
-        a, b = ref == cls, ours == cls
-        both = np.count_nonzero(a & b)
-        # README: 100.0 % agree both ways (a few voxels may flip on another CPU's arithmetic)
-        assert both / np.count_nonzero(a) >= 0.999, f"class {cls}: original's voxels found by exodf"
-        assert both / np.count_nonzero(b) >= 0.999, f"class {cls}: exodf's voxels present in the original"
-
-
-def test_original_tiling_reproduces_the_original_events(original_mode, reference_dir: Path) -> None:
-    ref = read_events(reference_dir / "original_events.xml")
-    m = match_events(original_mode.events, ref, max_distance=1.5, dt_min=-1, dt_max=1, one_to_one=True)
-    assert len(original_mode.events) == len(ref) == 67
-    assert m.f1 == 1.0, m.as_dict()  # README: identical events
 
 
 def test_default_mode_at_least_as_accurate_as_the_original(default_mode, reference_dir: Path) -> None:
@@ -76,14 +52,14 @@ def test_bfloat16_finds_the_default_events(movie: np.ndarray, default_mode, publ
 
     Where the CPU lacks bfloat16 instructions (an AVX2-only EPYC), TensorFlow emulates it about 15 times slower
     than float32 (this test took 18 min there, half the suite): the agreement is then checked on a corner of
-    the movie (40 frames x 128 x 128, 11 of the original's events), against float32 on the same corner; the
+    the movie (40 frames x 64 x 128 px, where float32 finds 5 events), against float32 on the same part; the
     accuracy part needs the whole movie and runs where bfloat16 is native, where a user would choose it.
     """
     from exodf.stream import native_dtype
 
     bf16 = DetectConfig(inference=InferenceConfig(dtype="bfloat16"))
     if not native_dtype("bfloat16"):
-        corner = np.asarray(movie[:40, :128, :128])
+        corner = np.asarray(movie[:40, 64:128, :128])
         fast, plain = detect_events(corner, published_net, bf16), detect_events(corner, published_net)
         assert len(plain.events) >= 5
         m = match_events(fast.events, plain.events, max_distance=1.5, dt_min=-1, dt_max=1, one_to_one=True)
