@@ -258,10 +258,15 @@ def rates_files(before: Path, after: Path, n_frames: int, exclude_edges: int = 0
 
     ``masks``: one cell mask for every cell, or a folder of them named like the tables (``cell1.tif``,
     ``cell1_mask.tif``): each cell's area is its mask's, and events outside it are left out (instead of one
-    ``area_px`` for all cells). ``calibrated``: the tables' X/Y are in µm (divided by ``pixel_size_um``).
+    ``area_px`` for all cells). ``calibrated``: the tables' X/Y are in µm (divided by ``pixel_size_um``);
+    without ``frame_interval_s`` or ``area_px``, the pixel size then only reads them (events/frame, inside each
+    mask), as for tables in pixels.
     """
     if calibrated and pixel_size_um is None:
         raise ExodfError("--calibrated tables (X/Y in µm) need --pixel-size to be read in pixels")
+    read_um = pixel_size_um if calibrated else None
+    if calibrated and frame_interval_s is None and area_px is None:
+        pixel_size_um = None  # to read the tables only: no rate per µm² asked for
     try:
         _check_counts(exclude_edges, n_frames, pixel_size_um, frame_interval_s, area_px)
     except ValueError as e:
@@ -289,7 +294,7 @@ def rates_files(before: Path, after: Path, n_frames: int, exclude_edges: int = 0
             raise ExodfError(f"{kpath}: the mask of {name} is empty (no pixel inside the cell)")
         tables = []
         for path in (pb, pa):
-            t = read_events(path, pixel_size_um if calibrated else None)
+            t = read_events(path, read_um)
             _past_the_end(path, t, n_frames)
             if mask is not None:
                 warnings += _outside_mask(t, str(path), mask, kpath, movie_option=False)

@@ -123,6 +123,17 @@ def test_rates_command_paired_cohens_d(tmp_path: Path) -> None:
                               str(tmp_path / "masks"), "--pixel-size", "0.5", "--frame-interval", "2", "--calibrated",
                               "--json"])
     assert res.exit_code == 0 and json.loads(res.output)["cells"] == cells, res.output
+    # µm tables and masks without --frame-interval: events/frame inside each cell, as for the pixel tables (the
+    # pixel size only reads them; it asked for --frame-interval and --area before)
+    plain = runner.invoke(app, ["rates", str(tmp_path / "b"), str(tmp_path / "a"), "--frames", "100", "--mask",
+                                str(tmp_path / "masks"), "--json"])
+    res = runner.invoke(app, ["rates", str(tmp_path / "b_um"), str(tmp_path / "a_um"), "--frames", "100", "--mask",
+                              str(tmp_path / "masks"), "--pixel-size", "0.5", "--calibrated", "--json"])
+    assert res.exit_code == plain.exit_code == 0, res.output
+    got = json.loads(res.stdout)
+    assert got == json.loads(plain.stdout) and got["unit"] == "events/frame"
+    assert got["cells"][1]["after"] == pytest.approx(3 / 100)  # its event outside the mask left out
+    assert "the cells' masks differ in area" in res.stderr  # (events/frame: said, as for the pixel tables)
     res = runner.invoke(app, ["rates", str(tmp_path / "b_um"), str(tmp_path / "a_um"), "--frames", "100",
                               "--calibrated"])
     assert res.exit_code == 1 and "--calibrated tables (X/Y in µm) need --pixel-size" in str(res.exception)

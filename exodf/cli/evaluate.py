@@ -116,7 +116,8 @@ def register(app: typer.Typer) -> None:
                                                      "cell1_mask.tif), or one mask for all; events outside it "
                                                      "are left out.", exists=True)] = None,
         calibrated: Annotated[bool, typer.Option(help="X/Y of the tables are in µm (divided by --pixel-size; "
-                                                 "matters with --mask).")] = False,
+                                                 "matters with --mask, which then gives events/frame inside each "
+                                                 "cell unless --frame-interval is given too).")] = False,
         as_json: Annotated[bool, typer.Option("--json", help="Print all figures as JSON.")] = False,
     ) -> None:
         """Exocytosis rate per cell before and after a treatment, and the paired Cohen's d."""
