@@ -14,11 +14,11 @@ import pytest
 
 import exodf.cli as cli
 from exodf.errors import ExodfError
+from clirun import exodf_process
 
 
 def _exodf(*args: str | os.PathLike[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "exodf", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=300)
+    return exodf_process(*args, cwd=cwd, timeout=300)  # the program itself: exit status, what it prints
 
 
 @pytest.mark.parametrize("args, says", [
