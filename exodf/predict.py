@@ -57,7 +57,7 @@ class InferenceConfig:
         Candidate tiling: where the network runs (:class:`exodf.candidates.CandidateConfig`).
     dtype
         Context and candidate tiling: what the layers compute in (:class:`exodf.stream.StreamingNetwork`).
-        ``"float32"`` (default) is the network as trained; ``"bfloat16"`` is about 1.8 times faster on CPUs
+        ``"float32"`` (default) is the network as trained; ``"bfloat16"`` is about 2 times (1.7-2.4) faster on CPUs
         with bfloat16 arithmetic (AVX512_BF16, AMX) and found the same events on the simulated benchmark
         movies (README, Performance), but it rounds every activation to 8 significant bits, so single voxels'
         labels can change; ``"float16"`` is meant for GPUs (on a CPU it is several times slower).

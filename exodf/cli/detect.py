@@ -99,7 +99,7 @@ def register(app: typer.Typer) -> None:
                                                           "smaller ones cost more: 64 takes ~76x the work of "
                                                           "160.")] = None,
         dtype: Annotated[str, typer.Option(help="What the network computes in: float32 (default, as trained), "
-                                           "bfloat16 (about 1.8x faster on CPUs with bfloat16 arithmetic, e.g. "
+                                           "bfloat16 (about 2x faster on CPUs with bfloat16 arithmetic, e.g. "
                                            "AVX512_BF16 or AMX; same events on the benchmark movies) or float16 "
                                            "(GPUs). Context and candidates tiling.")] = "float32",
         keep_outliers: Annotated[bool, typer.Option("--keep-outliers", help="Feed pixels that stay far brighter "
