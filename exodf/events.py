@@ -254,7 +254,7 @@ def _read_xml(raw: bytes, p: Path, exocytosis_label: int | None) -> EventTable:
         text = ET.tostring(obj, encoding="unicode").strip()
         try:
             label = int(float(obj.get("class_label", 1)))
-        except ValueError:
+        except (ValueError, OverflowError):  # (int of inf)
             raise ExodfError(f"{p}: object {text} has a class_label that is not a number; fix or remove that "
                              "line") from None
         labels.append(label)
@@ -369,7 +369,7 @@ def _read_delimited(text: str, p: Path, pixel_size: float | None, exocytosis_lab
                 continue
             vals.append([num(r[ix]), num(r[iy]), num(r[iz])] + [_num(r, i, num) for i, _ in extra])
             kept_lines.append(lineno)
-        except (ValueError, IndexError):
+        except (ValueError, IndexError, OverflowError):  # (an infinite class_label)
             hint = (" (decimal commas are read in ';' or tab-separated files only)" if delim == "," and
                     any("," in c for c in r) else "")  # (a quoted "10,5")
             where = "X, Y or " + header[iz]

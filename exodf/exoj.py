@@ -181,6 +181,12 @@ def parse_exoj(raw: bytes, path: Path | str = "<exoj>", frame: str = "peak") -> 
                          "'Peak Frame'/'Begin Frame' header); export the list from ExoJ's results window")
     titles = _header(text)
     names = [_canonical(t) for t in titles]
+    seen: dict[str, str] = {}
+    for name, title in zip(names, titles):
+        if name != "property" and name in seen:
+            raise ExodfError(f"{p}: the columns {seen[name]!r} and {title!r} both hold ExoJ's {name!r}; "
+                             "delete one of them (or export the list again from ExoJ)")
+        seen[name] = title
     frame_key = f"{frame}_frame"
     if frame == "peak" and frame_key not in names:
         raise ExodfError(f"{p}: an ExoJ list without 'Peak Frame' (its tracking list, the candidates before the "

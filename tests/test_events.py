@@ -118,6 +118,9 @@ def test_read_original_csv(tmp_path: Path) -> None:
     np.testing.assert_allclose(t.coords(), [[4.0, 13.5, 12.5], [0, 30, 20]])
     with pytest.raises(ExodfError, match="line 3: '0,,20,30,0' has no number in class_label; fix"):
         read_events(_write(tmp_path, "b.csv", ORIGINAL_CSV.replace("0,1,20", "0,,20")))
+    for huge in ("inf", "1e400"):  # not a class (and no int): the same one line, not an OverflowError
+        with pytest.raises(ExodfError, match=f"line 3: '0,{huge},20,30,0' has no number in class_label; fix"):
+            read_events(_write(tmp_path, "c.csv", ORIGINAL_CSV.replace("0,1,20", f"0,{huge},20")))
 
 
 def test_reference_files_read(reference_dir: Path) -> None:
@@ -281,6 +284,8 @@ def test_xml_content_is_read_as_xml_whatever_the_suffix_and_must_be_finite(tmp_p
         read_events(_write(tmp_path, "n.xml", '<objlist><object class_label="1" x="nan" y="5" z="3"/></objlist>'))
     with pytest.raises(ExodfError, match="class_label that is not a number"):
         read_events(_write(tmp_path, "l.xml", '<objlist><object class_label="exo" x="1" y="5" z="3"/></objlist>'))
+    with pytest.raises(ExodfError, match="class_label that is not a number"):
+        read_events(_write(tmp_path, "i.xml", '<objlist><object class_label="inf" x="1" y="5" z="3"/></objlist>'))
 
 
 @pytest.mark.parametrize("fmt", ["xml", "original-csv"])

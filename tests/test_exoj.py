@@ -110,6 +110,19 @@ def test_not_exoj_and_damaged(tmp_path) -> None:
         parse_exoj(exoj_bytes(rows=bad), "bad.csv")
     with pytest.raises(ExodfError, match="not an ExoJ"):
         parse_exoj(b"X,Y\n1,2\n", "plain.csv")
+    # two titles for one of ExoJ's values (an older and a newer name, or a column pasted twice)
+    twice = TITLES[:9] + ["Tau (sec)"] + TITLES[10:]
+    with pytest.raises(ExodfError, match=r"twice.csv: the columns 'Tau \(sec\)' and 'Tau \(sec\)' both hold "
+                       r"ExoJ's 'tau'; delete one"):
+        parse_exoj(exoj_bytes(twice), "twice.csv")
+    older = TITLES + ["R Square for Est. radius"]
+    with pytest.raises(ExodfError, match=r"'R Square Gaussian fit' and 'R Square for Est. radius' both hold"):
+        read_events(_write(tmp_path / "older.csv", exoj_bytes(older)))
+
+
+def _write(path, raw: bytes):  # type: ignore[no-untyped-def]
+    path.write_bytes(raw)
+    return path
 
 
 # -- waiting for ExoJ's export in the user's Fiji ----------------------------------------------------
