@@ -364,6 +364,9 @@ def _read_h5(p: Path) -> np.ndarray:
             raise ExodfError(f"{p}: no dataset named 'dataset' (found: {', '.join(f.keys()) or 'none'}); "
                              "the original's .h5 movies store frames x H x W under 'dataset'")
         d = f["dataset"]
+        if not isinstance(d, h5py.Dataset):
+            raise ExodfError(f"{p}: 'dataset' is an HDF5 group, not an array; the original's .h5 movies store "
+                             "frames x H x W as the dataset 'dataset'")
         if d.ndim != 3:
             raise ExodfError(f"{p}: 'dataset' has shape {d.shape}; expected frames x height x width")
         offset = d.id.get_offset()

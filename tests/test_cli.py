@@ -174,6 +174,7 @@ def test_killed_detection_exits_130_and_leaves_no_file(tmp_path: Path, weights_p
     (["evaluate", "e.csv", "e.csv", "--max-distance", "-1"], "--max-distance must be >= 0"),
     (["evaluate", "e.csv", "e.csv", "--dt-min", "3", "--dt-max", "1"], "--dt-min (3) must be <= --dt-max (1)"),
     (["spots", "m.tif", "-o", "s.tif", "--pfa", "0.9"], "--pfa must be in (0, 0.5)"),
+    (["spots", "m.tif", "-o", "s.tif", "--scales", "1,,2"], "--scales '1,,2': give LoG scales in px separated"),
     (["train", "m.tif", "--events", "e.csv", "-o", "tr", "--patch-sizes", "6"], "--patch-sizes must be a positive "
                                                                                 "multiple of 4, got 6"),
     (["train", "m.tif", "--events", "e.csv", "-o", "tr", "--learning-rate", "0"], "--learning-rate must be > 0"),

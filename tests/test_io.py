@@ -94,6 +94,11 @@ def test_original_h5(tmp_path: Path) -> None:
         f.create_dataset("frames", data=MOVIE)
     with pytest.raises(ExodfError, match="no dataset named 'dataset'.*frames"):
         read_movie(bad)
+    group = tmp_path / "group.h5"
+    with h5py.File(group, "w") as f:
+        f.create_group("dataset").create_dataset("frames", data=MOVIE)
+    with pytest.raises(ExodfError, match="group.h5: 'dataset' is an HDF5 group, not an array"):
+        read_movie(group)
 
 
 def _frames(folder: Path, names: list[str]) -> None:

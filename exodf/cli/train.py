@@ -63,8 +63,12 @@ def register(app: typer.Typer) -> None:
         from ..training_files import spots_file
 
         try:
-            config = SpotConfig(scales=tuple(float(s) for s in scales.split(",")), window=window, pfa=pfa,
-                                min_area=min_area)
+            sigmas = tuple(float(s) for s in scales.split(","))
+        except ValueError:
+            raise ExodfError(f"invalid option: --scales {scales!r}: give LoG scales in px separated by commas, "
+                             "e.g. 1,1.5,2") from None
+        try:
+            config = SpotConfig(scales=sigmas, window=window, pfa=pfa, min_area=min_area)
         except ValueError as e:  # "SpotConfig.pfa must be ..." -> "--pfa must be ..."
             raise option_error(e) from None
         from ..atomic import check_output
