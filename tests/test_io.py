@@ -10,7 +10,7 @@ import pytest
 import tifffile
 
 from exodf.errors import ExodfError
-from exodf.io import cell_name, movie_paths, pairing_key, read_mask, read_movie, write_probabilities
+from exodf.io import cell_name, movie_paths, pairing_key, read_mask, read_movie, write_probabilities, write_tiff
 
 RNG = np.random.default_rng(0)
 MOVIE = RNG.integers(100, 4000, size=(6, 12, 16), dtype=np.uint16)
@@ -168,6 +168,21 @@ def test_folder_of_movies(tmp_path: Path) -> None:
     assert movie_paths([d]) == [d / "a.tif", d / "b.tif"]
     with pytest.raises(ExodfError, match="not found"):
         movie_paths([tmp_path / "none.tif"])
+    # read as one movie (measure, compare, train take one): refused, not taken as per-frame files
+    with pytest.raises(ExodfError, match=r"movies: a folder of movies \(a.tif holds \d+ frames\), not of one "
+                       "image per frame; give one movie file"):
+        read_movie(d)
+    c = tmp_path / "cells"
+    c.mkdir()
+    for n in ("cell1.tif", "cell2.tif"):
+        write_tiff(c / n, MOVIE)  # ImageJ hyperstacks (frames=)
+    with pytest.raises(ExodfError, match=r"cell1.tif holds \d+ frames"):
+        read_movie(c, channel=0)
+    f = tmp_path / "channels"
+    f.mkdir()
+    for n in ("t1.tif", "t2.tif"):  # per-frame files with 3 channels each: still frames, --channel picks one
+        tifffile.imwrite(f / n, MOVIE[:3], imagej=True, metadata={"axes": "CYX"})
+    assert read_movie(f, channel=1).shape == (2,) + MOVIE.shape[1:]
 
 
 def test_unreadable_and_unknown(tmp_path: Path) -> None:
