@@ -485,12 +485,16 @@ def format_imagej(table: EventTable, sep: str = ",", row_numbers: bool = True,
     return "\n".join(out) + "\n"
 
 
+_UNSAFE_IN_HEADING = re.compile(r"\s*[,;\t\"\r\n]+\s*")  # "Mean, ch2" -> "Mean ch2"
+
+
 def imagej_extra_columns(table: EventTable) -> dict[str, np.ndarray]:
     """``table``'s extra columns as ImageJ tables hold them (file or Results window): capitalised headings
     with the unit, if known (``Half_life (s)``), and the columns that hold a 0-based frame
     (:data:`SLICE_COLUMNS`) 1-based like Slice, under a ``_slice`` name (``peak_frame`` -> ``Peak_slice``)."""
-    def heading(e: str) -> str:
-        return SLICE_COLUMNS.get(e, e).capitalize() + (f" ({table.units[e]})" if e in table.units else "")
+    def heading(e: str) -> str:  # (a separator or quote inside would split or garble the file's header)
+        name = _UNSAFE_IN_HEADING.sub(" ", SLICE_COLUMNS.get(e, e)).strip()
+        return name.capitalize() + (f" ({table.units[e]})" if e in table.units else "")
 
     return {heading(e): np.asarray(table.columns[e], np.float64) + (e in SLICE_COLUMNS) for e in sorted(table.columns)}
 

@@ -158,6 +158,18 @@ def test_calibrated_round_trip(tmp_path: Path) -> None:
     np.testing.assert_allclose(back.coords(), t.coords(), atol=1e-3)
 
 
+def test_headings_with_a_separator_or_quote_keep_the_table_whole(tmp_path: Path) -> None:
+    """A column read from a quoted heading ("Mean, ch2") was written unquoted: read back, the header had one
+    column more than the rows and the value landed under 'mean'."""
+    t = EventTable(np.array([1.0]), np.array([2.0]), np.array([3.0]),
+                   {"mean, ch2": np.array([5.5]), 'a"b': np.array([1.0]), "c\td": np.array([2.0])})
+    for name in ("h.csv", "h.tsv"):
+        write_events(t, tmp_path / name)
+        back = read_events(tmp_path / name)
+        assert {k: v.tolist() for k, v in back.columns.items()} == {"mean ch2": [5.5], "a b": [1.0], "c d": [2.0]}
+    assert (tmp_path / "h.csv").read_text().splitlines()[0] == " ,X,Y,Slice,A b,C d,Mean ch2"
+
+
 def test_empty_table_round_trip(tmp_path: Path) -> None:
     back = read_events(write_events(EventTable.empty(), tmp_path / "e.csv"))
     assert len(back) == 0
