@@ -5,6 +5,7 @@ Each reads its inputs, calls the array-level library, and writes its outputs ato
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -16,7 +17,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from .atomic import check_output, write_text_atomic
+from .atomic import atomic_path, check_output, write_text_atomic
 from .errors import ExodfError
 from .evaluate import (Matching, Rule, _nearest_frame, beyond_mask, cohens_d, edge_split, event_rate, exclude_events,
                        mean_sd,
@@ -44,22 +45,43 @@ class SimFiles:
 
 def simulate_files(out: str | os.PathLike[str], params: SimParams, seed: int = 0,
                    progress: Progress | None = None) -> SimFiles:
-    """Simulate a movie into folder ``out``: movie.tif, ground_truth.csv, cell_mask.tif, simulation.json."""
+    """Simulate a movie into folder ``out``: movie.tif, ground_truth.csv, cell_mask.tif, simulation.json.
+
+    The four are written first and then moved into place together: an error or an interrupt replaces none of
+    a folder's earlier files (a new movie beside an older ground truth would score wrongly)."""
+    files = _sim_files(out)
+    sim = simulate(params, seed, progress=progress)
+    with contextlib.ExitStack() as stack:
+        _write_simulation(_staged(stack, files), sim, params, seed)
+    return dataclasses.replace(files, n_events=len(sim.truth))
+
+
+def _sim_files(out: str | os.PathLike[str], more: Sequence[str] = ()) -> SimFiles:
+    """The simulation's files in folder ``out``, checked writable (with ``more`` files there) before any work."""
     folder = Path(out)
     if folder.exists() and not folder.is_dir():
         raise ExodfError(f"{folder}: exists and is not a folder; give a folder for the simulated movie")
     files = SimFiles(folder / "movie.tif", folder / "ground_truth.csv", folder / "cell_mask.tif",
                      folder / "simulation.json")
-    for f in (files.movie, files.truth, files.mask, files.params):
+    for f in (files.movie, files.truth, files.mask, files.params, *(folder / m for m in more)):
         check_output(f)  # all writable, or nothing is written
-    sim = simulate(params, seed, progress=progress)
+    return files
+
+
+def _staged(stack: contextlib.ExitStack, files: SimFiles) -> SimFiles:
+    """Temporary paths beside ``files`` that replace them when ``stack`` closes without an error,
+    simulation.json (what says which simulation a folder holds) last."""
+    tmp = {f: stack.enter_context(atomic_path(f)) for f in (files.params, files.mask, files.truth, files.movie)}
+    return SimFiles(tmp[files.movie], tmp[files.truth], tmp[files.mask], tmp[files.params])
+
+
+def _write_simulation(files: SimFiles, sim: Any, params: SimParams, seed: int) -> None:
     write_tiff(files.movie, sim.movie, resolution_um=params.pixel_size_um, frame_interval_s=params.frame_interval_s)
     write_events(sim.truth, files.truth)
     write_tiff(files.mask, (sim.mask * 255).astype(np.uint8), axes="YX")
     meta = {"seed": seed, "bleach": sim.bleach, "n_events": len(sim.truth), "params": params.as_dict(),
             "simulator_revision": SIMULATOR_REVISION}
     write_text_atomic(files.params, json.dumps(meta, indent=2) + "\n")
-    return dataclasses.replace(files, n_events=len(sim.truth))
 
 
 _MASK_NAME = re.compile(r"(^|[_\-. ])(cell_?)?mask$", re.IGNORECASE)  # cell_mask.tif, cell1_mask.tif
@@ -365,29 +387,36 @@ def demo(out: Path, params: SimParams, seed: int = 0, weights: Optional[Path] = 
     """
     from .report import overlay_movie, report_figure, write_overlay, write_report
 
-    files = simulate_files(out, params, seed, progress)
-    movie = read_movie(files.movie)
-    movie = np.asarray(movie)
-    truth = read_events(files.truth)
-    events = _detect(method, movie, weights, progress)
-    events = measure_events(movie, events, MeasureConfig(frame_interval_s=params.frame_interval_s))
-    write_events(events, out / "detections.csv")
-    m: Matching = score_events(events, truth, movie.shape[0], exclude_edges)
-    full = score_events(events, truth)
-    split = edge_split(events, truth, movie.shape[0], exclude_edges)
-    scores: dict[str, Any] = {"preset_seed": seed, "method": method, "exclude_edges": exclude_edges,
-                              **m.as_dict(), "edge_split_fp": split[0], "edge_split_fn": split[1],
-                              "all_frames": full.as_dict(),
-                              "cell": {**summarize_cell(events).as_dict(),
-                                       "time_unit": "s" if params.frame_interval_s else "frames"}}
-    write_text_atomic(out / "scores.json", json.dumps(scores, indent=2) + "\n")
-    write_overlay(out / "overlay.tif", overlay_movie(movie, matching=full), params.pixel_size_um,
-                  params.frame_interval_s)
-    fig = report_figure(events, movie.shape[0], background=movie.mean(axis=0), matching=m,
-                        title=f"exodf demo: {method} on a simulated movie (seed {seed}), first/last "
-                              f"{exclude_edges} frames excluded",
-                        scores={"P": m.precision, "R": m.recall, "F1": m.f1})
-    write_report(out / "report.png", fig)
+    outputs = ("detections.csv", "scores.json", "overlay.tif", "report.png")
+    files = _sim_files(out, outputs)
+    sim = simulate(params, seed, progress=progress)
+    # everything written first, then moved into place: a failed detection leaves the folder's earlier
+    # movie and results together (not a new movie beside an older movie's scores)
+    with contextlib.ExitStack() as stack:
+        tmp = {name: stack.enter_context(atomic_path(Path(out) / name)) for name in outputs}
+        staged = _staged(stack, files)
+        _write_simulation(staged, sim, params, seed)
+        movie = np.array(read_movie(staged.movie))  # (a copy: no mapping of the file being moved)
+        truth = read_events(staged.truth)
+        events = _detect(method, movie, weights, progress)
+        events = measure_events(movie, events, MeasureConfig(frame_interval_s=params.frame_interval_s))
+        write_events(events, tmp["detections.csv"])
+        m: Matching = score_events(events, truth, movie.shape[0], exclude_edges)
+        full = score_events(events, truth)
+        split = edge_split(events, truth, movie.shape[0], exclude_edges)
+        scores: dict[str, Any] = {"preset_seed": seed, "method": method, "exclude_edges": exclude_edges,
+                                  **m.as_dict(), "edge_split_fp": split[0], "edge_split_fn": split[1],
+                                  "all_frames": full.as_dict(),
+                                  "cell": {**summarize_cell(events).as_dict(),
+                                           "time_unit": "s" if params.frame_interval_s else "frames"}}
+        write_text_atomic(tmp["scores.json"], json.dumps(scores, indent=2) + "\n")
+        write_overlay(tmp["overlay.tif"], overlay_movie(movie, matching=full), params.pixel_size_um,
+                      params.frame_interval_s)
+        fig = report_figure(events, movie.shape[0], background=movie.mean(axis=0), matching=m,
+                            title=f"exodf demo: {method} on a simulated movie (seed {seed}), first/last "
+                                  f"{exclude_edges} frames excluded",
+                            scores={"P": m.precision, "R": m.recall, "F1": m.f1})
+        write_report(tmp["report.png"], fig)
     return scores
 
 

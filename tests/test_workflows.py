@@ -230,6 +230,42 @@ def test_demo_end_to_end(weights_path: Path, tmp_path: Path) -> None:
         assert t.imagej_metadata["unit"] == "um" and t.imagej_metadata["finterval"] == pytest.approx(0.4)
         x_res = t.pages[0].tags["XResolution"].value
         assert x_res[1] / x_res[0] == pytest.approx(0.16, rel=1e-3)
+    # a second demo whose detection fails leaves the first one's movie and results together, nothing else
+    before = {f.name: f.read_bytes() for f in out.iterdir()}
+
+    def fails(*args: object) -> None:
+        raise ExodfError("detection failed")
+
+    import exodf.workflows
+    from exodf.errors import ExodfError
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(exodf.workflows, "_detect", fails)
+        again = runner.invoke(app, ["demo", "-o", str(out), "--frames", "64", "--size", "64", "--seed", "3",
+                                    "--exclude-edges", "5", "--weights", str(weights_path)])
+    assert isinstance(again.exception, ExodfError) and "detection failed" in str(again.exception), again.output
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == before
+
+
+def test_simulate_replaces_all_its_files_or_none(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each file was atomic but not the set: interrupted at the ground truth, a new movie stood beside the
+    older ground truth and a simulation.json that still named the older seed."""
+    import exodf.workflows
+    from exodf.simulate import preset
+    from exodf.workflows import simulate_files
+
+    params = preset("control", n_frames=20, height=32, width=32)
+    simulate_files(tmp_path / "sim", params, seed=0)
+    before = {f.name: f.read_bytes() for f in (tmp_path / "sim").iterdir()}
+    assert sorted(before) == ["cell_mask.tif", "ground_truth.csv", "movie.tif", "simulation.json"]
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(exodf.workflows, "write_events", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        simulate_files(tmp_path / "sim", params, seed=1)
+    assert {f.name: f.read_bytes() for f in (tmp_path / "sim").iterdir()} == before  # no .part file either
 
 
 def test_measure_file_reads_calibrated_tables(tmp_path) -> None:
