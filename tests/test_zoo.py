@@ -313,6 +313,48 @@ def test_package_output_is_checked_before_building(tmp_path: Path, out: str, say
     assert not root.exists()  # nothing built, nothing rewritten
 
 
+@pytest.mark.slow
+@pytest.mark.weights
+def test_a_failed_rebuild_keeps_the_older_package_whole(built: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The weights folder was deleted before the new formats were written and checked: an export that failed
+    (torch missing, a format off the tolerance) left a package without weights, or with unchecked ones."""
+    import shutil
+
+    from exodf.errors import ExodfError
+
+    root = tmp_path / "pkg"
+    shutil.copytree(built, root)
+    weights = root / export.PACKAGE_DIR / "weights"
+    before = {p.relative_to(root): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+    def half_written(net: object, package_dir: Path) -> dict[str, Path]:
+        (package_dir / "weights").mkdir()
+        (package_dir / formats.WEIGHT_FILES["keras_hdf5"]).write_bytes(b"new")
+        raise RuntimeError("the ONNX export failed")
+
+    with monkeypatch.context() as mp:
+        mp.setattr(formats, "write_weights", half_written)
+        with pytest.raises(RuntimeError, match="ONNX export failed"):
+            export.build_package(root)
+    written = formats.write_weights
+    with monkeypatch.context() as mp:  # every format written, one of them off
+        mp.setattr(formats, "write_weights", lambda net, d: {k: v for k, v in written(net, d).items()
+                                                             if k == "keras_hdf5"})
+        mp.setattr(formats, "run_format", lambda fmt, path, x: np.zeros((1, *export.TEST_SHAPE, 3), np.float32))
+        with pytest.raises(ExodfError, match=r"exodeepfinder_keras.h5: the keras_hdf5 weights differ from the "
+                                             r"Keras network by .*the package's earlier files were kept"):
+            export.build_package(root)
+    after = {p.relative_to(root): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    assert after == before  # weights, test tensors and rdf.yaml as built; no staging folder left
+    assert sorted(p.name for p in weights.iterdir()) == sorted(Path(r).name for r in formats.WEIGHT_FILES.values())
+    with monkeypatch.context() as mp:
+        mp.setattr(export, "ZOO_MODULES", ("yaml", "no_such_module_here"))
+        with pytest.raises(ExodfError, match=r"exodf package needs no_such_module_here: pip install 'exodf\[zoo\]'"):
+            export.build_package(tmp_path / "new")
+    assert not (tmp_path / "new").exists()
+
+
 def test_a_retrained_package_folder_says_so_in_each_readme(tmp_path: Path) -> None:
     """The folder `exodf package --root DIR` writes for fine-tuned weights: its README.md (what people open)
     carries the note as README.retrained.md (the rdf's documentation) does; the source tree's stays as is."""

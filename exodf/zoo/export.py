@@ -12,8 +12,10 @@ PyTorch serialization id) except the TensorFlow SavedModel, whose node order Ten
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -39,6 +41,7 @@ HALO = RECEPTIVE_HALO           # the network's receptive field (t, y, x), measu
 MIN_SIZE = (2 * HALO[0] + 1, 2 * HALO[1] + 4, 2 * HALO[2] + 4)  # the smallest tiles with a kept core
 TEST_SHAPE = (32, 80, 80)       # (t, y, x) of the test tensors: small, so that `bioimageio test` is quick
 TEST_SIM = {"events_per_frame": 0.15, "seed": 1}
+ZOO_MODULES = ("torch", "onnx", "onnxruntime", "yaml")  # what writing the weight formats and rdf.yaml imports
 COVER_SHAPE = (48, 128, 128)
 COVER_SIM = {"events_per_frame": 0.2, "seed": 3}
 PERCENTILES = (1.0, 99.0)
@@ -270,29 +273,40 @@ def build_package(root: str | os.PathLike[str] = SOURCE_ROOT, weights: str | os.
     from ..pretrained import resolve_weights
 
     say = progress or (lambda msg: None)
+    missing = [m for m in ZOO_MODULES if importlib.util.find_spec(m) is None]
+    if missing:  # (checked before anything is written: the weight formats need all of them)
+        raise ExodfError(f"exodf package needs {', '.join(missing)}: pip install 'exodf[zoo]' (with torch==2.13.0 "
+                         "first where a CPU build is wanted)")
     root = Path(root)
     weights_path = resolve_weights(weights)
     net = load_network(weights_path)  # bad weights fail here, before anything is written
     pkg = root / PACKAGE_DIR
     pkg.mkdir(parents=True, exist_ok=True)
     files = _copy_sources(root, source_root)
-    say("writing the weight formats")
-    formats.remove_stale(pkg)
-    weight_paths = formats.write_weights(net, pkg)
-    files += list(weight_paths.values())
 
     say("computing the test tensors")
     sim = _simulate(TEST_SHAPE, TEST_SIM)
     test_input = sim.movie.astype(np.float32)[None, ..., None]
     normalized = scale_range(test_input)
     test_output = np.asarray(net(normalized, training=False), dtype=np.float32)
-    diffs = {}
-    for fmt, path in weight_paths.items():
-        say(f"checking {fmt}")
-        diffs[fmt] = float(np.abs(formats.run_format(fmt, path, normalized) - test_output).max())
-        if diffs[fmt] > TOLERANCE:
-            raise ExodfError(f"{path}: the {fmt} weights differ from the Keras network by {diffs[fmt]:.2e} "
-                             f"(> {TOLERANCE}); the export is wrong, please report it")
+    say("writing the weight formats")
+    # written and checked beside the package, then moved in: a failed export keeps the older build whole
+    staging = Path(tempfile.mkdtemp(prefix=".weights.", dir=pkg))
+    try:
+        staged = formats.write_weights(net, staging)
+        diffs = {}
+        for fmt, path in staged.items():
+            say(f"checking {fmt}")
+            diffs[fmt] = float(np.abs(formats.run_format(fmt, path, normalized) - test_output).max())
+            if diffs[fmt] > TOLERANCE:
+                raise ExodfError(f"{pkg / formats.WEIGHT_FILES[fmt]}: the {fmt} weights differ from the Keras "
+                                 f"network by {diffs[fmt]:.2e} (> {TOLERANCE}); the export is wrong, please report "
+                                 "it (the package's earlier files were kept)")
+        formats.remove_stale(pkg)
+        os.replace(staging / "weights", pkg / "weights")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    files += [pkg / rel for rel in formats.WEIGHT_FILES.values()]
     for name, arr in (("test_input.npy", test_input), ("test_output.npy", test_output)):
         _write_npy(pkg / name, arr)
         files.append(pkg / name)
