@@ -29,8 +29,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-import numpy as np
-
 from .atomic import atomic_path
 from .errors import ExodfError
 from .events import EventTable, imagej_extra_columns
@@ -309,6 +307,13 @@ def add_overlay(imp: Any, table: EventTable, style: OverlayStyle = OverlayStyle(
     return ov
 
 
+def check_overlay_path(path: str | os.PathLike[str]) -> None:
+    """Raise :class:`ExodfError` unless ``path`` names a file an overlay is saved as (before ImageJ starts)."""
+    p = Path(path)
+    if p.suffix.lower() not in (".zip", ".tif", ".tiff"):
+        raise ExodfError(f"{p}: save an overlay as .zip (ROI set) or .tif (movie with overlay)")
+
+
 def save_overlay(imp: Any, path: str | os.PathLike[str], ij: Optional[ImageJ] = None) -> Path:
     """Save ``imp``'s overlay atomically: ``.zip`` as an ImageJ ROI set, ``.tif`` as the movie with it."""
     ij = ij or start_imagej()
@@ -316,9 +321,8 @@ def save_overlay(imp: Any, path: str | os.PathLike[str], ij: Optional[ImageJ] = 
     ov = imp.getOverlay()
     if ov is None:
         raise ExodfError(f"{p}: the image has no overlay to save; add the events first")
+    check_overlay_path(p)
     suffix = p.suffix.lower()
-    if suffix not in (".zip", ".tif", ".tiff"):
-        raise ExodfError(f"{p}: save an overlay as .zip (ROI set) or .tif (movie with overlay)")
     with atomic_path(p) as tmp:
         if suffix == ".zip":
             J = {c.rsplit(".", 1)[1]: ij.jclass(c) for c in (

@@ -403,6 +403,34 @@ def test_cli_overlay(ij, tmp_path) -> None:
         "0001-0003-0002.roi", "0002-0003-0002.roi", "0006-0009-0008.roi"]
 
 
+def test_cli_checks_outputs_and_tables_before_imagej_or_exoj_start(tmp_path, monkeypatch) -> None:
+    """An overlay named .roi was refused only after ImageJ had started and opened the movie; a damaged
+    --gt table only after the user had gone through ExoJ's whole wizard."""
+    from typer.testing import CliRunner
+
+    import exodf.exoj
+    import exodf.fiji
+    from exodf.cli import app
+    from exodf.errors import ExodfError
+    from exodf.events import write_events
+
+    def must_not_start(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("started before the inputs were checked")
+
+    monkeypatch.setattr(exodf.fiji, "start_imagej", must_not_start)
+    monkeypatch.setattr(exodf.exoj, "run_exoj", must_not_start)
+    movie = tmp_path / "m.tif"
+    write_tiff(movie, np.zeros((6, 16, 16), np.uint16))
+    ev = write_events(EventTable([2.0], [3.0], [0.0]), tmp_path / "ev.csv")
+    r = CliRunner().invoke(app, ["fiji", "overlay", str(movie), str(ev), "-o", str(tmp_path / "o.roi")])
+    assert isinstance(r.exception, ExodfError) and "save an overlay as .zip (ROI set) or .tif" in str(r.exception)
+    bad = tmp_path / "gt.csv"
+    bad.write_text("A,B\n1,2\n")
+    r = CliRunner().invoke(app, ["fiji", "exoj", str(movie), "--gt", str(bad)])
+    assert isinstance(r.exception, ExodfError) and "gt.csv: header" in str(r.exception), r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ev.csv", "gt.csv", "m.tif"]
+
+
 _EXOJ_DRIVER = """
 import sys
 import scyjava

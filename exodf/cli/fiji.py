@@ -68,13 +68,14 @@ def register(app: typer.Typer) -> None:
         from ..atomic import check_output
         from ..evaluate import units_warnings
         from ..events import read_events
-        from ..fiji import OverlayStyle, add_overlay, save_overlay, start_imagej
+        from ..fiji import OverlayStyle, add_overlay, check_overlay_path, save_overlay, start_imagej
 
         try:
             style = OverlayStyle(radius=radius, before=before, after=after)
         except ValueError as e:  # "OverlayStyle.radius must be ..." -> "--radius must be ..."
             raise option_error(e) from None
         check_output(out, [movie, events])
+        check_overlay_path(out)  # (before ImageJ starts and opens the movie)
         table = read_events(events, pixel_size)
         ij = start_imagej(fiji=fiji, ij_jar=ij_jar)
         imp = ij.open_movie(movie)
@@ -133,17 +134,18 @@ def register(app: typer.Typer) -> None:
         if out is not None:  # before ExoJ's wizard, not after
             check_output(out, [movie])
             check_table_path(out)
+        truth = read_events(gt) if gt is not None else None  # a bad table said before the wizard too
         table, export = run_exoj(movie, fiji, watch, timeout, progress=typer.echo)
         typer.echo(f"ExoJ: {len(table)} events in {export}")
         if out is not None:
             write_events(table, out)
             typer.echo(f"-> {out}")
-        if gt is not None:
+        if truth is not None:
             from ..evaluate import score_events
             from ..io import read_movie
 
             n_frames = int(read_movie(movie, check_finite=False).shape[0])
-            m = score_events(table, read_events(gt), n_frames, exclude_edges)
+            m = score_events(table, truth, n_frames, exclude_edges)
             f = {k: ("undefined" if v is None else f"{v:.3f}") for k, v in
                  (("p", m.precision), ("r", m.recall), ("f1", m.f1))}
             typer.echo(f"TP {m.tp}  FP {m.fp}  FN {m.fn}  precision {f['p']}  recall {f['r']}  F1 {f['f1']}")
