@@ -55,8 +55,11 @@ def test_detection_memory_does_not_grow_with_the_movie_length(tiling: str, publi
 
     movie = simulate(preset("control", n_frames=240, height=64, width=64), seed=3).movie
     config = DetectConfig(inference=InferenceConfig(tiling=tiling))  # type: ignore[arg-type]
-    peaks, found = {}, {}
-    for n in (60, 60, 240):  # the first run also builds what any run needs once (TensorFlow's functions)
+    peaks: dict[int, int] = {}
+    found = {}
+    # each length twice, its lowest peak kept: the first run also builds what any run needs once (TensorFlow's
+    # functions), and tracemalloc counts every thread's allocations (pytest-xdist's messages among them)
+    for n in (60, 240, 60, 240):
         path = tmp_path / f"movie_{n}.tif"
         write_tiff(path, movie[:n])
         mapped = read_movie(path)
@@ -64,7 +67,7 @@ def test_detection_memory_does_not_grow_with_the_movie_length(tiling: str, publi
         tracemalloc.start()
         try:
             det = detect_events(mapped, published_net, config, keep_labels=False)
-            peaks[n] = tracemalloc.get_traced_memory()[1]
+            peaks[n] = min(peaks.get(n, 1 << 62), tracemalloc.get_traced_memory()[1])
         finally:
             tracemalloc.stop()
         assert det.segmentation.labels is None
