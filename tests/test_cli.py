@@ -144,6 +144,22 @@ def test_a_late_keyboard_interrupt_still_exits_130() -> None:
     _exits_interrupted(code)
 
 
+def test_an_interrupt_inside_code_from_a_string_still_exits_130(tmp_path: Path) -> None:
+    """Under ``python -m``, a KeyboardInterrupt caught after it went through ``exec``/``eval`` of a string
+    (namedtuple, dataclasses, TensorFlow's tracing do that) made CPython end the process by SIGINT after its
+    shutdown: status -2 although the interruption was handled and said (the CI flake of the killed detection)."""
+    (tmp_path / "interrupted_in_exec").mkdir()
+    (tmp_path / "interrupted_in_exec" / "__main__.py").write_text(
+        "import exodf.cli as cli\n"
+        "def app(**_):\n    exec('raise KeyboardInterrupt')  # as if Ctrl-C came while such code ran\n"
+        "cli.app = app\n"
+        "cli.run()\n")
+    r = subprocess.run([sys.executable, "-m", "interrupted_in_exec"], capture_output=True, text=True, timeout=60,
+                       cwd=tmp_path)
+    assert r.returncode == 130, r.stderr
+    assert r.stderr == "exodf: interrupted; no partly written file was left\n"
+
+
 @pytest.mark.weights
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_killed_detection_exits_130_and_leaves_no_file(tmp_path: Path, weights_path: Path, sig: int) -> None:

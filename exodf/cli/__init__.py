@@ -5,11 +5,13 @@ Each sub-module holds the commands of one pipeline step and a ``register(app)`` 
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
 import signal
 import sys
+from typing import NoReturn
 
 import typer
 
@@ -130,24 +132,40 @@ def main(*, program: bool = False) -> None:
 
 
 def run() -> None:
-    """The ``exodf`` program (console script, ``python -m exodf``): :func:`main`, and once interrupted and
-    cleaned up, deaf to further SIGINT/SIGTERM while Python shuts down.
+    """The ``exodf`` program (console script, ``python -m exodf``): :func:`main`; once interrupted and cleaned
+    up, it ends with status 130 at once.
 
-    Python restores the default action of SIGINT part-way through its shutdown, so a second Ctrl-C (or a
-    second ``kill``) in that window killed the process by signal: status -2 instead of 130 (seen under
-    load). ``main()`` called in-process (tests) leaves the signals alone: ignored signals are inherited by
-    the children a process starts later.
+    Two ways CPython had of ending an interrupted run by SIGINT (status -2 instead of 130, seen once in a while
+    under load): Python restores the default action of SIGINT part-way through its shutdown, so a second Ctrl-C
+    (or ``kill``) in that window killed the process; and under ``python -m``, a KeyboardInterrupt that arrived
+    while code from a string was running (``exec``/``eval``: namedtuple, dataclasses, TensorFlow's tracing) marks
+    the run as "ended by an unhandled KeyboardInterrupt" even though it was caught, and the interpreter kills
+    itself with SIGINT after its shutdown (bpo-1054041's rule, which runs after everything else). So after the
+    interruption the program runs the exit functions (logging's flush, libraries' clean-up), flushes its output
+    and leaves by ``os._exit(130)``: temporary files are already gone, every output file was closed when the
+    work unwound. ``main()`` called in-process (tests) returns or raises as usual and leaves the signals alone.
     """
     try:
         try:
             main(program=True)
         except SystemExit as e:
             if e.code == 130:  # also from commands that stop on an interrupt themselves (train)
-                _deaf()
+                _exit_interrupted()
             raise
     except KeyboardInterrupt:  # a late one, raised while main() or the lines above were exiting
-        _deaf()  # (uncaught, Python would end the process by SIGINT: status -2, seen once in a while in CI)
-        sys.exit(130)
+        _exit_interrupted()
+
+
+def _exit_interrupted() -> NoReturn:
+    _deaf()
+    run_exit_functions = getattr(atexit, "_run_exitfuncs", None)  # what Python's shutdown would run first
+    if run_exit_functions is not None:
+        with contextlib.suppress(Exception):
+            run_exit_functions()  # (logging's flush among them)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # (closed, or a broken pipe: nothing more can be said)
+            stream.flush()
+    os._exit(130)
 
 
 def _deaf() -> None:

@@ -30,7 +30,8 @@ def register(app: typer.Typer) -> None:
                                              "exoj-export=FILE_OR_FOLDER.")] = "exodf,exoj-like,adae-like",
         out: Annotated[Path, typer.Option("-o", "--out", help="Folder for compare.csv, compare.json and "
                                           "compare.png.")] = Path("compare"),
-        exclude_edges: Annotated[int, typer.Option(min=0, help="Ignore the first and last N frames (the paper: 25).")] = 0,
+        exclude_edges: Annotated[int, typer.Option(min=0, help="Ignore the first and last N frames (the paper: "
+                                                   "25).")] = 0,
         weights: Annotated[Optional[Path], typer.Option(help="exodf network weights (default: published).")] = None,
         channel: Annotated[Optional[int], typer.Option(help="Channel to use in multi-channel movies.")] = None,
         plane: Annotated[Optional[int], typer.Option(help="Z-plane to use in movies with z and time.")] = None,

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ..errors import ExodfError, option_error
+from ..errors import option_error
 
 
 def edge_note(fp: int, fn: int) -> str:
