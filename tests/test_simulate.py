@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
 from exodf.measure import MeasureConfig, measure_events
-from exodf.simulate import PRESETS, SimParams, preset, simulate, window_mean
+from exodf.errors import ExodfError
+from exodf.simulate import PRESETS, SimParams, check_memory, memory_needed, preset, simulate, window_mean
 
 SMALL = dict(n_frames=60, height=96, width=96)
 
@@ -153,3 +156,36 @@ def test_an_event_begun_before_the_movie_draws_nothing_at_its_end() -> None:
 def test_parameters_that_cannot_make_a_movie_are_refused(override: dict, says: str) -> None:
     with pytest.raises(ValueError, match=says):
         SimParams(**override)
+
+
+def test_memory_needed_bounds_what_the_simulator_holds() -> None:
+    """The figure the memory check compares with what is available is at least the simulator's real peak."""
+    import tracemalloc
+
+    p = preset("control", n_frames=60, height=96, width=128)
+    tracemalloc.start()
+    try:
+        simulate(p, 0)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert 0.8 * memory_needed(p) <= peak <= memory_needed(p), (peak, memory_needed(p))
+
+
+def test_a_movie_larger_than_memory_is_refused_before_any_work(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`exodf simulate --size 50000` ended in a MemoryError traceback (or the system killing the program)."""
+    from clirun import exodf_in_process
+
+    r = exodf_in_process("simulate", tmp_path / "sim", "--size", "50000", cwd=tmp_path)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.startswith("exodf: error: simulating a 200x50000x50000 movie needs about 5 TB of memory")
+    assert "--size" in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
+    assert not (tmp_path / "sim").exists()
+
+    small = preset("control", n_frames=20, height=32, width=32)
+    with pytest.raises(ExodfError, match=r"20x32x32 movie needs about 0\.305 MB .* has 0\.1 MB available"):
+        check_memory(small, available=100_000)
+    check_memory(small, available=memory_needed(small))
+    monkeypatch.setattr(sys.modules["exodf.simulate"], "memory_available", lambda: 100_000)
+    with pytest.raises(ExodfError, match="simulate fewer or smaller frames"):
+        simulate(small)
