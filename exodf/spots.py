@@ -18,6 +18,7 @@ movie), and :func:`spot_table` turns it into an :class:`~exodf.events.EventTable
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Callable
@@ -62,9 +63,9 @@ class SpotConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "scales", tuple(float(s) for s in self.scales))
-        if not self.scales or min(self.scales) <= 0:
+        if not self.scales or not all(math.isfinite(s) and s > 0 for s in self.scales):
             raise ValueError(f"SpotConfig.scales must be positive numbers, got {self.scales!r}")
-        if not self.window > 0:
+        if not (math.isfinite(self.window) and self.window > 0):
             raise ValueError(f"SpotConfig.window must be > 0, got {self.window}")
         if not 0 < self.pfa < 0.5:
             raise ValueError(f"SpotConfig.pfa must be in (0, 0.5), got {self.pfa}")

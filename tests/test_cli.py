@@ -191,6 +191,8 @@ def test_killed_detection_exits_130_and_leaves_no_file(tmp_path: Path, weights_p
     (["evaluate", "e.csv", "e.csv", "--dt-min", "3", "--dt-max", "1"], "--dt-min (3) must be <= --dt-max (1)"),
     (["spots", "m.tif", "-o", "s.tif", "--pfa", "0.9"], "--pfa must be in (0, 0.5)"),
     (["spots", "m.tif", "-o", "s.tif", "--scales", "1,,2"], "--scales '1,,2': give LoG scales in px separated"),
+    (["spots", "m.tif", "-o", "s.tif", "--scales", "1,inf"], "--scales must be positive numbers, got (1.0, inf)"),
+    (["spots", "m.tif", "-o", "s.tif", "--scales", "nan"], "--scales must be positive numbers, got (nan,)"),
     (["train", "m.tif", "--events", "e.csv", "-o", "tr", "--patch-sizes", "6"], "--patch-sizes must be a positive "
                                                                                 "multiple of 4, got 6"),
     (["train", "m.tif", "--events", "e.csv", "-o", "tr", "--learning-rate", "0"], "--learning-rate must be > 0"),
