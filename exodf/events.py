@@ -491,12 +491,25 @@ _UNSAFE_IN_HEADING = re.compile(r"\s*[,;\t\"\r\n]+\s*")  # "Mean, ch2" -> "Mean 
 def imagej_extra_columns(table: EventTable) -> dict[str, np.ndarray]:
     """``table``'s extra columns as ImageJ tables hold them (file or Results window): capitalised headings
     with the unit, if known (``Half_life (s)``), and the columns that hold a 0-based frame
-    (:data:`SLICE_COLUMNS`) 1-based like Slice, under a ``_slice`` name (``peak_frame`` -> ``Peak_slice``)."""
-    def heading(e: str) -> str:  # (a separator or quote inside would split or garble the file's header)
-        name = _UNSAFE_IN_HEADING.sub(" ", SLICE_COLUMNS.get(e, e)).strip()
-        return name.capitalize() + (f" ({table.units[e]})" if e in table.units else "")
+    (:data:`SLICE_COLUMNS`) 1-based like Slice, under a ``_slice`` name (``peak_frame`` -> ``Peak_slice``).
 
-    return {heading(e): np.asarray(table.columns[e], np.float64) + (e in SLICE_COLUMNS) for e in sorted(table.columns)}
+    A separator or quote inside a name or unit would split or garble the file's header: they become spaces
+    (``"Mean, ch2"`` -> ``Mean ch2``). A name that then repeats another column's (or X, Y, Slice) or is empty
+    is numbered (``Mean ch2 2``, ``Column 2``), so that no column is lost or read back under another's name."""
+    def clean(text: str) -> str:
+        return _UNSAFE_IN_HEADING.sub(" ", text).strip()
+
+    out: dict[str, np.ndarray] = {}
+    taken = {"x", "y", "slice"}
+    for e in sorted(table.columns):
+        base = clean(SLICE_COLUMNS.get(e, e)).capitalize() or "Column"
+        name, k = base, 2
+        while name.lower() in taken:
+            name, k = f"{base} {k}", k + 1
+        taken.add(name.lower())
+        unit = clean(table.units.get(e, ""))
+        out[name + (f" ({unit})" if unit else "")] = np.asarray(table.columns[e], np.float64) + (e in SLICE_COLUMNS)
+    return out
 
 
 def format_xml(table: EventTable) -> str:

@@ -168,6 +168,17 @@ def test_headings_with_a_separator_or_quote_keep_the_table_whole(tmp_path: Path)
         back = read_events(tmp_path / name)
         assert {k: v.tolist() for k, v in back.columns.items()} == {"mean ch2": [5.5], "a b": [1.0], "c d": [2.0]}
     assert (tmp_path / "h.csv").read_text().splitlines()[0] == " ,X,Y,Slice,A b,C d,Mean ch2"
+    # a unit with a separator, names that become one heading (or X, or nothing) once cleaned: no column lost
+    t = EventTable(np.array([1.0]), np.array([2.0]), np.array([3.0]),
+                   {"mean": np.array([5.5]), "mean, ch2": np.array([6.0]), "mean ch2": np.array([7.0]),
+                    ",": np.array([8.0]), "x;": np.array([9.0])}, {"mean": "ADU, bg"})
+    write_events(t, tmp_path / "u.csv")
+    header = (tmp_path / "u.csv").read_text().splitlines()[0]
+    assert header == " ,X,Y,Slice,Column,Mean (ADU bg),Mean ch2,Mean ch2 2,X 2"
+    back = read_events(tmp_path / "u.csv")
+    assert {k: v.tolist() for k, v in back.columns.items()} == {"column": [8.0], "mean": [5.5], "mean ch2": [7.0],
+                                                                 "mean ch2 2": [6.0], "x 2": [9.0]}
+    assert back.units == {"mean": "ADU bg"} and (back.x[0], back.y[0], back.frame[0]) == (1.0, 2.0, 3.0)
 
 
 def test_empty_table_round_trip(tmp_path: Path) -> None:
