@@ -183,7 +183,7 @@ def parse_exoj(raw: bytes, path: Path | str = "<exoj>", frame: str = "peak") -> 
     names = [_canonical(t) for t in titles]
     seen: dict[str, str] = {}
     for name, title in zip(names, titles):
-        if name != "property" and name in seen:
+        if name not in ("property", "") and name in seen:
             raise ExodfError(f"{p}: the columns {seen[name]!r} and {title!r} both hold ExoJ's {name!r}; "
                              "delete one of them (or export the list again from ExoJ)")
         seen[name] = title
@@ -194,7 +194,8 @@ def parse_exoj(raw: bytes, path: Path | str = "<exoj>", frame: str = "peak") -> 
     if frame_key not in names:
         raise ExodfError(f"{p}: the ExoJ list has no '{frame_key.replace('_', ' ').title()}' column; "
                          "export it again from ExoJ, or read it with frame='peak'")
-    values: dict[str, list[float]] = {n: [] for n in names if n not in ("property", "decay_function")}
+    # (untitled columns, e.g. left by a spreadsheet, have no name to keep their values under: passed over)
+    values: dict[str, list[float]] = {n: [] for n in names if n not in ("property", "decay_function", "")}
     decay: list[tuple[float, float]] = []
     delim = _delimiter(text)
     comma = delim != ","  # Excel writes decimal commas where it separates with ';' or tabs
@@ -212,7 +213,7 @@ def parse_exoj(raw: bytes, path: Path | str = "<exoj>", frame: str = "peak") -> 
             raise ExodfError(f"{p}, line {lineno}: {len(cells)} fields but the header has {len(names)}; "
                              "the file is cut or was edited - export it again from ExoJ")
         for name, title, cell in zip(names, titles, cells):
-            if name == "property":
+            if name in ("property", ""):
                 continue
             if name == "decay_function":
                 m = _DECAY.match(cell.replace(",", ".") if comma else cell)

@@ -118,6 +118,9 @@ def test_not_exoj_and_damaged(tmp_path) -> None:
     older = TITLES + ["R Square for Est. radius"]
     with pytest.raises(ExodfError, match=r"'R Square Gaussian fit' and 'R Square for Est. radius' both hold"):
         read_events(_write(tmp_path / "older.csv", exoj_bytes(older)))
+    # untitled columns (a spreadsheet's): passed over, not refused as "'' and '' both hold ExoJ's ''"
+    blank = exoj_bytes(TITLES[:3] + ["", " "] + TITLES[3:], [r[:3] + ["1", ""] + r[3:] for r in ROWS])
+    assert parse_exoj(blank, "blank.csv") == parse_exoj(exoj_bytes(), "plain.csv")
 
 
 def _write(path, raw: bytes):  # type: ignore[no-untyped-def]
