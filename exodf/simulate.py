@@ -390,27 +390,41 @@ def memory_needed(params: SimParams) -> int:
     return int(BYTES_PER_VOXEL * params.n_frames * pixels + BYTES_PER_PIXEL * pixels)
 
 
-def memory_available() -> int | None:
-    """Bytes of memory this machine can give without swapping (Linux: MemAvailable), else its physical memory;
-    None where neither is known."""
+def memory_available(cgroup: str = "/sys/fs/cgroup") -> int | None:
+    """Bytes of memory this program can have without swapping or being killed: the machine's MemAvailable
+    (Linux; else its physical memory), or less where a container or a cluster job limits the program's
+    control group (cgroup v2 memory.max - memory.current, v1 memory.limit_in_bytes - usage); None where
+    nothing is known."""
+    found: list[int] = []
     try:
         with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+            found += [int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:")]
     except (OSError, ValueError, IndexError):
         pass
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):
-        return None
+    if not found:
+        try:
+            found.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+        except (AttributeError, ValueError, OSError):
+            pass
+    for limit, usage in (("memory.max", "memory.current"), ("memory/memory.limit_in_bytes",
+                                                            "memory/memory.usage_in_bytes")):
+        try:
+            with open(os.path.join(cgroup, limit)) as f:
+                text = f.read().strip()
+            if text == "max":
+                continue
+            with open(os.path.join(cgroup, usage)) as f:
+                found.append(max(0, int(text) - int(f.read().strip())))
+        except (OSError, ValueError):
+            continue
+    return min(found) if found else None
 
 
-def check_memory(params: SimParams, available: int | None = None) -> None:
+def check_memory(params: SimParams, available: int | None = None, keep_clean: bool = False) -> None:
     """An ExodfError when the movie of ``params`` cannot be simulated in ``available`` bytes (default: what
     :func:`memory_available` says): said before the work, instead of a MemoryError or the system killing the
     program part-way."""
-    needed = memory_needed(params)
+    needed = memory_needed(params) + (4 * params.n_frames * params.height * params.width if keep_clean else 0)
     available = memory_available() if available is None else available
     if available is not None and needed > available:
         raise ExodfError(f"simulating a {params.n_frames}x{params.height}x{params.width} movie needs about "
@@ -446,7 +460,7 @@ def simulate(params: SimParams = SimParams(), seed: int = 0, keep_clean: bool = 
         When the movie needs more memory than this machine has available (:func:`check_memory`).
     """
     p = params
-    check_memory(p)
+    check_memory(p, keep_clean=keep_clean)
     rng = np.random.default_rng(seed)
     foot = _footprint(rng, p)
     mask = foot > 0.5

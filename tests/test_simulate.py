@@ -189,3 +189,27 @@ def test_a_movie_larger_than_memory_is_refused_before_any_work(tmp_path, monkeyp
     monkeypatch.setattr(sys.modules["exodf.simulate"], "memory_available", lambda: 100_000)
     with pytest.raises(ExodfError, match="simulate fewer or smaller frames"):
         simulate(small)
+
+
+def test_memory_available_respects_a_container_or_job_limit(tmp_path) -> None:
+    """A container's or a cluster job's memory limit (cgroup) is below the machine's MemAvailable: the check
+    must use it, or the system kills the simulation part-way."""
+    from exodf.simulate import memory_available
+
+    machine = memory_available(str(tmp_path / "none"))
+    assert machine is not None and machine > 0
+    (tmp_path / "v2").mkdir()
+    (tmp_path / "v2" / "memory.max").write_text("1000000\n")
+    (tmp_path / "v2" / "memory.current").write_text("400000\n")
+    assert memory_available(str(tmp_path / "v2")) == 600_000
+    (tmp_path / "v2" / "memory.max").write_text("max\n")
+    assert abs(memory_available(str(tmp_path / "v2")) - machine) < 0.5 * machine  # no limit: the machine's
+    (tmp_path / "v1" / "memory").mkdir(parents=True)
+    (tmp_path / "v1" / "memory" / "memory.limit_in_bytes").write_text("2000000\n")
+    (tmp_path / "v1" / "memory" / "memory.usage_in_bytes").write_text("500000\n")
+    assert memory_available(str(tmp_path / "v1")) == 1_500_000
+
+    small = preset("control", n_frames=20, height=32, width=32)
+    check_memory(small, available=memory_needed(small))
+    with pytest.raises(ExodfError, match="0.387 MB"):  # the noise-free movie kept too: 4 bytes per voxel more
+        check_memory(small, available=memory_needed(small), keep_clean=True)
