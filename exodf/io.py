@@ -422,10 +422,11 @@ def _read_folder(folder: Path, channel: int | None = None) -> np.ndarray:
     files = frame_files(folder)
     if not files:
         raise ExodfError(f"{folder}: the folder holds no .tif/.tiff files; give a folder of per-frame TIFFs")
-    n_images = _images_in_frame_file(files[0])
+    n_images, noun = _images_in_frame_file(files[0])
     if n_images:
-        raise ExodfError(f"{folder}: a folder of movies ({files[0].name} holds {n_images} frames), not of "
-                         "one image per frame; give one movie file here")
+        raise ExodfError(f"{folder}: a folder of movies ({files[0].name} holds {n_images} {noun}), not of "
+                         "one image per frame; give one movie file here (per-frame files of more than 4 "
+                         "channels need ImageJ metadata that says so: channels=N)")
     parsed = sorted(_frame_numbers(folder, files), key=lambda t: t[0])
     idx = [i for i, _ in parsed]
     dup = sorted({i for i in idx if idx.count(i) > 1})
@@ -583,25 +584,26 @@ def _announces_a_movie(t: Any) -> bool:
     return int((t.imagej_metadata or {}).get("images", 1) or 1) > 1
 
 
-def _images_in_frame_file(f: Path) -> int:
-    """The frames of a file in a folder of per-frame TIFFs when it is itself a movie (ImageJ says frames, or
-    it holds more than 4 images that are not channels: up to 4 are read as channels), else 0."""
+def _images_in_frame_file(f: Path) -> tuple[int, str]:
+    """(count, "frames" or "images") of a file in a folder of per-frame TIFFs when it is itself a movie: ImageJ
+    says frames, or it holds more than 4 images that ImageJ does not call channels or z-slices (up to 4 are read
+    as channels); (0, "") for a frame."""
     import tifffile
 
     try:
         with tifffile.TiffFile(f) as t:
             ij = t.imagej_metadata or {}
             if ij:  # (a plain stack says only how many images it holds)
-                n = int(ij.get("frames", 1) or 1)
-                if n == 1 and int(ij.get("images", 1) or 1) > 4 and "channels" not in ij:
-                    n = int(ij["images"])
+                n, noun = int(ij.get("frames", 1) or 1), "frames"
+                if n == 1 and int(ij.get("images", 1) or 1) > 4 and not {"channels", "slices"} & set(ij):
+                    n, noun = int(ij["images"]), "images"
             else:
                 shape, axes = t.series[0].shape, t.series[0].axes
                 n = int(np.prod([d for d, a in zip(shape, axes) if a not in "YXS"] or [1]))
-                n = n if n > 4 else 1
+                n, noun = (n, "frames" if "T" in axes else "images") if n > 4 else (1, "")
     except Exception:  # an unreadable frame gives its own error when it is read
-        return 0
-    return n if n > 1 else 0
+        return 0, ""
+    return (n, noun) if n > 1 else (0, "")
 
 
 def _looks_2d(f: Path) -> bool:

@@ -169,7 +169,7 @@ def test_folder_of_movies(tmp_path: Path) -> None:
     with pytest.raises(ExodfError, match="not found"):
         movie_paths([tmp_path / "none.tif"])
     # read as one movie (measure, compare, train take one): refused, not taken as per-frame files
-    with pytest.raises(ExodfError, match=r"movies: a folder of movies \(a.tif holds \d+ frames\), not of one "
+    with pytest.raises(ExodfError, match=r"movies: a folder of movies \(a.tif holds \d+ images\), not of one "
                        "image per frame; give one movie file"):
         read_movie(d)
     c = tmp_path / "cells"
@@ -183,6 +183,11 @@ def test_folder_of_movies(tmp_path: Path) -> None:
     for n in ("t1.tif", "t2.tif"):  # per-frame files with 3 channels each: still frames, --channel picks one
         tifffile.imwrite(f / n, MOVIE[:3], imagej=True, metadata={"axes": "CYX"})
     assert read_movie(f, channel=1).shape == (2,) + MOVIE.shape[1:]
+    z = tmp_path / "zstacks"
+    z.mkdir()
+    for n in ("t1.tif", "t2.tif"):  # per-frame z-stacks of 6 slices: frames too, not movies (--channel picks)
+        tifffile.imwrite(z / n, MOVIE[:6], imagej=True, metadata={"axes": "ZYX"})
+    assert read_movie(z, channel=2).shape == (2,) + MOVIE.shape[1:]
 
 
 def test_unreadable_and_unknown(tmp_path: Path) -> None:
