@@ -396,7 +396,8 @@ def demo(out: Path, params: SimParams, seed: int = 0, weights: Optional[Path] = 
         tmp = {name: stack.enter_context(atomic_path(Path(out) / name)) for name in outputs}
         staged = _staged(stack, files)
         _write_simulation(staged, sim, params, seed)
-        movie = np.array(read_movie(staged.movie))  # (a copy: no mapping of the file being moved)
+        movie = sim.movie  # (the movie as written; reading it back held a second copy during detection)
+        del sim
         truth = read_events(staged.truth)
         events = _detect(method, movie, weights, progress)
         events = measure_events(movie, events, MeasureConfig(frame_interval_s=params.frame_interval_s))
