@@ -342,8 +342,17 @@ def test_a_failed_rebuild_keeps_the_older_package_whole(built: Path, tmp_path: P
         mp.setattr(formats, "write_weights", lambda net, d: {k: v for k, v in written(net, d).items()
                                                              if k == "keras_hdf5"})
         mp.setattr(formats, "run_format", lambda fmt, path, x: np.zeros((1, *export.TEST_SHAPE, 3), np.float32))
-        with pytest.raises(ExodfError, match=r"exodeepfinder_keras.h5: the keras_hdf5 weights differ from the "
-                                             r"Keras network by .*the package's earlier files were kept"):
+        with pytest.raises(ExodfError, match=r"the new keras_hdf5 weights differ from the Keras network by .*the "
+                                             r"package's earlier files in .* were kept"):
+            export.build_package(root)
+
+    def failed_cover(pkg: Path, net: object) -> Path:  # after the weights passed: new tensors written by then
+        (pkg / "cover.png").write_bytes(b"half")
+        raise RuntimeError("the cover failed")
+
+    with monkeypatch.context() as mp:  # (new weights beside the older cover and tensors, before)
+        mp.setattr(export, "_write_cover", failed_cover)
+        with pytest.raises(RuntimeError, match="the cover failed"):
             export.build_package(root)
     after = {p.relative_to(root): p.read_bytes() for p in root.rglob("*") if p.is_file()}
     assert after == before  # weights, test tensors and rdf.yaml as built; no staging folder left
@@ -373,3 +382,25 @@ def test_a_retrained_package_folder_says_so_in_each_readme(tmp_path: Path) -> No
     assert export.retrained_docs(source, source, digest) == [source / export.RETRAINED_DOC]  # built in place
     assert (source / export.DOC).read_text() == committed
     assert export.retrained_docs(source, source, None) == [] and not (source / export.RETRAINED_DOC).exists()
+
+
+def test_package_test_without_bioimageio_core_says_so_before_building(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """`exodf package --test` without bioimageio.core built for minutes, then ended in a ModuleNotFoundError."""
+    import importlib.util
+
+    from clirun import exodf_in_process
+
+    real = importlib.util.find_spec
+
+    def find_spec(name: str, *args: object) -> object:
+        if name.startswith("bioimageio"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name="bioimageio")
+        return real(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    r = exodf_in_process("package", "--test", "--root", tmp_path / "pkg", cwd=tmp_path)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr == ("exodf: error: exodf package --test needs bioimageio.core: pip install 'exodf[zoo]', or "
+                        "build without --test\n")
+    assert not (tmp_path / "pkg").exists()

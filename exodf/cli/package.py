@@ -30,6 +30,16 @@ def register(app: typer.Typer) -> None:
         validates once built."""
         from ..zoo.export import SOURCE_ROOT, TOLERANCE, build_package, test_package
 
+        if test:  # said before the minutes of building, not after them
+            import importlib.util
+
+            try:
+                found = importlib.util.find_spec("bioimageio.core") is not None
+            except ModuleNotFoundError:  # (no bioimageio at all)
+                found = False
+            if not found:
+                raise ExodfError("exodf package --test needs bioimageio.core: pip install 'exodf[zoo]', or build "
+                                 "without --test")
         if out is not None:  # before the minutes of building, and before rdf.yaml is rewritten
             from ..atomic import check_output
 

@@ -290,8 +290,9 @@ def build_package(root: str | os.PathLike[str] = SOURCE_ROOT, weights: str | os.
     normalized = scale_range(test_input)
     test_output = np.asarray(net(normalized, training=False), dtype=np.float32)
     say("writing the weight formats")
-    # written and checked beside the package, then moved in: a failed export keeps the older build whole
-    staging = Path(tempfile.mkdtemp(prefix=".weights.", dir=pkg))
+    # every generated file is written and checked beside the package, then all are moved in together: a failed
+    # or interrupted export keeps the older build whole (not new weights beside an older cover and tensors)
+    staging = Path(tempfile.mkdtemp(prefix=".staging.", dir=pkg))
     try:
         staged = formats.write_weights(net, staging)
         diffs = {}
@@ -299,20 +300,31 @@ def build_package(root: str | os.PathLike[str] = SOURCE_ROOT, weights: str | os.
             say(f"checking {fmt}")
             diffs[fmt] = float(np.abs(formats.run_format(fmt, path, normalized) - test_output).max())
             if diffs[fmt] > TOLERANCE:
-                raise ExodfError(f"{pkg / formats.WEIGHT_FILES[fmt]}: the {fmt} weights differ from the Keras "
-                                 f"network by {diffs[fmt]:.2e} (> {TOLERANCE}); the export is wrong, please report "
-                                 "it (the package's earlier files were kept)")
-        formats.remove_stale(pkg)
-        os.replace(staging / "weights", pkg / "weights")
+                raise ExodfError(f"the new {fmt} weights differ from the Keras network by {diffs[fmt]:.2e} (> "
+                                 f"{TOLERANCE}); the export is wrong, please report it (the package's earlier "
+                                 f"files in {pkg} were kept)")
+        for name, arr in (("test_input.npy", test_input), ("test_output.npy", test_output)):
+            _write_npy(staging / name, arr)
+        made = ["test_input.npy", "test_output.npy"]
+        made += [p.name for p in _write_tiffs(staging, sim.movie, test_output[0])]
+        say("drawing the cover")
+        made.append(_write_cover(staging, net).name)
+        old = Path(tempfile.mkdtemp(prefix=".old.", dir=pkg))  # the older weights, set aside, not deleted first
+        if (pkg / "weights").is_dir():
+            os.replace(pkg / "weights", old / "weights")
+        try:
+            os.replace(staging / "weights", pkg / "weights")
+        except BaseException:
+            if (old / "weights").is_dir() and not (pkg / "weights").exists():
+                os.replace(old / "weights", pkg / "weights")
+            raise
+        for name in made:
+            os.replace(staging / name, pkg / name)
+        shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     files += [pkg / rel for rel in formats.WEIGHT_FILES.values()]
-    for name, arr in (("test_input.npy", test_input), ("test_output.npy", test_output)):
-        _write_npy(pkg / name, arr)
-        files.append(pkg / name)
-    files += _write_tiffs(pkg, sim.movie, test_output[0])
-    say("drawing the cover")
-    files.append(_write_cover(pkg, net))
+    files += [pkg / name for name in made]
 
     digest = _sha256(weights_path)
     retrained = None if digest == PUBLISHED.sha256 else digest

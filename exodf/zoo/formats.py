@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import shutil
 import tempfile
 import zipfile
 import zlib
@@ -204,9 +203,3 @@ def run_format(fmt: str, path: Path, x: np.ndarray) -> np.ndarray:
             return module(torch.from_numpy(x)).numpy()
     raise ValueError(f"run_format: unknown weight format {fmt!r}; one of {sorted(WEIGHT_FILES)}")
 
-
-def remove_stale(package_dir: Path) -> None:
-    """Remove the weights folder before a rebuild, so no file of an older build survives."""
-    folder = package_dir / "weights"
-    if folder.is_dir():
-        shutil.rmtree(folder)
