@@ -310,17 +310,19 @@ def build_package(root: str | os.PathLike[str] = SOURCE_ROOT, weights: str | os.
         say("drawing the cover")
         made.append(_write_cover(staging, net).name)
         old = Path(tempfile.mkdtemp(prefix=".old.", dir=pkg))  # the older weights, set aside, not deleted first
-        if (pkg / "weights").is_dir():
-            os.replace(pkg / "weights", old / "weights")
         try:
-            os.replace(staging / "weights", pkg / "weights")
-        except BaseException:
-            if (old / "weights").is_dir() and not (pkg / "weights").exists():
-                os.replace(old / "weights", pkg / "weights")
-            raise
-        for name in made:
-            os.replace(staging / name, pkg / name)
-        shutil.rmtree(old, ignore_errors=True)
+            if (pkg / "weights").is_dir():
+                os.replace(pkg / "weights", old / "weights")
+            try:
+                os.replace(staging / "weights", pkg / "weights")
+            except BaseException:
+                if (old / "weights").is_dir() and not (pkg / "weights").exists():
+                    os.replace(old / "weights", pkg / "weights")
+                raise
+            for name in made:
+                os.replace(staging / name, pkg / name)
+        finally:
+            shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     files += [pkg / rel for rel in formats.WEIGHT_FILES.values()]
