@@ -390,7 +390,7 @@ def memory_needed(params: SimParams) -> int:
     return int(BYTES_PER_VOXEL * params.n_frames * pixels + BYTES_PER_PIXEL * pixels)
 
 
-def memory_available(cgroup: str = "/sys/fs/cgroup") -> int | None:
+def memory_available(cgroup: str = "/sys/fs/cgroup", self_cgroup: str = "/proc/self/cgroup") -> int | None:
     """Bytes of memory this program can have without swapping or being killed: the machine's MemAvailable
     (Linux; else its physical memory), or less where a container or a cluster job limits the program's
     control group (cgroup v2 memory.max - memory.current, v1 memory.limit_in_bytes - usage); None where
@@ -406,18 +406,33 @@ def memory_available(cgroup: str = "/sys/fs/cgroup") -> int | None:
             found.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
         except (AttributeError, ValueError, OSError):
             pass
-    for limit, usage in (("memory.max", "memory.current"), ("memory/memory.limit_in_bytes",
-                                                            "memory/memory.usage_in_bytes")):
-        try:
-            with open(os.path.join(cgroup, limit)) as f:
-                text = f.read().strip()
-            if text == "max":
+    for folder in _cgroup_folders(cgroup, self_cgroup):
+        for limit, usage in (("memory.max", "memory.current"), ("memory/memory.limit_in_bytes",
+                                                                "memory/memory.usage_in_bytes")):
+            try:
+                with open(os.path.join(folder, limit)) as f:
+                    text = f.read().strip()
+                if text == "max":
+                    continue
+                with open(os.path.join(folder, usage)) as f:
+                    found.append(max(0, int(text) - int(f.read().strip())))
+            except (OSError, ValueError):
                 continue
-            with open(os.path.join(cgroup, usage)) as f:
-                found.append(max(0, int(text) - int(f.read().strip())))
-        except (OSError, ValueError):
-            continue
     return min(found) if found else None
+
+
+def _cgroup_folders(cgroup: str, self_cgroup: str = "/proc/self/cgroup") -> list[str]:
+    """The control-group folders whose memory limits hold for this process: in a container, ``cgroup``
+    itself; on a host (a cluster job's cgroup v2 group), its group in ``self_cgroup`` and every group above."""
+    folders = [cgroup]
+    try:
+        with open(self_cgroup) as f:
+            rel = next((line.strip()[3:] for line in f if line.startswith("0::")), "")
+    except OSError:
+        rel = ""
+    parts = [p for p in rel.split("/") if p and p != ".."]
+    folders += [os.path.join(cgroup, *parts[:k]) for k in range(len(parts), 0, -1)]
+    return folders
 
 
 def check_memory(params: SimParams, available: int | None = None, keep_clean: bool = False) -> None:

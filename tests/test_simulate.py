@@ -213,3 +213,19 @@ def test_memory_available_respects_a_container_or_job_limit(tmp_path) -> None:
     check_memory(small, available=memory_needed(small))
     with pytest.raises(ExodfError, match="0.387 MB"):  # the noise-free movie kept too: 4 bytes per voxel more
         check_memory(small, available=memory_needed(small), keep_clean=True)
+
+
+def test_a_cluster_jobs_own_cgroup_limit_is_found(tmp_path) -> None:
+    """On a host, a job's limit sits on its own group (cgroup v2: /proc/self/cgroup says which) or above it."""
+    from exodf.simulate import _cgroup_folders, memory_available
+
+    me = tmp_path / "self"
+    me.write_text("0::/system.slice/job_7/step_0\n")
+    root = str(tmp_path / "cg")
+    assert _cgroup_folders(root, str(me)) == [root, *(f"{root}/system.slice/job_7/step_0"[:i] for i in (
+        len(f"{root}/system.slice/job_7/step_0"), len(f"{root}/system.slice/job_7"), len(f"{root}/system.slice")))]
+    job = tmp_path / "cg" / "system.slice" / "job_7"
+    job.mkdir(parents=True)
+    (job / "memory.max").write_text("3000000\n")
+    (job / "memory.current").write_text("1000000\n")
+    assert memory_available(root, str(me)) == 2_000_000
