@@ -384,10 +384,12 @@ events' work) and per pixel of a frame (one frame's float64 noise): tracemalloc 
 for 100-400 frames of 200² and 400² px, 9.5 for 60 frames of 96x128 px."""
 
 
-def memory_needed(params: SimParams) -> int:
-    """Bytes of memory :func:`simulate` needs for a movie of ``params`` (it holds the whole movie)."""
+def memory_needed(params: SimParams, keep_clean: bool = False) -> int:
+    """Bytes of memory :func:`simulate` needs for a movie of ``params`` (it holds the whole movie), and 4 more
+    per voxel with ``keep_clean`` (the float32 noise-free movie is kept)."""
     pixels = params.height * params.width
-    return int(BYTES_PER_VOXEL * params.n_frames * pixels + BYTES_PER_PIXEL * pixels)
+    per_voxel = BYTES_PER_VOXEL + (4 if keep_clean else 0)
+    return int(per_voxel * params.n_frames * pixels + BYTES_PER_PIXEL * pixels)
 
 
 def memory_available(cgroup: str = "/sys/fs/cgroup", self_cgroup: str = "/proc/self/cgroup") -> int | None:
@@ -439,7 +441,7 @@ def check_memory(params: SimParams, available: int | None = None, keep_clean: bo
     """An ExodfError when the movie of ``params`` cannot be simulated in ``available`` bytes (default: what
     :func:`memory_available` says): said before the work, instead of a MemoryError or the system killing the
     program part-way."""
-    needed = memory_needed(params) + (4 * params.n_frames * params.height * params.width if keep_clean else 0)
+    needed = memory_needed(params, keep_clean)
     available = memory_available() if available is None else available
     if available is not None and needed > available:
         raise ExodfError(f"simulating a {params.n_frames}x{params.height}x{params.width} movie needs about "

@@ -28,18 +28,11 @@ def register(app: typer.Typer) -> None:
 
         Four weight formats checked against the Keras network, test tensors, sample TIFFs, cover; rdf.yaml
         validates once built."""
-        from ..zoo.export import SOURCE_ROOT, TOLERANCE, build_package, test_package
+        from ..zoo.export import SOURCE_ROOT, TOLERANCE, build_package, missing_modules, test_package
 
-        if test:  # said before the minutes of building, not after them
-            import importlib.util
-
-            try:
-                found = importlib.util.find_spec("bioimageio.core") is not None
-            except ModuleNotFoundError:  # (no bioimageio at all)
-                found = False
-            if not found:
-                raise ExodfError("exodf package --test needs bioimageio.core: pip install 'exodf[zoo]', or build "
-                                 "without --test")
+        if test and missing_modules(["bioimageio.core"]):  # said before the minutes of building, not after them
+            raise ExodfError("exodf package --test needs bioimageio.core: pip install 'exodf[zoo]', or build "
+                             "without --test")
         if out is not None:  # before the minutes of building, and before rdf.yaml is rewritten
             from ..atomic import check_output
 

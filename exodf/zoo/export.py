@@ -16,6 +16,7 @@ import importlib.util
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -261,6 +262,17 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def missing_modules(names: Sequence[str]) -> list[str]:
+    """Those of the modules ``names`` (dotted names too) that cannot be imported here."""
+    def found(name: str) -> bool:
+        try:
+            return importlib.util.find_spec(name) is not None
+        except ModuleNotFoundError:  # (a dotted name whose parent package is missing)
+            return False
+
+    return [n for n in names if not found(n)]
+
+
 def build_package(root: str | os.PathLike[str] = SOURCE_ROOT, weights: str | os.PathLike[str] | None = None,
                   zip_path: str | os.PathLike[str] | None = None, source_root: Path = SOURCE_ROOT,
                   progress: Optional[Progress] = None) -> PackageResult:
@@ -273,7 +285,7 @@ def build_package(root: str | os.PathLike[str] = SOURCE_ROOT, weights: str | os.
     from ..pretrained import resolve_weights
 
     say = progress or (lambda msg: None)
-    missing = [m for m in ZOO_MODULES if importlib.util.find_spec(m) is None]
+    missing = missing_modules(ZOO_MODULES)
     if missing:  # (checked before anything is written: the weight formats need all of them)
         raise ExodfError(f"exodf package needs {', '.join(missing)}: pip install 'exodf[zoo]' (with torch==2.13.0 "
                          "first where a CPU build is wanted)")
