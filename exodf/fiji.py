@@ -35,7 +35,7 @@ from .events import EventTable, imagej_extra_columns
 
 __all__ = ["ImageJ", "start_imagej", "find_ij_jar", "find_fiji", "find_java", "events_to_results_table",
            "results_table_to_events", "add_overlay", "save_overlay", "macro_text", "install_macros",
-           "run_batch_macro", "OverlayStyle", "fiji_ij_jar"]
+           "run_batch_macro", "on_virtual_screen", "OverlayStyle", "fiji_ij_jar"]
 
 DEBIAN_IJ_JAR = Path("/usr/share/java/ij.jar")
 _IJ_JAR_HINT = ("install ImageJ (Debian/Ubuntu: apt-get install imagej), pass --ij-jar PATH or set "
@@ -433,13 +433,9 @@ def run_batch_macro(macro: str | os.PathLike[str], argument: str = "", ij_jar: O
         ["-batch", str(macro), argument]
     watched = False
     if not os.environ.get("DISPLAY") and sys.platform.startswith("linux"):
-        xvfb = shutil.which("xvfb-run")
-        if xvfb is None:
-            raise ExodfError("ImageJ macros that open images need a display; install xvfb (apt-get install "
-                             "xvfb) or run with a DISPLAY")
         # an error dialog on the virtual screen would wait unseen until the timeout: watch for one (x11-utils)
         watched = shutil.which("xwininfo") is not None
-        cmd = [xvfb, "-a"] + (["sh", "-c", _WATCH_DIALOGS, "sh"] if watched else []) + cmd
+        cmd = on_virtual_screen((["sh", "-c", _WATCH_DIALOGS, "sh"] if watched else []) + cmd)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             start_new_session=True)  # its own process group: a timeout ends java too
     try:
@@ -463,6 +459,22 @@ def run_batch_macro(macro: str | os.PathLike[str], argument: str = "", ij_jar: O
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
+def on_virtual_screen(cmd: Sequence[str]) -> list[str]:
+    """``cmd`` run on a virtual screen of its own (``xvfb-run -a``, a free display number).
+
+    The X server is started with ``-noreset``: by default it resets each time its last client leaves, and a
+    client connecting during a reset is refused ("Can't connect to X11 window server"); the dialog watcher's
+    ``xwininfo`` leaves twice a second, so ImageJ's first window (a command's dialog, minutes into a macro)
+    could fail to open. Raises :class:`ExodfError` when xvfb is not installed.
+    """
+    xvfb = shutil.which("xvfb-run")
+    if xvfb is None:
+        raise ExodfError("ImageJ macros that open images need a display; install xvfb (apt-get install "
+                         "xvfb) or run with a DISPLAY")
+    return [xvfb, "-a", "-s", _XVFB_SERVER_ARGS] + list(cmd)
+
+
+_XVFB_SERVER_ARGS = "-screen 0 1280x1024x24 -noreset"
 _DIALOG_STATUS = 86
 _DIALOG_MARK = "exodf: ImageJ error dialog"
 # run "$@" (java ...) and stop it when ImageJ opens its macro-error or exception window

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -270,7 +272,6 @@ def test_toolset_detect_removes_its_copy_and_says_where_the_table_is(tmp_path) -
     """The toolset's Detect left a copy of every unsaved or changed movie in the temporary folder; it deletes
     it, says where the table is and how to keep it, and writes nothing beside the user's movie."""
     import re
-    import sys
     from importlib import resources
 
     fake = tmp_path / "fake exodf.py"  # stands for exodf detect: writes one event to the -o path
@@ -363,6 +364,22 @@ def test_cli_install(tmp_path) -> None:
     batch = tmp_path / "Fiji.app" / "macros" / "exodf_batch.ijm"
     assert "choose 'exodf' in the toolbar's >> menu" in r.output and f"exodf fiji macro {batch}" in r.output
     assert 'macro "exodf: Open an event table and draw it"' in text and batch.is_file()
+
+
+@pytest.mark.fiji
+@pytest.mark.skipif(not sys.platform.startswith("linux") or None in map(shutil.which, ("xvfb-run", "xwininfo",
+                                                                                        "xdpyinfo")),
+                    reason="no xvfb-run or x11-utils (apt-get install xvfb x11-utils)")
+def test_the_virtual_screen_takes_a_client_while_the_dialog_watcher_comes_and_goes() -> None:
+    """The X server reset each time its last client (the dialog watcher's xwininfo) left, and refused a client
+    connecting meanwhile: ImageJ's first dialog failed in CI with "Can't connect to X11 window server"."""
+    script = ('while :; do xwininfo -root -tree >/dev/null 2>&1; done & w=$!; refused=0; '
+              'for i in $(seq 1000); do xdpyinfo >/dev/null 2>&1 || refused=$((refused + 1)); done; '
+              'kill $w; echo "refused $refused of 1000"')
+    env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
+    p = subprocess.run(fiji.on_virtual_screen(["sh", "-c", script]), capture_output=True, text=True, timeout=300,
+                       env=env)
+    assert "refused 0 of 1000" in p.stdout, p.stdout + p.stderr  # without -noreset: 0-30 of 1000
 
 
 @needs_imagej
@@ -460,8 +477,6 @@ def test_exoj_driver_in_real_imagej(tmp_path) -> None:
     "Exocytosis Analyzer", writes an exocytosis list as ExoJ does after its wizard. Everything else is real:
     the movie is opened and shown, the command found in ImageJ's menus and run, the export waited for.
     """
-    import subprocess
-    import sys
 
     from test_exoj import exoj_bytes
 
@@ -479,7 +494,7 @@ def test_exoj_driver_in_real_imagej(tmp_path) -> None:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
     cmd = [sys.executable, str(script), str(app), str(movie), str(out)]
     if not os.environ.get("DISPLAY"):
-        cmd = [shutil.which("xvfb-run"), "-a"] + cmd
+        cmd = fiji.on_virtual_screen(cmd)
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     expected = read_events(made_by_exoj)
     assert f"EXPORT small movie.tif_Exocytosis_List.csv {len(expected)} {list(expected.frame)}" in p.stdout, (
@@ -567,7 +582,6 @@ def test_batch_macro_failure_is_an_error_and_removes_old_results(tmp_path) -> No
     assert "wrote no event table" in str(r.exception) and "exodf fiji install" in str(r.exception), r.output
     assert f"'{tmp_path / 'zoë' / 'missing-python'}' -m exodf" in str(r.exception) or \
         f"{tmp_path / 'zoë' / 'missing-python'} -m exodf" in str(r.exception)  # a command to paste
-    import sys
     macro.write_text(fiji.macro_text("exodf_batch.ijm", [sys.executable, "-c", "pass"]), encoding="utf-8")
     r = CliRunner().invoke(app, ["fiji", "macro", str(macro), "--arg", arg, "--timeout", "120"])
     assert r.exit_code != 0 and "exodf printed nothing" in str(r.exception), r.output

@@ -17,6 +17,7 @@ import pytest
 
 from exodf.cluster import labels_to_events
 from exodf.events import EventTable, read_events
+from exodf.fiji import on_virtual_screen
 from exodf.io import write_probabilities, write_tiff
 from exodf.predict import labels_from_probabilities
 
@@ -41,7 +42,7 @@ def run_macro(probabilities: Path, out: Path, timeout: float = 300) -> EventTabl
 
 def run_ij(argument: str, timeout: float = 300) -> str:
     """Run the macro headless with this argument; its log."""
-    cmd = ["xvfb-run", "-a", "java", "-Xmx2g", "-jar", str(IJ_JAR), "-batch", str(MACRO), argument]
+    cmd = on_virtual_screen(["java", "-Xmx2g", "-jar", str(IJ_JAR), "-batch", str(MACRO), argument])
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     try:
