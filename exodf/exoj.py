@@ -63,6 +63,8 @@ EXOJ_FRAME_COLUMNS = ("begin_frame", "end_frame", "peak_frame")
 EXPORT_UNITS_HINT = ("ExoJ writes positions in the movie's pixels: is it the export of this movie (or edited in "
                      "µm)?")
 _TEXT = ("property", "decay function")
+#: columns whose cells hold no values to keep: ExoJ's text "Property" column, and untitled ones (a spreadsheet's)
+_UNKEPT = ("property", "")
 _UNIT = re.compile(r"\s*\((?!mad\))[^)]*\)\s*$")  # "Tau (sec)" -> "tau"; keeps "dF/Sigma (MAD)"
 _DECAY = re.compile(r"^\s*y\s*=\s*(?P<a>[^*]+?)\s*\+\s*(?P<b>[^*]+?)\s*\*\s*exp\(", re.IGNORECASE)
 
@@ -183,7 +185,7 @@ def parse_exoj(raw: bytes, path: Path | str = "<exoj>", frame: str = "peak") -> 
     names = [_canonical(t) for t in titles]
     seen: dict[str, str] = {}
     for name, title in zip(names, titles):
-        if name not in ("property", "") and name in seen:
+        if name not in _UNKEPT and name in seen:
             raise ExodfError(f"{p}: the columns {seen[name]!r} and {title!r} both hold ExoJ's {name!r}; "
                              "delete one of them (or export the list again from ExoJ)")
         seen[name] = title
@@ -194,8 +196,7 @@ def parse_exoj(raw: bytes, path: Path | str = "<exoj>", frame: str = "peak") -> 
     if frame_key not in names:
         raise ExodfError(f"{p}: the ExoJ list has no '{frame_key.replace('_', ' ').title()}' column; "
                          "export it again from ExoJ, or read it with frame='peak'")
-    # (untitled columns, e.g. left by a spreadsheet, have no name to keep their values under: passed over)
-    values: dict[str, list[float]] = {n: [] for n in names if n not in ("property", "decay_function", "")}
+    values: dict[str, list[float]] = {n: [] for n in names if n not in _UNKEPT + ("decay_function",)}
     decay: list[tuple[float, float]] = []
     delim = _delimiter(text)
     comma = delim != ","  # Excel writes decimal commas where it separates with ';' or tabs
@@ -213,7 +214,7 @@ def parse_exoj(raw: bytes, path: Path | str = "<exoj>", frame: str = "peak") -> 
             raise ExodfError(f"{p}, line {lineno}: {len(cells)} fields but the header has {len(names)}; "
                              "the file is cut or was edited - export it again from ExoJ")
         for name, title, cell in zip(names, titles, cells):
-            if name in ("property", ""):
+            if name in _UNKEPT:
                 continue
             if name == "decay_function":
                 m = _DECAY.match(cell.replace(",", ".") if comma else cell)
