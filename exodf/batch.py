@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from .errors import ExodfError
+from .errors import ExodfError, pip_install
 from .jobs import DetectRequest, detect_file
 
 __all__ = ["BatchResult", "detect_batch", "local_workers"]
@@ -119,7 +119,7 @@ def detect_batch(movies: Sequence[Path], outputs: Sequence[Path], request: Detec
     try:
         from distributed import Client, LocalCluster, wait
     except ImportError:
-        raise ExodfError("--batch needs dask.distributed: pip install 'exodf[batch]'") from None
+        raise ExodfError(f"--batch needs dask.distributed: {pip_install('batch')}") from None
     if len(movies) != len(outputs):
         raise ValueError("detect_batch: one output per movie")
     if workers is not None and workers < 1:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from pathlib import Path
 
 
 class ExodfError(Exception):
@@ -21,3 +22,12 @@ def option_error(e: Exception, renamed: Mapping[str, str] | None = None) -> Exod
     msg = re.sub(r"\b[A-Z][A-Za-z]*\.([a-z_][a-z0-9_]*)\b",
                  lambda m: "--" + names.get(m.group(1), m.group(1)).replace("_", "-"), str(e))
     return ExodfError(f"invalid option: {msg}")
+
+
+def pip_install(extra: str) -> str:
+    """The command that installs one of exodf's optional parts (``"batch"``, ``"zoo"``, ...): from the source
+    folder this exodf runs from (exodf is installed from its folder, ``pip install -e .``), else by name."""
+    root = Path(__file__).resolve().parents[1]
+    if (root / "pyproject.toml").is_file():
+        return f"pip install -e '{root}[{extra}]'"
+    return f"pip install 'exodf[{extra}]'"

@@ -216,3 +216,19 @@ def test_option_errors_name_the_option(tmp_path: Path, monkeypatch: pytest.Monke
     assert str(r.exception).startswith("invalid option: --"), str(r.exception)
     assert says in str(r.exception) and "Config" not in str(r.exception), str(r.exception)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e.csv", "m.tif"]  # nothing written
+
+
+def test_install_hints_name_the_folder_exodf_runs_from(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """exodf is not on PyPI: an optional part is installed from exodf's own folder, which the hint names."""
+    import exodf.errors as errors
+    from exodf.batch import detect_batch
+
+    root = Path(errors.__file__).resolve().parents[1]
+    assert errors.pip_install("batch") == f"pip install -e '{root}[batch]'"
+    monkeypatch.setitem(sys.modules, "distributed", None)  # dask.distributed not installed
+    with pytest.raises(ExodfError, match=r"^--batch needs dask.distributed: pip install -e '.+\[batch\]'$"):
+        detect_batch([tmp_path / "m.tif"], [tmp_path / "m.csv"])
+    fake = tmp_path / "site-packages" / "exodf" / "errors.py"  # an installed copy, without a source folder
+    fake.parent.mkdir(parents=True)
+    monkeypatch.setattr(errors, "__file__", str(fake))
+    assert errors.pip_install("zoo") == "pip install 'exodf[zoo]'"

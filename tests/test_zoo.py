@@ -15,6 +15,7 @@ import pytest
 pytest.importorskip("bioimageio.core", reason="bioimageio.core missing: pip install 'exodf[zoo]'")
 torch = pytest.importorskip("torch", reason="torch missing: pip install 'exodf[zoo]'")
 
+import exodf  # noqa: E402
 from exodf.zoo import export, formats  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -401,6 +402,7 @@ def test_package_test_without_bioimageio_core_says_so_before_building(tmp_path: 
     monkeypatch.setattr(importlib.util, "find_spec", find_spec)
     r = exodf_in_process("package", "--test", "--root", tmp_path / "pkg", cwd=tmp_path)
     assert r.returncode == 1, r.stderr
-    assert r.stderr == ("exodf: error: exodf package --test needs bioimageio.core: pip install 'exodf[zoo]', or "
-                        "build without --test\n")
+    root = Path(exodf.__file__).resolve().parents[1]  # (exodf runs from its source folder here)
+    assert r.stderr == (f"exodf: error: exodf package --test needs bioimageio.core: pip install -e '{root}[zoo]', "
+                        "or build without --test\n")
     assert not (tmp_path / "pkg").exists()

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..errors import ExodfError
+from ..errors import ExodfError, pip_install
 
 
 def register(app: typer.Typer) -> None:
@@ -31,7 +31,7 @@ def register(app: typer.Typer) -> None:
         from ..zoo.export import SOURCE_ROOT, TOLERANCE, build_package, missing_modules, test_package
 
         if test and missing_modules(["bioimageio.core"]):  # said before the minutes of building, not after them
-            raise ExodfError("exodf package --test needs bioimageio.core: pip install 'exodf[zoo]', or build "
+            raise ExodfError(f"exodf package --test needs bioimageio.core: {pip_install('zoo')}, or build "
                              "without --test")
         if out is not None:  # before the minutes of building, and before rdf.yaml is rewritten
             from ..atomic import check_output

@@ -24,7 +24,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from ..atomic import atomic_path, write_text_atomic
-from ..errors import ExodfError
+from ..errors import ExodfError, pip_install
 from ..pretrained import PUBLISHED
 from . import formats
 from ..simulate import SimParams, simulate
@@ -287,7 +287,7 @@ def build_package(root: str | os.PathLike[str] = SOURCE_ROOT, weights: str | os.
     say = progress or (lambda msg: None)
     missing = missing_modules(ZOO_MODULES)
     if missing:  # (checked before anything is written: the weight formats need all of them)
-        raise ExodfError(f"exodf package needs {', '.join(missing)}: pip install 'exodf[zoo]' (with torch==2.13.0 "
+        raise ExodfError(f"exodf package needs {', '.join(missing)}: {pip_install('zoo')} (with torch==2.13.0 "
                          "first where a CPU build is wanted)")
     root = Path(root)
     weights_path = resolve_weights(weights)

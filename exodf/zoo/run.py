@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Optional
 import numpy as np
 
 from ..detect import WHOLE, DetectConfig, Detection, collect_segmentation, events_from_segmentation
-from ..errors import ExodfError
+from ..errors import ExodfError, pip_install
 from ..predict import SLC, iter_tiled_blocks, original_probabilities
 
 __all__ = ["detect_with_package", "load_package", "PackageNetwork", "AXES"]
@@ -34,7 +34,7 @@ def _bioimageio() -> Any:
         import bioimageio.core
         import bioimageio.spec
     except ImportError:
-        raise ExodfError("--model needs bioimageio.core: pip install 'exodf[zoo]'") from None
+        raise ExodfError(f"--model needs bioimageio.core: {pip_install('zoo')}") from None
     return bioimageio
 
 
