@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import math
 import os
 import re
@@ -29,6 +30,8 @@ import numpy as np
 
 from .atomic import write_text_atomic
 from .errors import ExodfError
+
+LOG = logging.getLogger(__name__)  # the CLI shows warnings on stderr
 
 __all__ = ["EventTable", "read_events", "write_events", "parse_delimited", "EVENT_FORMATS", "SLICE_COLUMNS",
            "TABLE_SUFFIXES", "check_table_path", "imagej_extra_columns"]
@@ -318,22 +321,29 @@ def _read_delimited(text: str, p: Path, pixel_size: float | None, exocytosis_lab
     rows = list(csv.reader(io.StringIO("\n".join(lines)), delimiter=delim))
     header = [h.strip() for h in rows[0]]
     kept = [(r, k) for r, k in zip(rows[1:], line_of[1:]) if any(c.strip() for c in r)]  # Excel's ",,,"
-    body = [r for r, _ in kept]
-    line_of = [line_of[0]] + [k for _, k in kept]
     while header and header[-1] == "":  # trailing delimiter
         header.pop()
     original = _find(header, "tomo_idx") is not None or _find(header, "class_label") is not None
     ix = _find(header, "x")
     iy = _find(header, "y")
     iz = _find(header, "z") if original else _find(header, "slice", "frame", "t")
-    if not original and _find(header, "slice") is not None and _find(header, "frame") is not None:
-        iz = _time_column(body, _find(header, "slice"), _find(header, "frame"), p)  # type: ignore[arg-type]
     if ix is None or iy is None or iz is None:
         missing = [n for n, i in (("X", ix), ("Y", iy), ("Z" if original else "Slice (or Frame)", iz)) if i is None]
         what = missing[0] if len(missing) == 1 else ", ".join(missing[:-1]) + " and " + missing[-1]
         raise ExodfError(
             f"{p}: header {delim.join(header)!r} lacks the column{'s' if len(missing) > 1 else ''} {what}; save "
             "the ImageJ Results table with X, Y and Slice, or give the original's xml/csv")
+    body = [_fields(r, len(header), k, delim, p) for r, k in kept]
+    line_of = [line_of[0]] + [k for _, k in kept]
+    n_summary = _summary_rows(header, body)
+    if n_summary:
+        lines_left = line_of[-n_summary:]
+        where = f"line {lines_left[0]}" if n_summary == 1 else f"lines {lines_left[0]}-{lines_left[-1]}"
+        LOG.warning(f"{p}: ImageJ's summary rows ({', '.join(_label(r, header) for r in body[-n_summary:])}; "
+                    f"{where}) are not events: left out")
+        body, line_of = body[:-n_summary], line_of[:-n_summary]
+    if not original and _find(header, "slice") is not None and _find(header, "frame") is not None:
+        iz = _time_column(body, _find(header, "slice"), _find(header, "frame"), p)  # type: ignore[arg-type]
     decimal_comma = _decimal_comma(body, [ix, iy, iz], delim)  # European Excel: "10,5;20,25;3"
     t_unit = _unit(header[iz])
     if not original and t_unit and t_unit not in ("frame", "frames", "slice", "slices"):
@@ -386,11 +396,15 @@ def _read_delimited(text: str, p: Path, pixel_size: float | None, exocytosis_lab
                          f"({a[k, 0]:g}, {a[k, 1]:g}, {a[k, 2]:g}); fix or delete that line")
     # exodf's own lower-case 'frame' (EventTable.frame, a script's table) counts from 0; ImageJ's Slice/Frame from 1
     first = 0 if _UNIT.sub("", header[iz]).strip() == "frame" else 1
-    if not original and (z < first - 1.5).any():  # (Slice 0: an event peaking just before the first frame)
+    if not original and (z < first - 1.5).any():  # (Slice 0 is read: older simulated truths wrote it)
         k = int(np.argmax(z < first - 1.5))
         raise ExodfError(f"{p}, line {kept_lines[k]}: {header[iz]} {z[k]:g}, but " + (
             "ImageJ slices start at 1" if first else "frames (lower-case 'frame', exodf's name) start at 0")
             + "; fix or delete that line")
+    if not original and first == 1 and (z < 0.5).any():  # Slice 0 is kept (see above), but is it 0-based?
+        name = _UNIT.sub("", header[iz]).strip()
+        LOG.warning(f"{p}: {name} 0 in a 1-based {name} column (ImageJ counts from 1): if this table counts frames "
+                    "from 0, name the column `frame`")
     if not original:
         if pixel_size is not None:
             x, y = x / pixel_size, y / pixel_size
@@ -407,6 +421,41 @@ def _read_delimited(text: str, p: Path, pixel_size: float | None, exocytosis_lab
         if "cluster_size" in units:
             units["size"] = units.pop("cluster_size")
     return EventTable(x, y, z, cols, units)
+
+
+def _fields(row: list[str], n: int, lineno: int, delim: str, p: Path) -> list[str]:
+    """``row`` without the empty cells past the header's ``n`` (a trailing delimiter, Excel's empty cells);
+    a row still longer than the header is refused: its values would be read under the wrong columns
+    (decimal commas in a comma-separated file split every number in two)."""
+    end = len(row)
+    while end > n and not row[end - 1].strip():
+        end -= 1
+    if end > n:
+        hint = ("decimal commas in a comma-separated file? save it with ';' as the separator, or with decimal "
+                "points" if delim == "," else "a value holds the separator? fix that line, or save the table "
+                "again from ImageJ")
+        raise ExodfError(f"{p}, line {lineno}: {end} fields but the header has {n} ({hint})")
+    return row[:end]
+
+
+#: the labels of the rows ImageJ's Results > Summarize appends to a table, in this order (Analyzer.summarize)
+_SUMMARY_LABELS = ("Mean", "SD", "Min", "Max")
+
+
+def _label(row: list[str], header: list[str]) -> str:
+    """A row's label: its ``Label`` cell, else the untitled first (row-number) cell; "" if neither."""
+    columns = [i for i, h in enumerate(header) if h.lower() == "label"] + ([0] if header[:1] == [""] else [])
+    return next((row[i].strip() for i in columns if i < len(row) and row[i].strip()), "")
+
+
+def _summary_rows(header: list[str], body: list[list[str]]) -> int:
+    """How many rows at the end of ``body`` are ImageJ's summary rows (label exactly Mean, SD, Min or Max):
+    statistics of the columns, not events. Only the trailing block is taken; a label of that name
+    elsewhere (a cell ROI named 'Max') is an event."""
+    n = 0
+    while n < len(body) and _label(body[-1 - n], header) in _SUMMARY_LABELS:
+        n += 1
+    return n
 
 
 def _extra_columns(headings: list[str], values: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, str]]:

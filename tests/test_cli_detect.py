@@ -161,6 +161,22 @@ def test_skip_existing_finishes_an_interrupted_folder(movies: Path, weights_path
     assert (out / "a_events.csv").read_text() == "X,Y,Slice\n"
 
 
+def test_skip_existing_redoes_a_movie_whose_table_is_an_empty_file(tmp_path: Path) -> None:
+    """A 0-byte table (``touch``, another tool's crash) is no table exodf wrote (it always writes a header):
+    the movie is detected again. A broken movie shows it without the network: it is read, not skipped."""
+    movie, table = tmp_path / "broken.tif", tmp_path / "broken_events.csv"
+    movie.write_bytes(b"II*\x00garbage")
+    table.write_text(" ,X,Y,Slice\n")  # a table of no event, newer than the movie: done
+    stamp = movie.stat().st_mtime
+    os.utime(table, (stamp + 10, stamp + 10))
+    r = _exodf("detect", movie, "--skip-existing", cwd=tmp_path)
+    assert r.returncode == 0 and "nothing to do" in r.stdout, r.stderr
+    table.write_bytes(b"")
+    os.utime(table, (stamp + 10, stamp + 10))
+    r = _exodf("detect", movie, "--skip-existing", cwd=tmp_path)
+    assert r.returncode == 1 and "already there" not in r.stderr and "re-save it" in r.stderr, r.stderr
+
+
 def test_bad_movie_one_line_error_and_no_output(tmp_path: Path) -> None:
     bad = tmp_path / "broken.tif"
     bad.write_bytes(b"II*\x00garbage")

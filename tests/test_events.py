@@ -370,3 +370,75 @@ def test_concat_keeps_every_column() -> None:
     np.testing.assert_array_equal(c.columns["score"], [0.9, np.nan])
     np.testing.assert_array_equal(c.columns["onset"], [np.nan, 1.0])
     assert EventTable.concat([]) == EventTable.empty()
+
+
+# Results > Summarize in ImageJ appends Mean, SD, Min and Max rows (ij/plugin/filter/Analyzer.summarize)
+SUMMARIZED = ("1,29.4324,16.9189,4\n2,20.5294,30.3676,9\nMean,24.9,23.6,6.5\nSD,6.3,9.5,3.5\n"
+              "Min,20.5,16.9,4\nMax,29.4,30.3,9\n")
+
+
+@pytest.mark.parametrize("header,rows", [
+    (" ,X,Y,Slice", SUMMARIZED),
+    (" ,Label,X,Y,Slice", "".join(f"{k},{lab},{r.split(',', 1)[1]}\n" for k, (lab, r) in enumerate(
+        zip(["cell.tif", "cell.tif", "Mean", "SD", "Min", "Max"], SUMMARIZED.splitlines()), start=1)))])
+def test_imagej_summary_rows_are_left_out_with_one_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                          header: str, rows: str) -> None:
+    t = read_events(_write(tmp_path, "summ.csv", f"{header}\n{rows}"))
+    np.testing.assert_allclose(t.x, [29.4324, 20.5294])
+    np.testing.assert_array_equal(t.frame, [3, 8])
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [f"{tmp_path / 'summ.csv'}: ImageJ's summary rows (Mean, SD, Min, Max; lines 4-7) are not "
+                        "events: left out"]
+
+
+def test_only_the_trailing_block_of_summary_labels_is_left_out(tmp_path: Path,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    # a cell ROI named 'Max' in the middle is an event; the last row alone is a summary row
+    t = read_events(_write(tmp_path, "l.csv", " ,Label,X,Y,Slice\n1,Max,1,2,3\n2,a,4,5,6\n3,Mean,7,8,9\n"))
+    np.testing.assert_array_equal(t.x, [1, 4])
+    assert "(Mean; line 4)" in caplog.text
+    caplog.clear()
+    t = read_events(_write(tmp_path, "m.csv", " ,Label,X,Y,Slice\n1,Maximum,1,2,3\n2,max,4,5,6\n"))
+    assert len(t) == 2 and not caplog.records  # labels are ImageJ's exactly: no other name is taken
+
+
+def test_rows_longer_than_the_header_are_refused(tmp_path: Path) -> None:
+    euro = _write(tmp_path, "euro.csv", " ,X,Y,Slice\n1,29,4324,16,9189,4\n2,20,5294,30,3676,9\n")
+    with pytest.raises(ExodfError) as e:
+        read_events(euro)
+    assert str(e.value) == (f"{euro}, line 2: 6 fields but the header has 4 (decimal commas in a comma-separated "
+                            "file? save it with ';' as the separator, or with decimal points)")
+    with pytest.raises(ExodfError, match=r"t\.txt, line 3: 5 fields but the header has 4 \(a value holds the sep"):
+        read_events(_write(tmp_path, "t.txt", " \tX\tY\tSlice\n1\t2\t3\t4\n2\t2\t3\t4\t5\n"))
+    # empty cells past the header (a trailing comma, Excel's empty cells) are no fields
+    t = read_events(_write(tmp_path, "trail.csv", "X,Y,Slice,\n1,2,3,\n4,5,6,,, \n"))
+    np.testing.assert_array_equal(t.x, [1, 4])
+    t = read_events(_write(tmp_path, "xl.csv", "X;Y;Slice\n1,5;2;3;;\n"))
+    assert t.x.tolist() == [1.5]
+
+
+def test_slice_0_is_read_with_one_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Slice 0 is kept (an event just before the first frame), but a table that counts from 0 under the name
+    Slice would be read a frame early: say so once per file."""
+    p = _write(tmp_path, "t.csv", "X,Y,Slice\n1,2,0\n3,4,5\n5,6,0\n")
+    np.testing.assert_array_equal(read_events(p).frame, [-1, 4, -1])
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{p}: Slice 0 in a 1-based Slice column (ImageJ counts from 1): if this table counts frames from 0, name "
+        "the column `frame`"]
+    caplog.clear()
+    read_events(_write(tmp_path, "f.csv", "x,y,frame\n1,2,0\n"))  # exodf's 0-based frame
+    read_events(_write(tmp_path, "s.csv", "X,Y,Slice\n1,2,1\n"))
+    assert not caplog.records
+
+
+def test_exodf_s_own_tables_raise_no_slice_0_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Ground truth peaks at frame 0 or later even for events begun before the movie (their onset < 0 is
+    written as Onset_slice, not Slice): reading exodf's tables back warns of nothing."""
+    from exodf.simulate import SimParams, simulate
+
+    truth = simulate(SimParams(n_frames=8, height=32, width=32, events_per_frame=4.0), seed=0).truth
+    assert (truth.columns["onset"] < 0).any()  # the case that once gave Slice 0
+    for name in ("truth.csv", "truth.txt"):
+        back = read_events(write_events(truth, tmp_path / name))
+        assert len(back) == len(truth) and back.frame.min() >= 0
+    assert not caplog.records

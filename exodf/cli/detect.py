@@ -219,8 +219,9 @@ def _interrupted(done: int, total: int) -> None:
 
 def _up_to_date(movie: Path, table: Path) -> bool:
     """Whether ``table`` exists and was written after ``movie`` last changed (tables are written whole, so an
-    existing one is complete; for a folder of frames, its newest frame counts)."""
-    if not table.is_file():
+    existing one is complete; for a folder of frames, its newest frame counts). An empty file is not a table
+    exodf wrote (even no event has a header line) but a ``touch`` or another tool's crash: the movie is redone."""
+    if not table.is_file() or table.stat().st_size == 0:
         return False
     from ..io import frame_files
 
