@@ -418,6 +418,13 @@ def test_cli_overlay(ij, tmp_path) -> None:
 
     assert sorted(zipfile.ZipFile(tmp_path / "o.zip").namelist()) == [
         "0001-0003-0002.roi", "0002-0003-0002.roi", "0006-0009-0008.roi"]
+    # another movie's table: no event inside this one, so no empty ROI set is saved as if all were well
+    far = write_events(EventTable([40.0, 50.0], [3.0, 9.0], [0.0, 5.0]), tmp_path / "far.csv")
+    r = CliRunner().invoke(app, ["fiji", "overlay", str(movie), str(far), "-o", str(tmp_path / "far.zip")])
+    assert r.exit_code == 1 and str(r.exception) == (
+        f"{far}: none of its 2 events lies in {movie} (16 x 16 pixels, 6 frames), so there is nothing to draw: "
+        "is it this movie's table? (calibrated X/Y: give --pixel-size)"), r.output
+    assert not (tmp_path / "far.zip").exists()
 
 
 def test_cli_checks_outputs_and_tables_before_imagej_or_exoj_start(tmp_path, monkeypatch) -> None:
@@ -445,7 +452,13 @@ def test_cli_checks_outputs_and_tables_before_imagej_or_exoj_start(tmp_path, mon
     bad.write_text("A,B\n1,2\n")
     r = CliRunner().invoke(app, ["fiji", "exoj", str(movie), "--gt", str(bad)])
     assert isinstance(r.exception, ExodfError) and "gt.csv: header" in str(r.exception), r.output
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ev.csv", "gt.csv", "m.tif"]
+    # a damaged movie (ImageJ opened its first half and the overlay was saved) and a single image (0 ROIs saved)
+    (tmp_path / "cut.tif").write_bytes(movie.read_bytes()[:len(movie.read_bytes()) // 2])
+    write_tiff(tmp_path / "one.tif", np.zeros((16, 16), np.uint16), axes="YX")
+    for name, says in (("cut.tif", "cut.tif: "), ("one.tif", "one.tif: this is a single 2D image")):
+        r = CliRunner().invoke(app, ["fiji", "overlay", str(tmp_path / name), str(ev), "-o", str(tmp_path / "o.zip")])
+        assert isinstance(r.exception, ExodfError) and str(r.exception).startswith(str(tmp_path / says)), r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.tif", "ev.csv", "gt.csv", "m.tif", "one.tif"]
 
 
 _EXOJ_DRIVER = """

@@ -69,6 +69,7 @@ def register(app: typer.Typer) -> None:
         from ..evaluate import units_warnings
         from ..events import read_events
         from ..fiji import OverlayStyle, add_overlay, check_overlay_path, save_overlay, start_imagej
+        from ..io import read_movie
 
         try:
             style = OverlayStyle(radius=radius, before=before, after=after)
@@ -77,12 +78,19 @@ def register(app: typer.Typer) -> None:
         check_output(out, [movie, events])
         check_overlay_path(out)  # (before ImageJ starts and opens the movie)
         table = read_events(events, pixel_size)
+        # the checks exodf detect makes (damaged, a single image, not intensities), before ImageJ opens it
+        shape = read_movie(movie, check_finite=False, channel=0, plane=0).shape
+        t, h, w = shape
+        inside = ((table.x >= -0.5) & (table.x < w - 0.5) & (table.y >= -0.5) & (table.y < h - 0.5)
+                  & (table.frame >= -0.5) & (table.frame < t - 0.5))
+        if len(table) and not inside.any():  # (ImageJ would draw them off the image and save the set)
+            raise ExodfError(f"{events}: none of its {len(table)} events lies in {movie} ({w} x {h} pixels, {t} "
+                             "frames), so there is nothing to draw: is it this movie's table? (calibrated X/Y: "
+                             "give --pixel-size)")
+        for msg in units_warnings(table, events.name, shape, calibrated=pixel_size is not None):
+            typer.echo(f"warning: {msg}", err=True)
         ij = start_imagej(fiji=fiji, ij_jar=ij_jar)
         imp = ij.open_movie(movie)
-        shape = (int(imp.getNFrames()) if imp.getNFrames() > 1 else int(imp.getStackSize()), int(imp.getHeight()),
-                 int(imp.getWidth()))
-        for w in units_warnings(table, events.name, shape, calibrated=pixel_size is not None):
-            typer.echo(f"warning: {w}", err=True)
         ov = add_overlay(imp, table, style, ij)
         save_overlay(imp, out, ij)
         typer.echo(f"{len(table)} events, {int(ov.size())} ROIs -> {out}")
