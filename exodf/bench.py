@@ -138,6 +138,7 @@ def run_bench(frames: int = 1000, size: int = 300, seed: int = 0, work: Optional
     tiling, dtype
         ``exodf detect --tiling`` and ``--dtype`` (the reference is always float32).
     """
+    from .atomic import check_output_folder
     from .batch import _cpus  # (the cores this process may use: taskset, cgroups, SLURM)
     from .evaluate import score_events
     from .events import read_events
@@ -157,9 +158,7 @@ def run_bench(frames: int = 1000, size: int = 300, seed: int = 0, work: Optional
     if tiling not in TILINGS:
         raise ExodfError(f"exodf bench: --tiling {tiling!r}: choose {', '.join(TILINGS)}")
     work = Path(work) if work is not None else Path.cwd() / "exodf-bench"
-    if work.exists() and not work.is_dir():
-        raise ExodfError(f"exodf bench: --work {work} is a file; give a folder for the simulated movie")
-    work.mkdir(parents=True, exist_ok=True)
+    check_output_folder(work)  # (made by the movie's writing; removed again if that fails while it is empty)
     if progress:
         progress("simulate", 0, 1)
     movie_path, truth_path = _simulated_movie(work, frames, size, seed)

@@ -398,7 +398,7 @@ def compare_files(movies: Sequence[Path], gts: Sequence[Path], methods: Sequence
     import contextlib
     import json
 
-    from .atomic import atomic_path, check_output
+    from .atomic import atomic_path, check_output, check_output_folder
     from .evaluate import units_warnings
     from .events import read_events
     from .exoj import EXPORT_UNITS_HINT, parse_exoj
@@ -417,6 +417,7 @@ def compare_files(movies: Sequence[Path], gts: Sequence[Path], methods: Sequence
                              "(--gt per movie, or ground_truth.csv in each movie's folder)")
         seen[g.resolve()] = m
     inputs = [*movies, *gts, weights, *(s.export for s in methods)]
+    check_output_folder(out)
     for name in OUTPUTS:
         check_output(out / name, inputs)
     names = movie_names(movies)

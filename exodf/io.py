@@ -693,8 +693,20 @@ def create_probability_map(path: str | os.PathLike[str], n_frames: int, height: 
     """Create an ImageJ hyperstack TIFF (T, C, Y, X) float32 at ``path`` and return it memory-mapped for writing.
 
     Callers write to a temporary path (see :func:`exodf.atomic.atomic_path`) and move it into place when done.
+    The file's disk space is reserved before it is mapped (:func:`exodf.atomic.reserve_space`): on a full disk
+    this raises ``OSError(ENOSPC)`` naming ``path``, where writing into the map would kill the process (SIGBUS).
     """
     import tifffile
 
-    return tifffile.memmap(path, shape=(n_frames, n_classes, height, width), dtype=np.float32, imagej=True,
-                           metadata={"axes": "TCYX", "Info": PROBABILITY_INFO})
+    from .atomic import reserve_space
+
+    shape, dtype = (n_frames, n_classes, height, width), np.dtype(np.float32)
+    # tifffile.memmap(path, shape=..., dtype=...) in two steps, to reserve the space between them: the empty
+    # (sparse) file, its data aligned for mapping, then the map
+    written = tifffile.imwrite(path, data=None, shape=shape, dtype=dtype, imagej=True, returnoffset=True,
+                               align=tifffile.TIFF.ALLOCATIONGRANULARITY,
+                               metadata={"axes": "TCYX", "Info": PROBABILITY_INFO})
+    if written is None:  # (not with these options: one contiguous float32 series)
+        raise ValueError(f"{path}: tifffile made no memory-mappable probability map")
+    reserve_space(path)
+    return np.memmap(path, dtype=dtype, mode="r+", offset=written[0], shape=shape, order="C")

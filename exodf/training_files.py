@@ -217,8 +217,9 @@ def _check_out(req: TrainRequest, meta: dict[str, Any], config: TrainConfig) -> 
     from .checkpoint import refuse_checkpoint
     from .train import check_resumable
 
-    if req.out.exists() and not req.out.is_dir():
-        raise ExodfError(f"-o {req.out}: is a file; give a folder for the training's outputs")
+    from .atomic import check_output_folder
+
+    check_output_folder(req.out)
     if not req.resume:
         refuse_checkpoint(req.out)
         return {}

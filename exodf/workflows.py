@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from .atomic import atomic_path, check_output, write_text_atomic
+from .atomic import atomic_path, check_output, check_output_folder, write_text_atomic
 from .errors import ExodfError
 from .evaluate import (Matching, Rule, _nearest_frame, beyond_mask, cohens_d, edge_split, event_rate, exclude_events,
                        mean_sd,
@@ -59,8 +59,7 @@ def simulate_files(out: str | os.PathLike[str], params: SimParams, seed: int = 0
 def _sim_files(out: str | os.PathLike[str], more: Sequence[str] = ()) -> SimFiles:
     """The simulation's files in folder ``out``, checked writable (with ``more`` files there) before any work."""
     folder = Path(out)
-    if folder.exists() and not folder.is_dir():
-        raise ExodfError(f"{folder}: exists and is not a folder; give a folder for the simulated movie")
+    check_output_folder(folder)
     files = SimFiles(folder / "movie.tif", folder / "ground_truth.csv", folder / "cell_mask.tif",
                      folder / "simulation.json")
     for f in (files.movie, files.truth, files.mask, files.params, *(folder / m for m in more)):
@@ -468,6 +467,8 @@ def benchmark(out: Path, presets: Sequence[str], n_movies: int, methods: Sequenc
     for meth in methods:
         if meth not in METHODS:
             raise ExodfError(f"--methods: unknown method {meth!r}; choose from {', '.join(METHODS)}")
+    out = Path(out)
+    check_output_folder(out)
     rows: list[dict[str, Any]] = []
     idents = {meth: _method_identity(meth, weights) for meth in methods}
     total, done = len(presets) * n_movies * len(methods), 0

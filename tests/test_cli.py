@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -14,7 +15,7 @@ import pytest
 
 import exodf.cli as cli
 from exodf.errors import ExodfError
-from clirun import exodf_process
+from clirun import exodf_in_process, exodf_process
 
 
 def _exodf(*args: str | os.PathLike[str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -52,6 +53,96 @@ def test_file_system_errors_are_one_line(monkeypatch: pytest.MonkeyPatch, capsys
     assert e.value.code == 1
     err = capsys.readouterr().err
     assert err == "exodf: error: /data/out/events.csv: Permission denied; check that path and its permissions\n"
+
+
+@pytest.mark.parametrize("error, says", [
+    (OSError(errno.ENOSPC, "No space left on device", "out/m.csv"), "out/m.csv: the disk is full"),
+    (OSError(None, "163840 requested and 102208 written", "sim/movie.tif"), "sim/movie.tif: the disk is full"),
+    (OSError(errno.EDQUOT, "Disk quota exceeded", "out/m.csv"), "out/m.csv: the disk is full"),
+    (OSError("163840 requested and 102208 written"), "the disk is full"),  # (named where it can be: atomic_path)
+])
+def test_a_full_disk_is_said_so(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                error: OSError, says: str) -> None:
+    """A full disk said "163840 requested and 102208 written; check that path and its permissions": no file,
+    and advice that does not help."""
+    def full(**_: object) -> None:
+        raise error
+
+    monkeypatch.setattr(cli, "app", full)
+    with pytest.raises(SystemExit) as e:
+        cli.main()
+    assert e.value.code == 1
+    assert capsys.readouterr().err == f"exodf: error: {says}; free some space or write to another folder\n"
+
+
+def _short_write(path: object, *args: object, **kwargs: object) -> None:
+    """tifffile.imwrite on a full disk: part of the file written, then numpy's OSError with no errno, no file."""
+    Path(str(path)).write_bytes(b"II*\x00" + bytes(1000))
+    raise OSError("163840 requested and 1004 written")
+
+
+def test_a_full_disk_names_the_file_and_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """simulate, spots, measure and detect --probabilities on a full disk: one line naming the file being
+    written, status 1, no temporary file, and no folder made for the outputs (simulate's stayed, empty)."""
+    import pathlib
+
+    import tifffile
+
+    r = exodf_in_process("simulate", "sim", "--frames", "12", "--size", "24", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    before = sorted(tmp_path.rglob("*"))
+    with monkeypatch.context() as m:
+        m.setattr(tifffile, "imwrite", _short_write)
+        r = exodf_in_process("simulate", "out/sim", "--frames", "12", "--size", "24", cwd=tmp_path)
+        assert (r.returncode, r.stderr) == (1, "exodf: error: out/sim/movie.tif: the disk is full; free some space "
+                                               "or write to another folder\n")
+        r = exodf_in_process("spots", "sim/movie.tif", "-q", "-o", "out/sp.tif", cwd=tmp_path)
+        assert (r.returncode, r.stderr) == (1, "exodf: error: out/sp.tif: the disk is full; free some space "
+                                               "or write to another folder\n")
+    real_write_text = pathlib.Path.write_text
+
+    def no_space(self: Path, *args: object, **kwargs: object) -> int:
+        if ".part" in self.name:  # exodf's outputs only (not pytest's own files)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write_text(self, *args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(pathlib.Path, "write_text", no_space)
+        r = exodf_in_process("measure", "sim/movie.tif", "sim/ground_truth.csv", "-o", "out/m.csv", cwd=tmp_path)
+    assert (r.returncode, r.stderr) == (1, "exodf: error: out/m.csv: the disk is full; free some space or write to "
+                                           "another folder\n")
+
+    def full(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full, raising=False)  # (the network is not needed: fails before)
+    r = exodf_in_process("detect", "sim/movie.tif", "-q", "-o", "out/ev.csv", "--probabilities", "out/p.tif",
+                         cwd=tmp_path)
+    assert (r.returncode, r.stderr) == (1, "exodf: error: out/p.tif: the disk is full; free some space or write to "
+                                           "another folder\n")
+    assert sorted(tmp_path.rglob("*")) == before  # no out/, no .part file
+
+
+@pytest.mark.parametrize("args", [
+    ["simulate", "OUT"],
+    ["demo", "-o", "OUT"],
+    ["benchmark", "-o", "OUT", "--methods", "exoj-like"],
+    ["bench", "--work", "OUT"],
+    ["compare", "m.tif", "--gt", "gt.csv", "-o", "OUT"],
+    ["train", "m.tif", "-e", "gt.csv", "-o", "OUT"],
+])
+def test_a_file_given_as_output_folder_is_one_line_before_any_work(tmp_path: Path, args: list[str]) -> None:
+    """benchmark said "m.tif/control/seed_0/exodf_events.csv: Not a directory; check that path and its
+    permissions"; demo printed "simulating a 200x200x200 ..." first; all say it as compare does, at once."""
+    (tmp_path / "m.tif").write_bytes(b"II*\x00 not really a movie")
+    (tmp_path / "gt.csv").write_text("X,Y,Slice\n1,1,1\n")
+    r = exodf_in_process(*[a.replace("OUT", "m.tif") for a in args], cwd=tmp_path)
+    assert (r.returncode, r.stdout, r.stderr) == (1, "", "exodf: error: m.tif is a file, so no folder can be made "
+                                                         "there; choose another output folder\n")
+    r = exodf_in_process(*[a.replace("OUT", "m.tif/sub") for a in args], cwd=tmp_path)
+    assert (r.returncode, r.stdout, r.stderr) == (1, "", "exodf: error: m.tif/sub: m.tif is a file, so no folder can "
+                                                         "be made there; choose another output folder\n")
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["gt.csv", "m.tif"]
 
 
 def test_errors_reach_stdout_for_imagej_when_asked(monkeypatch: pytest.MonkeyPatch,
@@ -183,7 +274,7 @@ def test_killed_detection_exits_130_and_leaves_no_file(tmp_path: Path, weights_p
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "interrupted; no partly written file was left" in err
-    assert list(out.iterdir()) == []
+    assert not out.exists()  # the folder made for the outputs is removed again with the temporary file
 
 
 @pytest.mark.parametrize("args, says", [

@@ -221,6 +221,46 @@ def test_probabilities_hyperstack(tmp_path: Path) -> None:
         np.testing.assert_array_equal(t.asarray(), np.moveaxis(probs, -1, 1))
 
 
+def test_probability_map_is_reserved_before_it_is_mapped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The memory-mapped probability map takes its disk space when it is made: on a full disk, writing into the
+    sparse file's holes killed exodf detect with SIGBUS ("Bus error", status 135) and left its .part file."""
+    import errno
+    import os
+
+    from exodf.atomic import atomic_path
+    from exodf.io import PROBABILITY_INFO, create_probability_map
+
+    reserved: list[int] = []
+    real = getattr(os, "posix_fallocate", None)
+
+    def fallocate(fd: int, offset: int, length: int) -> None:
+        reserved.append(os.fstat(fd).st_size)
+        if real is not None:
+            real(fd, offset, length)
+
+    monkeypatch.setattr(os, "posix_fallocate", fallocate, raising=False)
+    m = create_probability_map(tmp_path / "p.tif", 4, 8, 12)
+    assert reserved == [(tmp_path / "p.tif").stat().st_size] and m.shape == (4, 3, 8, 12) and m.dtype == np.float32
+    probs = RNG.random((4, 3, 8, 12)).astype(np.float32)
+    m[:] = probs
+    m.flush()
+    del m
+    with tifffile.TiffFile(tmp_path / "p.tif") as t:  # what tifffile.memmap made, the same
+        assert t.is_imagej and t.series[0].axes == "TCYX" and t.imagej_metadata["Info"] == PROBABILITY_INFO
+        np.testing.assert_array_equal(t.asarray(), probs)
+
+    def full(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full, raising=False)
+    target = tmp_path / "out" / "probabilities.tif"
+    with pytest.raises(OSError) as e:
+        with atomic_path(target) as tmp:
+            create_probability_map(tmp, 4, 8, 12)
+    assert e.value.errno == errno.ENOSPC and e.value.filename == str(target)  # the output, not its .part file
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["p.tif"]  # nothing left: no .part file, no folder
+
+
 def test_non_finite_pixels_are_refused_naming_the_frame(tmp_path) -> None:
     import tifffile
 

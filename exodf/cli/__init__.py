@@ -85,7 +85,8 @@ def main(*, program: bool = False) -> None:
     """Entry point: quiet TensorFlow, run the app, turn errors into one line and a non-zero exit status.
 
     ExodfError and usage errors: status 1 (2 for usage), interruption (Ctrl-C, SIGTERM): 130, a file that
-    cannot be written or read (permissions, a folder in the way): status 1 with the path and the reason.
+    cannot be written or read (permissions, a folder in the way, a full disk): status 1 with the path and the
+    reason.
     ``program``: called as the ``exodf`` program (:func:`run`), not in-process.
     """
     global _errors_to_stdout
@@ -109,8 +110,13 @@ def main(*, program: bool = False) -> None:
     except SystemExit:
         raise
     except OSError as e:  # writing where one cannot: permissions, a file or folder in the way, a full disk
+        from ..atomic import is_disk_full
+
         where = f"{e.filename}: " if e.filename else ""
-        _error(f"exodf: error: {where}{e.strerror or e}; check that path and its permissions")
+        if is_disk_full(e):  # (numpy's and tifffile's short writes carry no errno, only "N requested and M written")
+            _error(f"exodf: error: {where}the disk is full; free some space or write to another folder")
+        else:
+            _error(f"exodf: error: {where}{e.strerror or e}; check that path and its permissions")
         sys.exit(1)
     except Exception as e:  # click usage errors and the like
         if _is_usage_error(e):

@@ -33,8 +33,10 @@ def register(app: typer.Typer) -> None:
 
         Prints seconds, frames per second, its peak RSS, F1 against the simulation's truth and agreement (F1,
         <= 1.5 px, <= 1 frame) with an independent whole-volume inference."""
+        from ..atomic import check_output_folder
         from ..bench import run_bench
 
+        check_output_folder(work)  # before the progress display starts
         with _progress(not quiet and not as_json) as prog:
             tasks: dict[str, object] = {}
 

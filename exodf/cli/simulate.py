@@ -88,8 +88,10 @@ def register(app: typer.Typer) -> None:
         frame_interval: Interval = None, set_: Set = None,
     ) -> None:
         """Simulate a TIRF exocytosis movie with its ground truth and cell mask."""
+        from ..atomic import check_output_folder
         from ..workflows import simulate_files
 
+        check_output_folder(out)
         params = make_params(preset, parse_overrides(set_ or [], frames, size, frame_interval))
         files = simulate_files(out, params, seed)
         n = files.n_events
@@ -159,8 +161,10 @@ def register(app: typer.Typer) -> None:
                                                    "(the paper: 25).")] = 25,
     ) -> None:
         """Simulate a movie, detect its events with the published network, score them, write a report."""
+        from ..atomic import check_output_folder
         from ..workflows import demo as run_demo
 
+        check_output_folder(out)  # before any work or message
         params = make_params(preset, parse_overrides(set_ or [], frames, size))
         _check_edges(params.n_frames, exclude_edges)
         from ..jobs import load_detector
@@ -195,8 +199,10 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print the table as JSON.")] = False,
     ) -> None:
         """N simulated movies per preset x methods -> precision, recall, F1 (mean ± SD) per preset."""
+        from ..atomic import check_output_folder
         from ..workflows import benchmark as run_benchmark
 
+        check_output_folder(out)
         if n_movies < 1:
             raise ExodfError("--n-movies must be >= 1")
         names = [p.strip() for p in presets.split(",") if p.strip()]

@@ -133,10 +133,12 @@ def register(app: typer.Typer) -> None:
 
         Patches centred on events and bright spots, Tversky loss, Adam, the original's patch-size curriculum,
         validation on held-out movies, checkpoints."""
+        from ..atomic import check_output_folder
         from ..training_files import TrainRequest, accelerator, parse_stages, train_files
 
         if spots and no_spots:
             raise ExodfError("give either --spots or --no-spots")
+        check_output_folder(out)  # before the message below
         req = TrainRequest(movies=tuple(movies), events=tuple(events), out=out, spots=tuple(spots or ()),
                            detect_spots=not no_spots, init=init,
                            stages=parse_stages(patch_sizes, batch_sizes, shifts, epochs, steps),
