@@ -514,6 +514,11 @@ def movie_paths(inputs: Sequence[str | os.PathLike[str]],
             if found:
                 out.extend(found)
             elif subs:
+                series = sorted(pat for pat, n in Counter(pattern.values()).items() if n > 1 and "#" in pat)
+                if len(series) > 1 and all(why.startswith("a single image") for _, why in passed):
+                    raise ExodfError(f"{p}: {len(series)} series of per-frame images in one folder ("
+                                     f"{', '.join(s.replace('#', 'N') for s in series[:4])}; channels or "
+                                     "positions?): put each series in its own folder and give that folder")
                 raise ExodfError(f"{p}: the folder holds no movie: its {len(subs)} image file(s) are "
                                  f"{'; '.join(sorted({why for _, why in passed}))}")
             else:
@@ -570,8 +575,11 @@ def _not_a_movie(f: Path) -> str | None:
             if (t.imagej_metadata or {}).get("Info") == PROBABILITY_INFO:
                 return "an exodf probability map"
             series = t.series[0]
-            # (planar SYX may be 3-4 frames, pages appended one by one a movie: read_movie decides)
-            if series.axes in ("YX", "YXS") and len(t.series) == 1 and not _announces_a_movie(t):
+            # (planar SYX may be 3-4 frames, pages appended one by one a movie: read_movie decides); a (1, Y, X)
+            # stack (axes QYX, ImageJ's one-slice save) is one image too
+            axes, shape = series.axes, series.shape
+            other = [d for i, (d, a) in enumerate(zip(shape, axes)) if a not in "YX" and (a, i) != ("S", len(axes) - 1)]
+            if int(np.prod(other)) == 1 and len(t.series) == 1 and not _announces_a_movie(t):
                 return "a single image, not a movie (a mask?)"
     except Exception:
         return None

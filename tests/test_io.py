@@ -546,3 +546,27 @@ def test_files_are_paired_by_the_cell_they_stand_for(name: str, cell: str) -> No
     """evaluate, rates and train pair movies, tables and masks by these names, whatever their case."""
     assert cell_name(Path("some") / name) == cell
     assert pairing_key(name) == cell.lower()
+
+
+def test_a_one_frame_stack_is_passed_over_and_two_frame_series_are_named(tmp_path: Path) -> None:
+    """A (1, Y, X) snapshot beside the movies stopped the whole folder (a 2D mask was passed over); a folder of
+    two channels' per-frame files, as many of each, was said to hold 'single images (a mask?)'."""
+    rng = np.random.default_rng(0)
+    movies = tmp_path / "movies"
+    movies.mkdir()
+    tifffile.imwrite(movies / "cell1.tif", rng.integers(0, 100, (6, 16, 16), dtype=np.uint16))
+    tifffile.imwrite(movies / "snap.tif", rng.integers(0, 100, (1, 16, 16), dtype=np.uint16))  # axes QYX
+    tifffile.imwrite(movies / "rgb.tif", rng.integers(0, 100, (16, 16, 3), dtype=np.uint8))  # a screenshot
+    skipped: list[tuple[Path, str]] = []
+    assert movie_paths([movies], skipped) == [movies / "cell1.tif"]
+    assert {p.name: why for p, why in skipped} == {"snap.tif": "a single image, not a movie (a mask?)",
+                                                  "rgb.tif": "a single image, not a movie (a mask?)"}
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for t in range(5):
+        for ch in ("GFP", "RFP"):
+            tifffile.imwrite(frames / f"t{t + 1:03d}_{ch}.tif", rng.integers(0, 100, (16, 16), dtype=np.uint16))
+    with pytest.raises(ExodfError) as e:
+        movie_paths([frames])
+    assert str(e.value) == (f"{frames}: 2 series of per-frame images in one folder (tN_GFP.tif, tN_RFP.tif; channels "
+                            "or positions?): put each series in its own folder and give that folder")
