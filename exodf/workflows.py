@@ -19,8 +19,8 @@ import numpy as np
 
 from .atomic import atomic_path, check_output, check_output_folder, write_text_atomic
 from .errors import ExodfError
-from .evaluate import (Matching, Rule, _nearest_frame, beyond_mask, cohens_d, edge_split, event_rate, exclude_events,
-                       mean_sd,
+from .evaluate import (Matching, Rule, _nearest_frame, beyond_mask, cohens_d, crowds_top_left, edge_split, event_rate,
+                       exclude_events, mean_sd,
                        pearson_r, score_events, summarize, units_mismatch, units_warnings)
 from .events import TABLE_SUFFIXES, EventTable, read_events, write_events
 from .io import MOVIE_SUFFIXES, cell_name, file_stem, movie_paths, pairing_key, read_mask, read_movie, write_tiff
@@ -110,11 +110,17 @@ def _files(p: Path, suffixes: Sequence[str], what: str) -> dict[str, Path]:
 
 
 def pair_tables(pred: Path, gt: Path, example: str = "each prediction and ground truth alike (e.g. cell1_events.csv "
-                "and cell1_gt.csv)", unpaired_gt: list[Path] | None = None) -> list[tuple[str, Path, Path]]:
+                "and cell1_gt.csv)", unpaired_gt: list[Path] | None = None,
+                roles: tuple[str, str] = ("the predictions", "their ground truth")) -> list[tuple[str, Path, Path]]:
     """(name, prediction, ground truth): two files, or two folders paired by name (``_events``/``_gt`` and the
     case of letters ignored; the name is the prediction's); ``example`` completes the error's "name ..." for
     unpaired files. With ``unpaired_gt`` (a list), ground truths without a prediction are put there rather
-    than refused (one truth folder for several runs); a prediction without ground truth is always refused."""
+    than refused (one truth folder for several runs); a prediction without ground truth is always refused.
+    The same file or folder given twice is refused (each table would be scored against itself); ``roles``
+    name the two in that message."""
+    if pred.exists() and gt.exists() and pred.resolve() == gt.resolve():
+        raise ExodfError(f"{pred} and {gt} are the same {'folder' if pred.is_dir() else 'file'}: each table would "
+                         f"be compared with itself; give {roles[0]} first and {roles[1]} second")
     if pred.is_file() and gt.is_file():
         return [(cell_name(pred), pred, gt)]
     ps, gs = _files(pred, TABLE_SUFFIXES, "event table"), _files(gt, TABLE_SUFFIXES, "event table")
@@ -271,6 +277,22 @@ def _outside_mask(table: EventTable, name: str, mask: np.ndarray, path: Optional
                                                                     else "")]
 
 
+def _outside_cell(table: EventTable, name: str, mask: np.ndarray, path: Optional[Path],
+                  calibrated: bool) -> list[str]:
+    """A message when most (over half, at least 3) of a table's events lie outside the cell of its mask (left
+    out of the cell's rate): X/Y in µm read as pixels (they crowd into the top-left corner), or another cell's
+    mask. A detector's events outside the cell (a neighbour's) are a minority."""
+    inside = np.asarray(mask, dtype=bool)[np.rint(table.y).astype(int), np.rint(table.x).astype(int)]
+    out = int((~inside).sum())
+    if len(table) < 3 or 2 * out <= len(table):
+        return []
+    h, w = mask.shape
+    why = (" - all in the frame's top-left corner, as X/Y in µm read as pixels would be: give --calibrated "
+           "--pixel-size" if not calibrated and crowds_top_left(table, (0, h, w)) else ": is it this cell's mask?")
+    return [f"{out} of the {len(table)} events of {name} lie outside the cell of {path} and are left out of its "
+            f"rate{why}"]
+
+
 def rates_files(before: Path, after: Path, n_frames: int, exclude_edges: int = 0,
                 pixel_size_um: Optional[float] = None, frame_interval_s: Optional[float] = None,
                 area_px: Optional[float] = None, masks: Optional[Path] = None,
@@ -302,7 +324,7 @@ def rates_files(before: Path, after: Path, n_frames: int, exclude_edges: int = 0
                          "missing " + ", ".join(k for k, v in given.items() if v is None)
                          + " (without them: events/frame)")
     pairs = pair_tables(before, after, "each cell's tables before and after alike (e.g. before/cell1.csv and "
-                        "after/cell1.csv)")
+                        "after/cell1.csv)", roles=("the tables before the treatment", "those after it"))
     mask_files = _files(masks, (".tif", ".tiff"), "mask") if masks is not None else {}
     frames = n_frames - 2 * exclude_edges
     use_um = pixel_size_um is not None  # (with --frame-interval and an area: checked above)
@@ -318,7 +340,8 @@ def rates_files(before: Path, after: Path, n_frames: int, exclude_edges: int = 0
             t = read_events(path, read_um)
             _past_the_end(path, t, n_frames)
             if mask is not None:
-                warnings += _outside_mask(t, str(path), mask, kpath, movie_option=False)
+                warnings += (_outside_mask(t, str(path), mask, kpath, movie_option=False)
+                             or _outside_cell(t, str(path), mask, kpath, calibrated))
             with warnings_module.catch_warnings():  # beyond the mask: said above, naming the files
                 warnings_module.simplefilter("ignore")
                 tables.append(exclude_events(t, n_frames, exclude_edges, mask))

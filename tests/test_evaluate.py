@@ -241,4 +241,6 @@ def test_units_warnings_and_mismatch() -> None:
     assert "of gt.csv lie outside the movie's 100 x 100 pixels" in w and "leave out --pixel-size" in w
     late = EventTable([10.0], [10.0], [80.0])
     assert "outside the movie's 40 frames" in units_warnings(late, "x.csv", shape)[0]
-    assert units_mismatch(um.select(np.arange(20) < 3), px) is None  # too few events to tell
+    assert units_mismatch(um.select(np.arange(20) < 2), px) is None  # too few events to tell
+    few = um.select(np.arange(20) < 4)  # a short movie's 4 detections in µm: already told
+    assert units_mismatch(few, px) is not None and "all 4 events" in units_warnings(few, "um.csv", shape)[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -323,7 +324,8 @@ def test_evaluate_reads_movies_as_detect_does_and_checks_frames(sim: Path, tmp_p
     frames.mkdir()
     for t, frame in enumerate(movie):
         tifffile.imwrite(frames / f"img_{t:03d}.tif", frame)
-    args = ["evaluate", str(sim / "ground_truth.csv"), str(sim / "ground_truth.csv"), "--json"]
+    shutil.copy(sim / "ground_truth.csv", tmp_path / "cell1_events.csv")  # (the truth as perfect predictions)
+    args = ["evaluate", str(tmp_path / "cell1_events.csv"), str(sim / "ground_truth.csv"), "--json"]
     res = runner.invoke(app, [*args, "--movie", str(frames)])
     assert res.exit_code == 0, (res.output, res.exception)
     truth = read_events(sim / "ground_truth.csv")
@@ -445,7 +447,8 @@ def test_a_mask_smaller_than_the_events_reach_is_named_without_the_movie(sim: Pa
     tifffile.imwrite(small, np.full((32, 32), 255, np.uint8))  # a 64 x 64 movie's events reach beyond it
     n_out = int(((truth.x >= 31.5) | (truth.y >= 31.5)).sum())
     assert n_out > 0
-    res = runner.invoke(app, ["evaluate", str(sim / "ground_truth.csv"), str(sim / "ground_truth.csv"),
+    shutil.copy(sim / "ground_truth.csv", tmp_path / "events.csv")  # (the truth as perfect predictions)
+    res = runner.invoke(app, ["evaluate", str(tmp_path / "events.csv"), str(sim / "ground_truth.csv"),
                               "--mask", str(small)])
     assert res.exit_code == 0, (res.output, res.exception)
     assert f"{n_out} of the {len(truth)} events of {sim / 'ground_truth.csv'} lie outside the mask's 32 x 32" \
@@ -565,3 +568,53 @@ def test_a_truth_folder_for_more_movies_scores_the_predicted_ones(tmp_path: Path
     write_events(t, tmp_path / "pred/cell9_events.csv")  # no truth for it: refused
     res = runner.invoke(app, ["evaluate", str(tmp_path / "pred"), str(tmp_path / "gt")])
     assert res.exit_code == 1 and "no partner for cell9_events.csv" in str(res.exception), res.output
+
+
+def test_rates_say_when_most_events_fall_outside_the_cell(tmp_path: Path) -> None:
+    """A table in µm read as pixels (no --calibrated) lands in the mask's top-left corner, outside the cell: the
+    rate would silently be 0; another cell's mask loses most events too. Both are said; a neighbour's few are not."""
+    from exodf.io import write_tiff
+    from exodf.workflows import rates_files
+
+    rng = np.random.default_rng(1)
+    x, y = rng.uniform(30, 60, 8), rng.uniform(30, 60, 8)
+    mask = np.zeros((64, 64), np.uint8)
+    mask[25:64, 25:64] = 1
+    write_tiff(tmp_path / "mask.tif", mask, axes="YX")
+    for side in ("", "_after"):  # (the same events before and after)
+        write_events(EventTable(x, y, np.full(8, 5.0)), tmp_path / f"px{side}" / "c.csv")
+        write_events(EventTable(x, y, np.full(8, 5.0)), tmp_path / f"um{side}" / "c.csv", pixel_size=0.16)
+    px = rates_files(tmp_path / "px", tmp_path / "px_after", 20, masks=tmp_path / "mask.tif")
+    assert px["warnings"] == [] and px["cells"][0]["before"] == pytest.approx(8 / 20)
+    um = rates_files(tmp_path / "um", tmp_path / "um_after", 20, masks=tmp_path / "mask.tif")
+    assert um["cells"][0]["before"] == 0
+    assert um["warnings"][0] == (f"8 of the 8 events of {tmp_path / 'um' / 'c.csv'} lie outside the cell of "
+                                 f"{tmp_path / 'mask.tif'} and are left out of its rate - all in the frame's top-left "
+                                 "corner, as X/Y in µm read as pixels would be: give --calibrated --pixel-size")
+    ok = rates_files(tmp_path / "um", tmp_path / "um_after", 20, masks=tmp_path / "mask.tif", calibrated=True,
+                     pixel_size_um=0.16)
+    assert ok["warnings"] == [] and ok["cells"][0]["before"] == pytest.approx(8 / 20)
+    other = np.zeros((64, 64), np.uint8)
+    other[:20, :20] = 1  # another cell's mask
+    write_tiff(tmp_path / "other.tif", other, axes="YX")
+    res = rates_files(tmp_path / "px", tmp_path / "px_after", 20, masks=tmp_path / "other.tif")
+    assert res["warnings"][0].endswith("are left out of its rate: is it this cell's mask?")
+    few = EventTable(np.r_[x, 5.0], np.r_[y, 5.0], np.full(9, 5.0))  # one event on a neighbour: nothing said
+    write_events(few, tmp_path / "nb" / "c.csv")
+    assert rates_files(tmp_path / "nb", tmp_path / "px", 20, masks=tmp_path / "mask.tif")["warnings"] == []
+
+
+def test_the_same_table_or_folder_twice_is_refused(tmp_path: Path) -> None:
+    """`evaluate ev.csv ev.csv` scored F1 1.000 and `rates d d` a change of 0: a slip of the shell's history."""
+    write_events(EventTable([10.0, 20.0], [10.0, 20.0], [3.0, 8.0]), tmp_path / "d" / "c1.csv")
+    ev = tmp_path / "d" / "c1.csv"
+    for args, says in (
+            (["evaluate", str(ev), str(ev), "--frames", "40"],
+             f"{ev} and {ev} are the same file: each table would be compared with itself; give the predictions first "
+             "and their ground truth second"),
+            (["evaluate", str(tmp_path / "d"), str(tmp_path / "d" / ".." / "d"), "--frames", "40"],
+             "are the same folder"),
+            (["rates", str(tmp_path / "d"), str(tmp_path / "d"), "--frames", "40"],
+             "give the tables before the treatment first and those after it second")):
+        res = runner.invoke(app, args)
+        assert res.exit_code == 1 and says in str(res.exception), res.output
