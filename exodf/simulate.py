@@ -115,11 +115,11 @@ class SimParams:
             vals = v if isinstance(v, (tuple, list)) else (v,)
             if any(isinstance(a, (int, float)) and not math.isfinite(a) for a in vals):
                 raise ValueError(f"SimParams.{f.name} must be finite, got {v!r}")
-        for name in ("n_frames", "height", "width"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"SimParams.{name} must be >= 1, got {getattr(self, name)}")
         if self.n_frames < 2:
             raise ValueError(f"SimParams.n_frames must be >= 2 (a movie), got {self.n_frames}")
+        for name in ("height", "width"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"SimParams.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("pixel_size_um", "frame_interval_s", "em_gain", "cell_level", "texture_scale",
                      "cell_radius"):
             if not getattr(self, name) > 0:

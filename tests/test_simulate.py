@@ -229,3 +229,18 @@ def test_a_cluster_jobs_own_cgroup_limit_is_found(tmp_path) -> None:
     (job / "memory.max").write_text("3000000\n")
     (job / "memory.current").write_text("1000000\n")
     assert memory_available(root, str(me)) == 2_000_000
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--frames", "0"], "--frames must be >= 2 (a movie), got 0"),  # (said ">= 1", then 1 was refused)
+    (["--frames", "1"], "--frames must be >= 2 (a movie), got 1"),
+    (["--size", "0"], "--size must be >= 1, got 0"),
+    (["--set", "fold=0.5,1"], "--set fold must be >= 1 (F/F0 of a brightening), got (0.5, 1.0)"),
+])
+def test_simulation_parameters_are_named_as_given(tmp_path, args: list[str], says: str) -> None:
+    """The errors named the library's fields (SimParams.n_frames, SimParams.height), not the options."""
+    from clirun import exodf_in_process
+
+    r = exodf_in_process("simulate", tmp_path / "sim", *args, cwd=tmp_path)
+    assert r.returncode == 1 and r.stderr == f"exodf: error: invalid simulation parameters: {says}\n", r.stderr
+    assert not (tmp_path / "sim").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -58,8 +59,11 @@ def make_params(preset: str, overrides: dict[str, Any]) -> Any:
 
     try:
         return make_preset(preset, **overrides)
-    except ValueError as e:
-        raise ExodfError(f"invalid simulation parameters: {e}") from None
+    except ValueError as e:  # "SimParams.n_frames must be ..." -> "--frames must be ...", "--set fold must be ..."
+        options = {"n_frames": "--frames", "height": "--size", "width": "--size",
+                   "frame_interval_s": "--frame-interval"}
+        msg = re.sub(r"\bSimParams\.([a-z_0-9]+)\b", lambda m: options.get(m.group(1), f"--set {m.group(1)}"), str(e))
+        raise ExodfError(f"invalid simulation parameters: {msg}") from None
 
 
 Preset = Annotated[str, typer.Option("--preset", "-p", help="control, control-low, control-high, hela, cd63, "
