@@ -59,6 +59,15 @@ def is_disk_full(e: BaseException) -> bool:
     return e.errno is None and re.search(r"\d+ requested and \d+ written", str(e)) is not None
 
 
+def os_error_text(e: OSError) -> str:
+    """One line for a file that could not be written or read: the file, then the reason and the fix
+    (``"out/m.csv: the disk is full; free some space or write to another folder"``)."""
+    where = f"{e.filename}: " if e.filename else ""
+    if is_disk_full(e):  # (numpy's and tifffile's short writes carry no errno, only "N requested and M written")
+        return f"{where}the disk is full; free some space or write to another folder"
+    return f"{where}{e.strerror or e}; check that path and its permissions"
+
+
 def reserve_space(path: str | os.PathLike[str]) -> None:
     """Allocate the whole of file ``path`` on its disk now, before it is memory-mapped for writing.
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
+from .atomic import os_error_text
 from .errors import ExodfError, pip_install
 from .jobs import DetectRequest, detect_file
 
@@ -55,8 +56,9 @@ def _detect_one(movie: Path, output: Path, request: DetectRequest) -> BatchResul
     with _Warnings() as caught:
         try:
             n_events, n_frames = detect_file(movie, output, request)
-        except ExodfError as e:
-            return BatchResult(movie, output, seconds=time.perf_counter() - t0, error=str(e),
+        except (ExodfError, OSError) as e:  # (a file that cannot be written: named, as exodf detect says it)
+            error = os_error_text(e) if isinstance(e, OSError) else str(e)
+            return BatchResult(movie, output, seconds=time.perf_counter() - t0, error=error,
                                warnings=caught.messages())
         except Exception as e:  # an unexpected failure is still this movie's failure, reported with its type
             return BatchResult(movie, output, seconds=time.perf_counter() - t0, error=f"{type(e).__name__}: {e}",

@@ -278,3 +278,20 @@ def test_a_movies_warnings_come_back_from_its_worker(tmp_path: Path, weights_pat
     tifffile.imwrite(tmp_path / "dark.tif", movie)
     res = _detect_one(tmp_path / "dark.tif", tmp_path / "dark.csv", DetectRequest(weights=weights_path))
     assert res.ok and len(res.warnings) == 1 and "far darker than the others (Slice 8)" in res.warnings[0]
+
+
+def test_a_file_that_cannot_be_written_is_named_as_detect_names_it(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker reported a full disk as "OSError: [Errno 28] No space left on device: '...'", where exodf detect
+    says which file and what to do."""
+    import errno
+
+    from exodf import batch
+    from exodf.jobs import DetectRequest
+
+    def full(movie: Path, output: Path, request: DetectRequest) -> tuple[int, int]:
+        raise OSError(errno.ENOSPC, "No space left on device", str(output))
+
+    monkeypatch.setattr(batch, "detect_file", full)
+    res = batch._detect_one(tmp_path / "m.tif", tmp_path / "m.csv", DetectRequest())
+    assert res.error == f"{tmp_path / 'm.csv'}: the disk is full; free some space or write to another folder"

@@ -110,13 +110,9 @@ def main(*, program: bool = False) -> None:
     except SystemExit:
         raise
     except OSError as e:  # writing where one cannot: permissions, a file or folder in the way, a full disk
-        from ..atomic import is_disk_full
+        from ..atomic import os_error_text
 
-        where = f"{e.filename}: " if e.filename else ""
-        if is_disk_full(e):  # (numpy's and tifffile's short writes carry no errno, only "N requested and M written")
-            _error(f"exodf: error: {where}the disk is full; free some space or write to another folder")
-        else:
-            _error(f"exodf: error: {where}{e.strerror or e}; check that path and its permissions")
+        _error(f"exodf: error: {os_error_text(e)}")
         sys.exit(1)
     except Exception as e:  # click usage errors and the like
         if _is_usage_error(e):
